@@ -1,0 +1,32 @@
+"""cifarlab: learn, run and understand image classification on CIFAR-10.
+
+The Python API mirrors the command line: every `cifarlab COMMAND` is a function here. Heavy modules
+(torch) load on first use, so `import cifarlab` and `cifarlab --help` stay fast.
+"""
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "train": "cifarlab.training",
+    "TrainResult": "cifarlab.training",
+    "TrainConfig": "cifarlab.config",
+    "create_model": "cifarlab.models",
+    "list_models": "cifarlab.models",
+    "register_model": "cifarlab.models",
+    "load_data": "cifarlab.data",
+    "evaluate": "cifarlab.api",
+    "predict": "cifarlab.api",
+    "load_run": "cifarlab.api",
+    "CifarlabError": "cifarlab.errors",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'cifarlab' has no attribute {name!r}")

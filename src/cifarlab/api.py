@@ -1,0 +1,69 @@
+"""Evaluate and predict with a trained run directory (the Python side of `cifarlab evaluate|predict`)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .data import load_data
+from .data.folder import load_rgb_image
+from .errors import CifarlabError
+from .training.device import resolve_device, resolve_precision
+from .training.inference import classification_metrics, predict_logits
+from .training.rundir import load_run_model
+
+
+def load_run(run_dir: str | Path, device: str = "auto") -> tuple[torch.nn.Module, dict[str, Any]]:
+    """A run's model (eval mode, trained weights) and its config.json contents."""
+    return load_run_model(run_dir, resolve_device(device))
+
+
+def evaluate(run_dir: str | Path, data: str | Path | None = None, *, split: str = "test", device: str = "auto",
+             precision: str = "auto", batch_size: int = 1000) -> dict[str, Any]:
+    """Accuracy, loss and top-3 accuracy of a run's model on the test split (or `split="val"`)."""
+    if split not in ("test", "val"):
+        raise CifarlabError(f"unknown split {split!r}; choose test or val")
+    dev = resolve_device(device)
+    model, info = load_run_model(run_dir, dev)
+    cfg = info["config"]
+    dataset = load_data(data if data is not None else cfg.get("data"))
+    if dataset.classes != info["classes"]:
+        raise CifarlabError(f"the data's classes {dataset.classes} differ from the run's {info['classes']}")
+    if split == "test":
+        images, labels = dataset.test.images, dataset.test.labels
+    else:
+        from .data import split_train_val
+
+        _, val = split_train_val(dataset.train, cfg.get("val_size"), cfg.get("seed", 0))
+        if val is None:
+            raise CifarlabError(f"{run_dir} was trained without a validation split (--val-size 0)")
+        images, labels = val.images, val.labels
+    prec = resolve_precision(precision, dev)
+    start = time.perf_counter()
+    logits = predict_logits(model, images, device=dev, precision=prec, batch_size=batch_size)
+    seconds = time.perf_counter() - start
+    return {"run_dir": str(run_dir), "split": split, "images": len(labels), **classification_metrics(logits, labels),
+            "images_per_second": len(labels) / seconds, "precision": prec, "device": str(dev)}
+
+
+def predict(run_dir: str | Path, images: list[str | Path], *, top_k: int = 3, device: str = "auto") -> list[dict]:
+    """Top-k classes for image files of any size or mode (converted to RGB and resized to 32x32)."""
+    if top_k < 1:
+        raise CifarlabError(f"--top-k must be >= 1, got {top_k}")
+    for path in images:
+        if not Path(path).is_file():
+            raise CifarlabError(f"image not found: {path}")
+    dev = resolve_device(device)
+    model, info = load_run_model(run_dir, dev)
+    batch = np.stack([load_rgb_image(p)[0] for p in images])
+    logits = predict_logits(model, batch, device=dev, precision="fp32")
+    probs = logits.softmax(dim=1)
+    k = min(top_k, probs.shape[1])
+    top = probs.topk(k, dim=1)
+    classes = info["classes"]
+    return [{"image": str(path),
+             "predictions": [{"class": classes[c], "probability": float(p)} for p, c in zip(pv.tolist(), ci.tolist())]}
+            for path, pv, ci in zip(images, top.values, top.indices)]

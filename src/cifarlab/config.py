@@ -1,0 +1,111 @@
+"""The training configuration: one typed dataclass. Unset fields take the model's default recipe; a
+YAML file may set any field, and command-line flags override it. The resolved config is saved in every
+run directory, so a run can be repeated exactly."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import CifarlabError
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("constant", "cosine", "step", "onecycle")
+RECIPE_FIELDS = ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "momentum", "nesterov", "schedule",
+                 "warmup_epochs", "label_smoothing")
+
+
+@dataclass
+class TrainConfig:
+    model: str = "baseline"
+    # Recipe fields: None means "the model's default" (see `cifarlab models --recipes`).
+    epochs: int | None = None
+    batch_size: int | None = None
+    optimizer: str | None = None
+    lr: float | None = None
+    weight_decay: float | None = None
+    momentum: float | None = None
+    nesterov: bool | None = None
+    schedule: str | None = None
+    warmup_epochs: float | None = None
+    label_smoothing: float | None = None
+    # Data
+    data: str | None = None
+    train_size: int | None = None  # a stratified subset of the training split, for quick experiments
+    val_size: int | None = None  # carved from train; None: 5,000 (10% of smaller datasets); 0: no validation
+    # Execution
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    channels_last: bool = True
+    eval_batch_size: int = 1000
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    out: str | None = None
+
+    def resolved(self) -> TrainConfig:
+        """A copy with every recipe field filled from the model's recipe, validated."""
+        from .models import get_recipe
+
+        recipe = get_recipe(self.model).as_dict()
+        values = {name: recipe[name] if getattr(self, name) is None else getattr(self, name)
+                  for name in RECIPE_FIELDS}
+        cfg = dataclasses.replace(self, **values)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        _check_choice("--optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("--schedule", self.schedule, SCHEDULES)
+        _check_positive("--epochs", self.epochs)
+        _check_positive("--batch-size", self.batch_size)
+        _check_positive("--eval-batch-size", self.eval_batch_size)
+        if self.lr is not None and not self.lr > 0:
+            raise CifarlabError(f"--lr must be > 0, got {self.lr}")
+        if self.weight_decay is not None and self.weight_decay < 0:
+            raise CifarlabError(f"--weight-decay must be >= 0, got {self.weight_decay}")
+        if self.label_smoothing is not None and not 0 <= self.label_smoothing < 1:
+            raise CifarlabError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.train_size is not None and self.train_size <= 0:
+            raise CifarlabError(f"--train-size must be > 0, got {self.train_size}")
+        if self.val_size is not None and self.val_size < 0:
+            raise CifarlabError(f"--val-size must be >= 0, got {self.val_size}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise CifarlabError(f"{source}: unknown setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+        return cls(**values)
+
+
+def load_yaml_config(path: str | Path) -> dict[str, Any]:
+    """Read a YAML file of TrainConfig fields (dashes or underscores), for `--config FILE`."""
+    path = Path(path)
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise CifarlabError(f"config file not found: {path}") from None
+    except (OSError, yaml.YAMLError) as e:
+        raise CifarlabError(f"cannot read config file {path}: {str(e).splitlines()[0]}") from None
+    if not isinstance(values, dict):
+        raise CifarlabError(f"config file {path} must hold a mapping of settings, not {type(values).__name__}")
+    values = {str(k).replace("-", "_"): v for k, v in values.items()}
+    TrainConfig.from_dict(values, source=str(path))  # reject unknown keys early, naming the file
+    return values
+
+
+def _check_choice(flag: str, value: str | None, choices: tuple[str, ...]) -> None:
+    if value is not None and value not in choices:
+        raise CifarlabError(f"unknown {flag} {value!r}; choose one of: {', '.join(choices)}")
+
+
+def _check_positive(flag: str, value: int | None) -> None:
+    if value is not None and value <= 0:
+        raise CifarlabError(f"{flag} must be > 0, got {value}")

@@ -1,0 +1,60 @@
+"""The in-memory batch loader: the whole split lives on the training device as one uint8 tensor, and a
+batch is one gather, one cast and one normalization, with no per-image Python (after airbench)."""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+
+BatchTransform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
+class DeviceLoader:
+    """Iterate (images, labels) batches; images are normalized float NCHW in channels_last memory.
+
+    The shuffle order of epoch `e` depends only on (seed, e), so a resumed run sees the same batches.
+    `augment`, if given, receives a uint8 NCHW batch and a generator and returns a uint8 batch.
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, *, batch_size: int, device: torch.device,
+                 mean: tuple[float, ...], std: tuple[float, ...], shuffle: bool = False, drop_last: bool = False,
+                 seed: int = 0, augment: BatchTransform | None = None, channels_last: bool = True):
+        # (N, H, W, C) uint8 viewed as NCHW: the same memory, already channels_last.
+        self.images = torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2)
+        self.labels = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device)
+        self.batch_size, self.device = batch_size, device
+        self.shuffle, self.drop_last, self.seed, self.augment = shuffle, drop_last, seed, augment
+        self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1) * 255
+        self.std = torch.tensor(std, device=device).view(1, -1, 1, 1) * 255
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        n = len(self.labels)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    @property
+    def num_images(self) -> int:
+        return len(self) * self.batch_size if self.drop_last else len(self.labels)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def normalize(self, batch_uint8: torch.Tensor) -> torch.Tensor:
+        return (batch_uint8.float() - self.mean) / self.std
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.labels)
+        gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        order = torch.randperm(n, generator=gen).to(self.device) if self.shuffle else None
+        for b in range(len(self)):
+            lo, hi = b * self.batch_size, min((b + 1) * self.batch_size, n)
+            if order is None:
+                x, y = self.images[lo:hi], self.labels[lo:hi]
+            else:
+                idx = order[lo:hi]
+                x, y = self.images[idx], self.labels[idx]
+            if self.augment is not None:
+                x = self.augment(x, gen)
+            yield self.normalize(x).contiguous(memory_format=self.memory_format), y

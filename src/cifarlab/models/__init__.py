@@ -1,0 +1,23 @@
+"""Model registry and zoo. Importing this package registers every built-in model."""
+# Import order is list_models() order: baseline first, then the zoo by year.
+# isort: off
+from . import baseline  # noqa: F401  (registers the model)
+from . import vgg, googlenet, resnet_cifar, preact_resnet, wide_resnet, densenet  # noqa: F401
+from . import mobilenetv2, resnet9, vit, external  # noqa: F401
+# isort: on
+from ._base import CifarModel
+from ._registry import (
+    Recipe,
+    create_model,
+    get_model_entry,
+    get_recipe,
+    is_model,
+    list_models,
+    register_model,
+    register_prefix,
+)
+
+__all__ = [
+    "CifarModel", "Recipe", "create_model", "get_model_entry", "get_recipe", "is_model", "list_models",
+    "register_model", "register_prefix",
+]

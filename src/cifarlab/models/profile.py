@@ -1,0 +1,35 @@
+"""Model facts for choosing and teaching: parameters, forward FLOPs per image, description, recipe.
+
+FLOPs are counted by `torch.utils.flop_counter.FlopCounterMode` on one 3×32×32 image (eval mode, no
+grad): convolutions and matrix products only, a multiply-add counted as 2 FLOPs. Papers often quote
+multiply-adds ("MACs") as FLOPs, which are half of these numbers; BN, activations and pooling are not
+counted. Nothing is cached.
+"""
+from __future__ import annotations
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from ._registry import create_model, get_model_entry, list_models
+
+
+def describe_model(name: str, **kwargs) -> dict:
+    """{name, params, mflops, description, recipe} of model `name` built with `kwargs`."""
+    entry = get_model_entry(name)
+    model = create_model(name, **kwargs).eval()
+    params = sum(p.numel() for p in model.parameters())
+    input_size = tuple(getattr(model, "default_cfg", {}).get("input_size", (3, 32, 32)))
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, *input_size))
+    return {
+        "name": name,
+        "params": int(params),
+        "mflops": round(counter.get_total_flops() / 1e6, 2),
+        "description": entry.description,
+        "recipe": entry.recipe.as_dict(),
+    }
+
+
+def describe_models(names: list[str] | None = None) -> list[dict]:
+    """describe_model for each name (default: every registered model, in registration order)."""
+    return [describe_model(n) for n in (list_models() if names is None else names)]

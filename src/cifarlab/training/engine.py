@@ -1,0 +1,258 @@
+"""The training engine: one loop, readable top to bottom (after nanoGPT and airbench).
+
+    train(cfg) -> TrainResult
+      1. resolve the config, the device and the precision
+      2. data: load (cached), carve the validation split, optionally subset, put it on the device
+      3. model, optimizer, schedule; when resuming, the last checkpoint
+      4. epochs: train, validate, checkpoint, log
+      5. the end: test once, write the final weights and summary.json
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import shlex
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .._io import append_jsonl, write_json_atomic, write_text_atomic
+from ..config import TrainConfig
+from ..data import load_data, split_train_val, stratified_subset
+from ..data.loader import DeviceLoader
+from ..errors import CifarlabError
+from ..models import create_model
+from . import rundir
+from .device import autocast, resolve_device, resolve_precision
+from .inference import classification_metrics, predict_logits, preprocessing
+from .optim import build_optimizer, build_scheduler
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    summary: dict[str, Any]
+    history: list[dict[str, Any]]
+    model: nn.Module
+
+
+def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, overwrite: bool = False,
+          verbose: bool = True, command: str | None = None, **overrides: Any) -> TrainResult:
+    """Train a model and return its run directory, summary and history.
+
+    `cifarlab.train(model="baseline", epochs=2, data="path/to/cifar10")` in a notebook does what
+    `cifarlab train --model baseline --epochs 2 --data path/to/cifar10` does in a terminal.
+    `resume=RUN_DIR` continues an interrupted run from its last checkpoint (only `epochs` may change).
+    """
+    log = print if verbose else (lambda *a, **k: None)
+    command = command or shlex.join(sys.argv)
+
+    # 1. Config, device, precision. Every user error surfaces here, before anything is written.
+    if resume is not None:
+        run_dir = Path(resume)
+        info = rundir.read_run_config(run_dir)
+        cfg = TrainConfig.from_dict(info["config"], source=str(run_dir / rundir.CONFIG))
+        extra = {k: v for k, v in overrides.items() if v is not None and k not in ("epochs", "out")}
+        if extra:
+            raise CifarlabError(f"--resume continues {run_dir} with its saved config; only --epochs may change "
+                                f"(got {', '.join(sorted(extra))})")
+        if overrides.get("epochs"):
+            cfg = dataclasses.replace(cfg, epochs=overrides["epochs"])
+        cfg = cfg.resolved()
+    else:
+        cfg = dataclasses.replace(cfg or TrainConfig(), **{k: v for k, v in overrides.items() if v is not None})
+        cfg = cfg.resolved()
+        run_dir = Path(cfg.out) if cfg.out else _default_run_dir(cfg.model)
+        cfg = dataclasses.replace(cfg, out=str(run_dir))
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    _seed_everything(cfg.seed)
+
+    # 2. Data: decoded once and cached; the test split is only touched at the very end.
+    data = load_data(cfg.data, progress=verbose)
+    classes = data.classes
+    fit_set, val_set = split_train_val(data.train, cfg.val_size, cfg.seed)
+    if cfg.train_size:
+        fit_set = stratified_subset(fit_set, cfg.train_size, cfg.seed)
+
+    # 3. Model, optimizer, schedule.
+    model = create_model(cfg.model, num_classes=len(classes), **cfg.model_kwargs)
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model = model.to(device=device, memory_format=memory_format)
+    mean, std = preprocessing(model)
+    drop_last = len(fit_set) > cfg.batch_size  # a tiny final batch makes batch norm noisy
+    loader = DeviceLoader(fit_set.images, fit_set.labels, batch_size=cfg.batch_size, device=device, mean=mean,
+                          std=std, shuffle=True, drop_last=drop_last, seed=cfg.seed, channels_last=cfg.channels_last)
+    optimizer = build_optimizer(model, cfg)
+    scheduler = build_scheduler(optimizer, cfg, steps_per_epoch=len(loader))
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    params = sum(p.numel() for p in model.parameters())
+
+    start_epoch, history, train_seconds = 0, [], 0.0
+    if resume is not None:
+        start_epoch, history, train_seconds = _restore(run_dir, model, optimizer, scheduler, scaler)
+        if start_epoch >= cfg.epochs and (run_dir / rundir.SUMMARY).exists():
+            log(f"{run_dir} is already complete ({start_epoch} epochs); pass --epochs N to train longer")
+    else:
+        rundir.prepare_run_dir(run_dir, overwrite=overwrite)
+    rundir.write_run_config(run_dir, cfg, classes, data.source, command)
+    _rewrite_metrics(run_dir, history)  # drops lines of an epoch whose checkpoint never landed
+    log(f"run {run_dir}: {cfg.model} ({params:,} params), {len(fit_set):,} train / "
+        f"{len(val_set) if val_set else 0:,} val images, {cfg.epochs} epochs, batch {cfg.batch_size}, "
+        f"{cfg.optimizer} lr {cfg.lr:g}, {device.type} {precision}")
+
+    # 4. The epochs.
+    wall_start = time.perf_counter()
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            loader.set_epoch(epoch)
+            model.train()
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), device=device, dtype=torch.long)
+            seen = 0
+            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, unit="batch",
+                       disable=None if verbose else True, dynamic_ncols=True, mininterval=0.5)
+            epoch_start = time.perf_counter()
+            for step, (x, y) in enumerate(bar):
+                with autocast(device, precision):
+                    logits = model(x)
+                    loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                loss_sum += loss.detach() * len(y)
+                correct += (logits.argmax(1) == y).sum()
+                seen += len(y)
+                if step % 25 == 0 and not bar.disable:
+                    rate = seen / max(1e-9, time.perf_counter() - epoch_start)
+                    bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}",
+                                    img_s=f"{rate:,.0f}")
+            epoch_seconds = time.perf_counter() - epoch_start
+            train_seconds += epoch_seconds
+            train_loss = loss_sum.item() / seen
+            if not math.isfinite(train_loss):
+                raise CifarlabError(f"training diverged at epoch {epoch + 1} (loss {train_loss}); lower --lr")
+
+            record = {"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": correct.item() / seen,
+                      "lr": optimizer.param_groups[0]["lr"], "epoch_seconds": epoch_seconds,
+                      "images_per_second": seen / epoch_seconds}
+            if val_set is not None:
+                val = classification_metrics(_logits(model, val_set.images, device, precision, cfg), val_set.labels)
+                record.update({f"val_{k}": v for k, v in val.items()})
+            history.append(record)
+            rundir.save_checkpoint(run_dir, epoch + 1, model, {
+                "epoch": epoch + 1, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(), "rng": _rng_state(), "history": history,
+                "train_seconds": train_seconds}, _weights_metadata(cfg, classes, mean, std, epoch + 1))
+            append_jsonl(run_dir / rundir.METRICS, record)
+            log(_epoch_line(record, cfg.epochs))
+    except KeyboardInterrupt:
+        log(f"\ninterrupted; continue with: cifarlab train --resume {run_dir}")
+        raise
+    except BaseException:
+        if not history and resume is None:
+            shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping: leave no half-made run behind
+        raise
+
+    # 5. The end: the test split, once; final weights; summary.
+    eval_start = time.perf_counter()
+    test = classification_metrics(_logits(model, data.test.images, device, precision, cfg), data.test.labels)
+    eval_seconds = time.perf_counter() - eval_start
+    rundir.save_weights(run_dir / rundir.WEIGHTS, model, _weights_metadata(cfg, classes, mean, std, cfg.epochs))
+    last = history[-1] if history else {}
+    images_trained = sum(h["images_per_second"] * h["epoch_seconds"] for h in history)
+    summary = {
+        "model": cfg.model, "epochs": cfg.epochs, "params": params,
+        "test_accuracy": test["accuracy"], "test_loss": test["loss"], "test_top3_accuracy": test.get("top3_accuracy"),
+        "val_accuracy": last.get("val_accuracy"), "val_loss": last.get("val_loss"),
+        "train_accuracy": last.get("train_accuracy"), "train_loss": last.get("train_loss"),
+        "train_seconds": train_seconds, "wall_seconds": time.perf_counter() - wall_start,
+        "images_per_second": images_trained / train_seconds if train_seconds else None,
+        "inference_images_per_second": len(data.test) / eval_seconds,
+        "train_images": len(fit_set), "val_images": len(val_set) if val_set else 0, "test_images": len(data.test),
+        "batch_size": cfg.batch_size, "optimizer": cfg.optimizer, "lr": cfg.lr, "seed": cfg.seed,
+        "device": str(device), "precision": precision, "classes": classes, "data_source": data.source,
+        "run_dir": str(run_dir), "command": command, "versions": rundir.versions(),
+    }
+    write_json_atomic(run_dir / rundir.SUMMARY, summary)
+    write_text_atomic(run_dir / "command.txt", command + "\n")
+    log(f"test accuracy {test['accuracy']:.4f} (loss {test['loss']:.4f}) after {cfg.epochs} epochs, "
+        f"{train_seconds:.1f} s of training; run directory: {run_dir}")
+    return TrainResult(run_dir, summary, history, model)
+
+
+def _logits(model: nn.Module, images: np.ndarray, device, precision: str, cfg: TrainConfig) -> torch.Tensor:
+    return predict_logits(model, images, device=device, precision=precision, batch_size=cfg.eval_batch_size,
+                          channels_last=cfg.channels_last)
+
+
+def _restore(run_dir: Path, model, optimizer, scheduler, scaler) -> tuple[int, list[dict], float]:
+    ckpt = rundir.latest_checkpoint(run_dir)
+    if ckpt is None:
+        raise CifarlabError(f"nothing to resume in {run_dir}: no completed epoch checkpoint")
+    rundir.load_weights_into(model, ckpt / rundir.WEIGHTS)
+    state = rundir.load_checkpoint_state(ckpt)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    _set_rng_state(state["rng"])
+    return state["epoch"], state["history"], state["train_seconds"]
+
+
+def _rewrite_metrics(run_dir: Path, history: list[dict]) -> None:
+    write_text_atomic(run_dir / rundir.METRICS, "".join(_json_line(h) for h in history))
+
+
+def _json_line(record: dict) -> str:
+    import json
+
+    return json.dumps(record) + "\n"
+
+
+def _weights_metadata(cfg: TrainConfig, classes, mean, std, epoch: int) -> dict[str, Any]:
+    return {"model": cfg.model, "classes": classes, "mean": mean, "std": std, "epoch": epoch,
+            "model_kwargs": cfg.model_kwargs}
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _default_run_dir(model: str) -> Path:
+    return Path("runs") / f"{model.replace(':', '-')}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def _epoch_line(r: dict, epochs: int) -> str:
+    val = f"  val loss {r['val_loss']:.4f} acc {r['val_accuracy']:.4f}" if "val_accuracy" in r else ""
+    return (f"epoch {r['epoch']}/{epochs}  train loss {r['train_loss']:.4f} acc {r['train_accuracy']:.4f}{val}"
+            f"  {r['epoch_seconds']:.1f} s ({r['images_per_second']:,.0f} img/s)")
