@@ -36,6 +36,7 @@ class TrainConfig:
     data: str | None = None
     train_size: int | None = None  # a stratified subset of the training split, for quick experiments
     val_size: int | None = None  # carved from train; None: 5,000 (10% of smaller datasets); 0: no validation
+    budget_minutes: float | None = None  # stop after this much training time; the schedule follows the clock
     # Execution
     seed: int = 0
     device: str = "auto"
@@ -70,6 +71,8 @@ class TrainConfig:
             raise CifarlabError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.train_size is not None and self.train_size <= 0:
             raise CifarlabError(f"--train-size must be > 0, got {self.train_size}")
+        if self.budget_minutes is not None and not self.budget_minutes > 0:
+            raise CifarlabError(f"--budget-minutes must be > 0, got {self.budget_minutes}")
         if self.val_size is not None and self.val_size < 0:
             raise CifarlabError(f"--val-size must be >= 0, got {self.val_size}")
 

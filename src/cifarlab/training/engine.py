@@ -36,7 +36,7 @@ from ..models import create_model
 from . import rundir
 from .device import autocast, resolve_device, resolve_precision
 from .inference import classification_metrics, predict_logits, preprocessing
-from .optim import build_optimizer, build_scheduler
+from .optim import build_optimizer, lr_factor, set_lr
 
 
 @dataclass
@@ -95,13 +95,15 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
     loader = DeviceLoader(fit_set.images, fit_set.labels, batch_size=cfg.batch_size, device=device, mean=mean,
                           std=std, shuffle=True, drop_last=drop_last, seed=cfg.seed, channels_last=cfg.channels_last)
     optimizer = build_optimizer(model, cfg)
-    scheduler = build_scheduler(optimizer, cfg, steps_per_epoch=len(loader))
+    total_steps = cfg.epochs * len(loader)
+    budget_seconds = cfg.budget_minutes * 60 if cfg.budget_minutes else None
+    warmup = cfg.warmup_epochs / cfg.epochs
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     params = sum(p.numel() for p in model.parameters())
 
-    start_epoch, history, train_seconds = 0, [], 0.0
+    start_epoch, step, history, train_seconds = 0, 0, [], 0.0
     if resume is not None:
-        start_epoch, history, train_seconds = _restore(run_dir, model, optimizer, scheduler, scaler)
+        start_epoch, step, history, train_seconds = _restore(run_dir, model, optimizer, scaler)
         if start_epoch >= cfg.epochs and (run_dir / rundir.SUMMARY).exists():
             log(f"{run_dir} is already complete ({start_epoch} epochs); pass --epochs N to train longer")
     else:
@@ -114,8 +116,11 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
 
     # 4. The epochs.
     wall_start = time.perf_counter()
+    out_of_time = False
     try:
         for epoch in range(start_epoch, cfg.epochs):
+            if out_of_time:
+                break
             loader.set_epoch(epoch)
             model.train()
             loss_sum = torch.zeros((), device=device)
@@ -124,7 +129,14 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
             bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, unit="batch",
                        disable=None if verbose else True, dynamic_ncols=True, mininterval=0.5)
             epoch_start = time.perf_counter()
-            for step, (x, y) in enumerate(bar):
+            for batch_index, (x, y) in enumerate(bar):
+                # Progress is the share of steps done, or of the time budget spent, whichever is larger.
+                elapsed = train_seconds + time.perf_counter() - epoch_start
+                progress = max(step / total_steps, elapsed / budget_seconds if budget_seconds else 0.0)
+                if progress >= 1.0:
+                    out_of_time = True
+                    break
+                set_lr(optimizer, lr_factor(progress, cfg.schedule, warmup))
                 with autocast(device, precision):
                     logits = model(x)
                     loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
@@ -132,21 +144,24 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
-                scheduler.step()
+                step += 1
                 loss_sum += loss.detach() * len(y)
                 correct += (logits.argmax(1) == y).sum()
                 seen += len(y)
-                if step % 25 == 0 and not bar.disable:
+                if batch_index % 25 == 0 and not bar.disable:
                     rate = seen / max(1e-9, time.perf_counter() - epoch_start)
                     bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}",
                                     img_s=f"{rate:,.0f}")
             epoch_seconds = time.perf_counter() - epoch_start
             train_seconds += epoch_seconds
+            if seen == 0:
+                break
             train_loss = loss_sum.item() / seen
             if not math.isfinite(train_loss):
                 raise CifarlabError(f"training diverged at epoch {epoch + 1} (loss {train_loss}); lower --lr")
 
-            record = {"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": correct.item() / seen,
+            record = {"epoch": epoch + seen / loader.num_images if out_of_time else epoch + 1,
+                      "train_loss": train_loss, "train_accuracy": correct.item() / seen,
                       "lr": optimizer.param_groups[0]["lr"], "epoch_seconds": epoch_seconds,
                       "images_per_second": seen / epoch_seconds}
             if val_set is not None:
@@ -154,8 +169,8 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
                 record.update({f"val_{k}": v for k, v in val.items()})
             history.append(record)
             rundir.save_checkpoint(run_dir, epoch + 1, model, {
-                "epoch": epoch + 1, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(), "rng": _rng_state(), "history": history,
+                "epoch": epoch + 1, "step": step, "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                "rng": _rng_state(), "history": history,
                 "train_seconds": train_seconds}, _weights_metadata(cfg, classes, mean, std, epoch + 1))
             append_jsonl(run_dir / rundir.METRICS, record)
             log(_epoch_line(record, cfg.epochs))
@@ -175,7 +190,7 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
     last = history[-1] if history else {}
     images_trained = sum(h["images_per_second"] * h["epoch_seconds"] for h in history)
     summary = {
-        "model": cfg.model, "epochs": cfg.epochs, "params": params,
+        "model": cfg.model, "epochs": cfg.epochs, "epochs_completed": last.get("epoch", 0), "params": params,
         "test_accuracy": test["accuracy"], "test_loss": test["loss"], "test_top3_accuracy": test.get("top3_accuracy"),
         "val_accuracy": last.get("val_accuracy"), "val_loss": last.get("val_loss"),
         "train_accuracy": last.get("train_accuracy"), "train_loss": last.get("train_loss"),
@@ -199,17 +214,16 @@ def _logits(model: nn.Module, images: np.ndarray, device, precision: str, cfg: T
                           channels_last=cfg.channels_last)
 
 
-def _restore(run_dir: Path, model, optimizer, scheduler, scaler) -> tuple[int, list[dict], float]:
+def _restore(run_dir: Path, model, optimizer, scaler) -> tuple[int, int, list[dict], float]:
     ckpt = rundir.latest_checkpoint(run_dir)
     if ckpt is None:
         raise CifarlabError(f"nothing to resume in {run_dir}: no completed epoch checkpoint")
     rundir.load_weights_into(model, ckpt / rundir.WEIGHTS)
     state = rundir.load_checkpoint_state(ckpt)
     optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
     scaler.load_state_dict(state["scaler"])
     _set_rng_state(state["rng"])
-    return state["epoch"], state["history"], state["train_seconds"]
+    return state["epoch"], state["step"], state["history"], state["train_seconds"]
 
 
 def _rewrite_metrics(run_dir: Path, history: list[dict]) -> None:

@@ -1,5 +1,6 @@
-"""Optimizers and learning-rate schedules. A schedule is a plain function of the step, so it is easy to
-read, plot and resume (LambdaLR keeps the step in the checkpoint)."""
+"""Optimizers and learning-rate schedules. The schedule is a plain function of training progress
+(0 → 1), like nanoGPT's get_lr(it): progress is the fraction of steps done, or of the wall-clock budget
+spent when one is set, so a time-budgeted run still anneals to the end."""
 from __future__ import annotations
 
 import math
@@ -14,7 +15,8 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     # No weight decay on biases and norm scales: decaying them only hurts (Goyal et al. 2017).
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay, "base_lr": cfg.lr},
+              {"params": no_decay, "weight_decay": 0.0, "base_lr": cfg.lr}]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
     if cfg.optimizer == "adam":
@@ -22,24 +24,22 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     return torch.optim.AdamW(groups, lr=cfg.lr)
 
 
-def lr_factor(step: int, total_steps: int, schedule: str, warmup_steps: int = 0) -> float:
-    """The multiplier of the base learning rate at `step` (0-based) out of `total_steps`."""
-    if warmup_steps and step < warmup_steps:
-        return (step + 1) / warmup_steps
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+def lr_factor(progress: float, schedule: str, warmup: float = 0.0) -> float:
+    """The multiplier of the base learning rate at `progress` in [0, 1]; `warmup` is a fraction too."""
+    if warmup > 0 and progress < warmup:
+        return max(progress / warmup, 1e-3)
+    p = min(1.0, (progress - warmup) / max(1e-9, 1 - warmup))
     if schedule == "constant":
         return 1.0
     if schedule == "cosine":
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        return 0.5 * (1 + math.cos(math.pi * p))
     if schedule == "step":  # divide by 10 at 50% and 75% of training
-        return 0.1 ** ((progress >= 0.5) + (progress >= 0.75))
+        return 0.1 ** ((p >= 0.5) + (p >= 0.75))
     if schedule == "onecycle":  # linear up to the peak at 25%, then linearly down to zero
-        return progress / 0.25 if progress < 0.25 else max(0.0, (1 - progress) / 0.75)
+        return max(p / 0.25, 1e-3) if p < 0.25 else max(0.0, (1 - p) / 0.75)
     raise ValueError(f"unknown schedule {schedule!r}")
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
-    total = cfg.epochs * steps_per_epoch
-    warmup = round(cfg.warmup_epochs * steps_per_epoch)
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, total, cfg.schedule, warmup))
+def set_lr(optimizer: torch.optim.Optimizer, factor: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = group["base_lr"] * factor

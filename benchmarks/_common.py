@@ -1,0 +1,43 @@
+"""Shared by the benchmark scripts: the reference workload (to state times as a multiple of it) and a
+small markdown-table helper. Benchmarks run cifarlab through its CLI, in fresh processes, like a user."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+REFERENCE = SHARED / "bench" / "reference_workload.py"
+
+
+def reference_seconds() -> float:
+    """Run ../shared/bench/reference_workload.py and return its calib_seconds."""
+    out = subprocess.run([sys.executable, str(REFERENCE)], capture_output=True, text=True, check=True).stdout
+    return float(re.search(r"calib_seconds=([0-9.]+)", out).group(1))
+
+
+def run_cli(args: list[str], env: dict | None = None, timeout: float = 3600) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "cifarlab", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+    return proc
+
+
+def read_summary(run_dir: Path) -> dict:
+    return json.loads((Path(run_dir) / "summary.json").read_text())
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def markdown_table(headers: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)

@@ -1,0 +1,131 @@
+"""`cifarlab compare`: train several models on the same data and split, and put them side by side —
+accuracy against training time, parameters and FLOPs, with learning curves — in a table and plots.
+
+    DIR/compare.csv, DIR/compare.md      one row per model (mean ± std over seeds)
+    DIR/accuracy_vs_time.png, DIR/accuracy_vs_params.png, DIR/learning_curves.png
+    DIR/runs/MODEL-seedS/                each model's own run directory
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from .._io import write_json_atomic, write_text_atomic
+from ..config import RECIPE_FIELDS, TrainConfig
+from ..errors import CifarlabError
+from ..models import Recipe, get_model_entry
+from .grid import RunOutcome, format_mean_std, markdown_table, mean_std, run_one
+
+COLUMNS = ["model", "params", "mflops", "train_seconds", "train_images_per_second", "inference_images_per_second",
+           "val_accuracy", "test_accuracy", "epochs", "seeds", "error"]
+
+
+def compare(models: list[str], out: str | Path, *, seeds: list[int] | None = None, same_recipe: bool = False,
+            budget_minutes: float | None = None, base: TrainConfig | None = None,
+            verbose: bool = True) -> list[dict[str, Any]]:
+    """Train each model (per seed) and write the comparison into `out`; returns the table rows.
+
+    Each model trains with its own default recipe; `same_recipe=True` gives every model one shared
+    recipe instead (the settings of `base`, the rest from `Recipe()`: SGD 0.1, batch 128, cosine).
+    """
+    log = print if verbose else (lambda *a, **k: None)
+    if not models:
+        raise CifarlabError("--models needs at least one model name")
+    for name in models:
+        get_model_entry(name)  # an unknown name fails here, before any training
+    seeds = seeds or [0]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    base = base or TrainConfig()
+    if budget_minutes:
+        base = dataclasses.replace(base, budget_minutes=budget_minutes)
+
+    from ..models.profile import describe_model
+
+    rows, outcomes = [], {}
+    for name in models:
+        cfg = dataclasses.replace(base, model=name)
+        if same_recipe:
+            shared = Recipe().as_dict()
+            cfg = dataclasses.replace(cfg, **{k: getattr(base, k) if getattr(base, k) is not None else shared[k]
+                                              for k in RECIPE_FIELDS})
+        runs = [run_one(name, dataclasses.replace(cfg, seed=s), out / "runs" / f"{name.replace(':', '-')}-seed{s}",
+                        log) for s in seeds]
+        outcomes[name] = runs
+        facts = _model_facts(describe_model, name, cfg)
+        rows.append(_row(name, facts, runs))
+        _write_outputs(out, rows, outcomes)  # after every model, so a long compare shows progress
+    log(f"comparison written to {out}/compare.md")
+    return rows
+
+
+def _model_facts(describe_model, name: str, cfg: TrainConfig) -> dict[str, Any]:
+    try:
+        return describe_model(name, **cfg.model_kwargs)
+    except Exception as e:  # noqa: BLE001 - the training error, if any, is the one to report
+        return {"params": None, "mflops": None, "error": str(e)}
+
+
+def _row(name: str, facts: dict[str, Any], runs: list[RunOutcome]) -> dict[str, Any]:
+    ok = [r for r in runs if r.summary]
+    errors = sorted({r.error for r in runs if r.error})
+
+    def values(key: str) -> list[float]:
+        return [r.summary[key] for r in ok if r.summary.get(key) is not None]
+
+    return {
+        "model": name, "params": facts.get("params"), "mflops": facts.get("mflops"),
+        "train_seconds": values("train_seconds"), "train_images_per_second": values("images_per_second"),
+        "inference_images_per_second": values("inference_images_per_second"),
+        "val_accuracy": values("val_accuracy"), "test_accuracy": values("test_accuracy"),
+        "epochs": values("epochs_completed") or values("epochs"), "seeds": [r.seed for r in ok],
+        "error": "; ".join(errors) if errors else "",
+    }
+
+
+def _write_outputs(out: Path, rows: list[dict[str, Any]], outcomes: dict[str, list[RunOutcome]]) -> None:
+    write_json_atomic(out / "compare.json", rows)
+    _write_csv(out / "compare.csv", rows)
+    write_text_atomic(out / "compare.md", _markdown(rows))
+    from .plots import plot_accuracy_vs, plot_learning_curves
+
+    plot_accuracy_vs(rows, "train_seconds", "training time (s)", out / "accuracy_vs_time.png")
+    plot_accuracy_vs(rows, "params", "parameters", out / "accuracy_vs_params.png", log_x=True)
+    plot_learning_curves(outcomes, out / "learning_curves.png")
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    from .._io import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(COLUMNS[:3] + [f"{c}{suffix}" for c in COLUMNS[3:8] for suffix in ("_mean", "_std")]
+                        + ["epochs", "seeds", "error"])
+        for r in rows:
+            stats = [v for c in COLUMNS[3:8] for v in mean_std(r[c])]
+            writer.writerow([r["model"], r["params"], r["mflops"], *stats,
+                             mean_std(r["epochs"])[0], " ".join(map(str, r["seeds"])), r["error"]])
+
+
+def _markdown(rows: list[dict[str, Any]]) -> str:
+    headers = ["model", "params", "MFLOPs/img", "train s", "train img/s", "infer img/s", "val acc", "test acc",
+               "epochs", "note"]
+    table = []
+    for r in sorted(rows, key=lambda r: -mean_std(r["test_accuracy"])[0] if r["test_accuracy"] else 1):
+        table.append([
+            r["model"], f"{r['params']:,}" if r["params"] else "-", f"{r['mflops']:,.1f}" if r["mflops"] else "-",
+            format_mean_std(r["train_seconds"], 1), format_mean_std(r["train_images_per_second"], 0),
+            format_mean_std(r["inference_images_per_second"], 0), format_mean_std(r["val_accuracy"]),
+            format_mean_std(r["test_accuracy"]), f"{mean_std(r['epochs'])[0]:.1f}" if r["epochs"] else "-",
+            r["error"] or "",
+        ])
+    seeds = max((len(r["seeds"]) for r in rows), default=1)
+    note = f"mean ± std over {seeds} seeds" if seeds > 1 else "one seed"
+    return f"# Model comparison ({note})\n\n" + markdown_table(headers, table)
+
+
+def load_compare(out: str | Path) -> list[dict[str, Any]]:
+    return json.loads((Path(out) / "compare.json").read_text())

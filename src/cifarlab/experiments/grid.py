@@ -1,0 +1,74 @@
+"""Run many trainings, one run directory each, and collect their summaries. A run that fails (out of
+memory, diverged, bad settings for that model) becomes a row with its error; the others still run.
+A run whose summary.json already exists is reused, so re-running an interrupted experiment continues it."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import TrainConfig
+from ..training import rundir
+
+
+@dataclass
+class RunOutcome:
+    key: str  # what the run stands for in the table (a model name, an ablation value)
+    seed: int
+    run_dir: Path
+    summary: dict[str, Any] | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+
+
+def run_one(key: str, cfg: TrainConfig, run_dir: Path, log: Callable[[str], None] = print) -> RunOutcome:
+    from ..training import train
+
+    outcome = RunOutcome(key, cfg.seed, run_dir)
+    if (run_dir / rundir.SUMMARY).exists():
+        log(f"{key} seed {cfg.seed}: reusing the finished run in {run_dir}")
+        outcome.summary = json.loads((run_dir / rundir.SUMMARY).read_text())
+    else:
+        try:
+            result = train(dataclasses.replace(cfg, out=str(run_dir)), overwrite=True, verbose=True)
+            outcome.summary = result.summary
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # noqa: BLE001 - one failed model must not stop the experiment
+            outcome.error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".strip()
+            log(f"{key} seed {cfg.seed} failed: {outcome.error}")
+            run_dir.parent.mkdir(parents=True, exist_ok=True)
+            (run_dir.parent / f"{run_dir.name}.error.txt").write_text(traceback.format_exc())
+            return outcome
+    outcome.history = _read_history(run_dir)
+    return outcome
+
+
+def _read_history(run_dir: Path) -> list[dict[str, Any]]:
+    from .._io import read_jsonl
+
+    return read_jsonl(run_dir / rundir.METRICS)
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    if not values:
+        return float("nan"), float("nan")
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def format_mean_std(values: list[float], digits: int = 4) -> str:
+    if not values:
+        return "-"
+    m, s = mean_std(values)
+    return f"{m:.{digits}f} ± {s:.{digits}f}" if len(values) > 1 else f"{m:.{digits}f}"
+
+
+def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"

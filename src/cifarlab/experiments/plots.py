@@ -1,0 +1,58 @@
+"""Plots for experiments: accuracy against a cost, and learning curves of several runs in one figure."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from .._io import atomic_path  # noqa: E402
+from .grid import RunOutcome, mean_std  # noqa: E402
+
+
+def save_figure(fig, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip("."), dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_accuracy_vs(rows: list[dict[str, Any]], cost: str, label: str, path: Path, log_x: bool = False) -> None:
+    """Test accuracy (mean, with std as error bars) against a cost, one labelled point per model."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for r in rows:
+        if not r["test_accuracy"] or not r.get(cost):
+            continue
+        x = mean_std(r[cost]) if isinstance(r[cost], list) else (r[cost], 0.0)
+        y = mean_std(r["test_accuracy"])
+        ax.errorbar(x[0], y[0], xerr=x[1] or None, yerr=y[1] or None, fmt="o", capsize=3)
+        ax.annotate(r["model"], (x[0], y[0]), textcoords="offset points", xytext=(5, 5), fontsize=9)
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel(label)
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"Test accuracy vs {label}")
+    ax.grid(alpha=0.3)
+    save_figure(fig, path)
+
+
+def plot_learning_curves(outcomes: dict[str, list[RunOutcome]], path: Path) -> None:
+    """Validation accuracy and training loss per epoch, every model in one figure (first seed)."""
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name, runs in outcomes.items():
+        run = next((r for r in runs if r.history), None)
+        if run is None:
+            continue
+        epochs = [h["epoch"] for h in run.history]
+        if any("val_accuracy" in h for h in run.history):
+            ax_acc.plot(epochs, [h.get("val_accuracy") for h in run.history], marker=".", label=name)
+        ax_loss.plot(epochs, [h["train_loss"] for h in run.history], marker=".", label=name)
+    ax_acc.set(xlabel="epoch", ylabel="validation accuracy", title="Validation accuracy")
+    ax_loss.set(xlabel="epoch", ylabel="training loss", title="Training loss", yscale="log")
+    for ax in (ax_acc, ax_loss):
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    save_figure(fig, path)
