@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+SHARED = Path(os.environ.get("CIFARLAB_SHARED", ROOT.parent / "shared"))  # the checkout's sibling shared/
 REFERENCE = SHARED / "bench" / "reference_workload.py"
 
 

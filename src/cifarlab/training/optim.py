@@ -17,11 +17,20 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay, "base_lr": cfg.lr},
               {"params": no_decay, "weight_decay": 0.0, "base_lr": cfg.lr}]
+    # The fused kernels update every parameter in one call (CPU and CUDA); a few % of a small model's step.
+    fused = {"fused": True} if _fused_supported(model) else {}
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
+                               **fused)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr)
-    return torch.optim.AdamW(groups, lr=cfg.lr)
+        return torch.optim.Adam(groups, lr=cfg.lr, **fused)
+    return torch.optim.AdamW(groups, lr=cfg.lr, **fused)
+
+
+def _fused_supported(model: nn.Module) -> bool:
+    devices = {p.device.type for p in model.parameters()}
+    dtypes = {p.dtype for p in model.parameters()}
+    return devices <= {"cpu", "cuda"} and len(devices) == 1 and dtypes <= {torch.float32, torch.float16, torch.bfloat16}
 
 
 def lr_factor(progress: float, schedule: str, warmup: float = 0.0) -> float:
