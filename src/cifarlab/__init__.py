@@ -20,7 +20,18 @@ _LAZY = {
     "evaluate": "cifarlab.api",
     "predict": "cifarlab.api",
     "load_run": "cifarlab.api",
+    "compare": "cifarlab.experiments",
+    "analyze": "cifarlab.analysis",
     "CifarlabError": "cifarlab.errors",
+    "explain": "cifarlab.attribution",
+    "explain_gallery": "cifarlab.attribution",
+    "evaluate_explanations": "cifarlab.attribution",
+    "create_explainer": "cifarlab.attribution",
+    "list_explainers": "cifarlab.attribution",
+    "feature_maps": "cifarlab.features",
+    "first_layer_filters": "cifarlab.features",
+    "top_activating_images": "cifarlab.features",
+    "embed": "cifarlab.features",
 }
 
 __all__ = sorted(_LAZY)

@@ -7,6 +7,7 @@ import json
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from . import __version__
 from .config import OPTIMIZERS, SCHEDULES, TrainConfig, load_yaml_config
@@ -20,9 +21,11 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _add_train_flags(p: argparse.ArgumentParser) -> None:
+def _add_train_flags(p: argparse.ArgumentParser, single_run: bool = True) -> None:
+    """The training flags, shared by every command that trains (train, compare, ...)."""
     g = p.add_argument_group("model and recipe (unset: the model's default recipe)")
-    g.add_argument("--model", help="registered model name, tv:NAME or timm:NAME (default: baseline)")
+    if single_run:
+        g.add_argument("--model", help="registered model name, tv:NAME or timm:NAME (default: baseline)")
     g.add_argument("--epochs", type=int)
     g.add_argument("--batch-size", type=int)
     g.add_argument("--optimizer", choices=OPTIMIZERS)
@@ -33,19 +36,22 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--schedule", choices=SCHEDULES)
     g.add_argument("--warmup-epochs", type=float)
     g.add_argument("--label-smoothing", type=float)
+    g.add_argument("--budget-minutes", type=float, help="stop after this much training time (schedule follows it)")
     g = p.add_argument_group("data")
     g.add_argument("--data", help="image-folder tree, cifar-10-python.tar.gz or cifar-10-batches-py/ "
                                   "(default: $CIFARLAB_DATA, else the download cache, else download)")
     g.add_argument("--train-size", type=int, help="train on a stratified subset of N images")
     g.add_argument("--val-size", type=int, help="validation images carved from train (default 5000; 0: none)")
     g = p.add_argument_group("execution")
-    g.add_argument("--seed", type=int)
+    if single_run:
+        g.add_argument("--seed", type=int)
     g.add_argument("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps")
     g.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"))
     g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
     g.add_argument("--eval-batch-size", type=int)
     g.add_argument("--config", metavar="FILE", help="YAML file of settings; flags override it")
-    g.add_argument("--out", metavar="RUN_DIR", help="run directory (default: runs/MODEL-TIME)")
+    if single_run:
+        g.add_argument("--out", metavar="RUN_DIR", help="run directory (default: runs/MODEL-TIME)")
 
 
 def _train_config(args: argparse.Namespace) -> TrainConfig:
@@ -68,6 +74,31 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.quiet:
         print(json.dumps({"test_accuracy": result.summary["test_accuracy"], "run_dir": str(result.run_dir)}))
     return 0
+
+
+def _names(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _ints(flag: str):
+    def parse(text: str) -> list[int]:
+        try:
+            return [int(t) for t in _names(text)]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} takes comma-separated integers, got {text!r}") from None
+    return parse
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .experiments import compare
+
+    rows = compare(_names(args.models), args.out, seeds=args.seeds, same_recipe=args.same_recipe,
+                   budget_minutes=args.budget_minutes, base=_train_config(args))
+    failed = [r["model"] for r in rows if r["error"]]
+    print((Path(args.out) / "compare.md").read_text())
+    if failed:
+        print(f"cifarlab compare: {len(failed)} model(s) failed: {', '.join(failed)} (see the table)", file=sys.stderr)
+    return 1 if len(failed) == len(rows) else 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -110,6 +141,85 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from .analysis import analyze
+
+    analyze(args.run_dir, split=args.split, data=args.data, out=args.out, label_check=args.label_check,
+            label_check_folds=args.label_check_folds, label_check_epochs=args.label_check_epochs,
+            robustness_images=args.robustness_images, device=args.device, precision=args.precision)
+    return 0
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    from .features import channel_top_images, feature_maps, first_layer_filters
+    from .features.inputs import default_out
+    from .features.maps import parse_channel_spec
+
+    if not args.image and not args.channel_top_images:
+        raise CifarlabError("give --image IMG (feature maps) and/or --channel-top-images LAYER:CHANNEL")
+    out = default_out(args.run_dir, args.out, "features")
+    spec = parse_channel_spec(args.channel_top_images) if args.channel_top_images else None
+    if args.image:
+        written = list(feature_maps(args.run_dir, args.image, args.layers, top_k_channels=args.top_k_channels,
+                                    out=out, device=args.device).figures.values())
+    else:
+        written = [first_layer_filters(args.run_dir, out=out, device=args.device)[1]]
+    if spec:
+        written.append(channel_top_images(args.run_dir, *spec, k=args.k, out=out, data=args.data,
+                                          device=args.device)["figure"])
+    print("\n".join(str(f) for f in written))
+    return 0
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    from .features import embed
+    from .features.inputs import default_out
+
+    r = embed(args.run_dir, args.method, args.samples or None, out=default_out(args.run_dir, args.out, "embed"),
+              data=args.data, seed=args.seed, device=args.device)
+    print(f"{r.figure}  ({len(r.labels)} test images, accuracy {r.accuracy:.1%}, "
+          f"{int((r.labels != r.preds).sum())} misclassified marked x)")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .attribution.api import evaluate_explanations, explain, explain_gallery, metrics_table
+    from .features.inputs import default_out
+
+    given = [f for f, v in (("--image", args.image), ("--images", args.images),
+                            ("--samples-per-class", args.samples_per_class)) if v is not None]
+    if len(given) > 1:
+        raise CifarlabError(f"give only one of --image, --images, --samples-per-class (got {', '.join(given)})")
+    if not given and not args.evaluate:
+        raise CifarlabError("give --image IMG, --images DIR, --samples-per-class N or --evaluate N")
+    if args.mistakes and args.samples_per_class is None:
+        raise CifarlabError("--mistakes picks misclassified test images: use it with --samples-per-class N")
+    out = default_out(args.run_dir, args.out, "explain")
+    options = {k: getattr(args, k) for k in ("ig_steps", "smoothgrad_samples", "occlusion_window", "occlusion_stride")
+               if getattr(args, k) is not None}
+    common = {"layer": args.layer, "out": out, "steps": args.steps, "baseline": args.baseline,
+              "device": args.device, **options}
+    if args.image:
+        r = explain(args.run_dir, args.image, args.method, target=args.target, trust_checks=args.trust, **common)
+        print(f"{r.figure}  (top: {r.predicted} {r.probability:.1%}"
+              + (f"; target {r.target} {r.target_probability:.1%}" if r.target else "") + ")")
+        if r.metrics:
+            print(metrics_table(r.metrics))
+    elif given:
+        g = explain_gallery(args.run_dir, images=args.images, samples_per_class=args.samples_per_class,
+                            mistakes=args.mistakes, method=args.method, target=args.target, data=args.data,
+                            trust_checks=args.trust, **common)
+        print(f"{g.figure}  ({len(g.images)} images)")
+        if g.metrics:
+            print(metrics_table(g.metrics))
+    if args.evaluate:
+        ev = evaluate_explanations(args.run_dir, args.evaluate, args.method, data=args.data, **common)
+        print(f"evaluation over {ev['images']} test images:")
+        print(metrics_table(ev["methods"]))
+    print(f"numbers: {out / 'explain.json'} and {out / 'explain.md'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="cifarlab", description="Learn, run and understand image classification on CIFAR-10.")
     parser.add_argument("--version", action="version", version=f"cifarlab {__version__}")
@@ -121,6 +231,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.add_argument("--quiet", action="store_true", help="no progress; print one JSON line at the end")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("compare", help="train several models on the same data and compare them")
+    p.add_argument("--models", required=True, help="comma-separated model names, e.g. baseline,vgg11,resnet20")
+    p.add_argument("--seeds", type=_ints("--seeds"), default=[0], help="comma-separated seeds (default 0)")
+    p.add_argument("--same-recipe", action="store_true",
+                   help="one shared recipe for every model (flags, else SGD 0.1 batch 128 cosine)")
+    p.add_argument("--out", required=True, metavar="DIR")
+    _add_train_flags(p, single_run=False)
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("evaluate", help="accuracy and loss of a trained run on the test split")
     p.add_argument("run_dir")
@@ -143,6 +262,81 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pattern", nargs="?", help="glob filter, e.g. 'resnet*'")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("analyze", help="error analysis of a trained run: metrics, confusions, galleries, "
+                                       "calibration, robustness, label check")
+    p.add_argument("run_dir")
+    p.add_argument("--split", choices=("test", "val"), default="test")
+    p.add_argument("--data", help="data to analyze (default: the run's own)")
+    p.add_argument("--out", metavar="DIR", help="where to write the pictures and analysis.json "
+                                                "(default: RUN_DIR/analysis)")
+    p.add_argument("--label-check", action=argparse.BooleanOptionalAction, default=False,
+                   help="look for suspected label problems in the training data by K-fold cross-validation "
+                        "(trains K models; off by default)")
+    p.add_argument("--label-check-folds", type=int, default=3, metavar="K")
+    p.add_argument("--label-check-epochs", type=int, metavar="N",
+                   help="epochs per fold model (default: the run's epochs, at most 5)")
+    p.add_argument("--robustness-images", default="1000", metavar="N",
+                   help="images of the split to measure corruptions on (default 1000; 'all'; 0 skips)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
+    p.set_defaults(func=cmd_analyze)
+    p = sub.add_parser("features", help="feature maps of chosen layers for one image, first-layer filters, "
+                                        "and the test images that excite a channel most")
+    p.add_argument("run_dir")
+    p.add_argument("--image", metavar="IMG", help="image file (any size or mode; resized to 32x32)")
+    p.add_argument("--layers", metavar="L1,L2", help="dotted module names (default: the model's stages)")
+    p.add_argument("--top-k-channels", type=int, metavar="K", help="only the K most active channels, most active first")
+    p.add_argument("--channel-top-images", metavar="LAYER:CH", help="the test images that excite this channel most")
+    p.add_argument("--k", type=int, default=16, help="how many images for --channel-top-images (default 16)")
+    p.add_argument("--data", help="data for --channel-top-images (default: the run's own)")
+    p.add_argument("--out", metavar="DIR", help="where to write the PNGs (default: RUN_DIR/features)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_features)
+
+    p = sub.add_parser("embed", help="penultimate-layer features of the test split in 2-D (PCA, t-SNE, UMAP)")
+    p.add_argument("run_dir")
+    p.add_argument("--method", choices=("pca", "tsne", "umap"), default="pca",
+                   help="umap needs the umap-learn package (default: pca)")
+    p.add_argument("--samples", type=int, default=2000, metavar="N", help="random test images (default 2000; 0: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data", help="data to embed (default: the run's own)")
+    p.add_argument("--out", metavar="DIR", help="where to write embed_METHOD.png (default: RUN_DIR/embed)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_embed)
+
+    from .attribution.methods import list_explainers  # no torch: the registry is light
+
+    p = sub.add_parser("explain", help="why the model predicts what it does: Captum heat maps (Grad-CAM, "
+                                       "Integrated Gradients, ...) and how far they can be trusted")
+    p.add_argument("run_dir")
+    g = p.add_argument_group("what to explain (one of; --evaluate may stand alone)")
+    g.add_argument("--image", metavar="IMG", help="one image file")
+    g.add_argument("--images", metavar="DIR", help="a folder of image files: one gallery")
+    g.add_argument("--samples-per-class", type=int, metavar="N", help="N test images per class: one gallery")
+    g.add_argument("--mistakes", action="store_true", help="with --samples-per-class: only misclassified images")
+    g.add_argument("--evaluate", type=int, metavar="N",
+                   help="deletion/insertion AUC and the randomization check over N test images")
+    g = p.add_argument_group("method")
+    g.add_argument("--method", choices=[*list_explainers(), "all"], default="gradcam",
+                   help="all: every method side by side (default: gradcam)")
+    g.add_argument("--target", metavar="CLASS", help="also explain this class (name or index)")
+    g.add_argument("--layer", metavar="NAME", help="CAM layer (default: the model's default_cfg cam_layer)")
+    g.add_argument("--ig-steps", type=int, metavar="N", help="integrated-gradients steps (default 32)")
+    g.add_argument("--smoothgrad-samples", type=int, metavar="N", help="noisy copies for smoothgrad (default 16)")
+    g.add_argument("--occlusion-window", type=int, metavar="PX", help="occlusion patch size (default 4)")
+    g.add_argument("--occlusion-stride", type=int, metavar="PX", help="occlusion stride (default 2)")
+    g = p.add_argument_group("trust checks")
+    g.add_argument("--trust", action=argparse.BooleanOptionalAction, default=True,
+                   help="deletion/insertion AUC and the randomization check for the explained images (default on)")
+    g.add_argument("--steps", type=int, default=16, help="deletion/insertion steps (default 16)")
+    g.add_argument("--baseline", choices=("mean", "blur"), default="mean",
+                   help="what removed pixels become: the mean colour or a blurred image (default mean)")
+    p.add_argument("--data", help="data for --samples-per-class / --evaluate (default: the run's own)")
+    p.add_argument("--out", metavar="DIR",
+                   help="where to write PNGs, explain.json, explain.md (default: RUN_DIR/explain)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_explain)
     return parser
 
 
