@@ -20,12 +20,13 @@ from pathlib import Path
 from _common import SHARED, markdown_table, mean_std, read_summary, reference_seconds, run_cli
 
 VARIANTS = {
-    # name: extra flags for `cifarlab train`
-    "bf16": ["--precision", "bf16"],
-    "fp32": ["--precision", "fp32"],
-    "bf16-noCL": ["--precision", "bf16", "--no-channels-last"],
-    "fp32-noCL": ["--precision", "fp32", "--no-channels-last"],
-    "bf16-allTrain": ["--precision", "bf16", "--val-size", "0"],
+    # name: (extra flags for `cifarlab train`, extra environment)
+    "bf16": (["--precision", "bf16"], {}),
+    "fp32": (["--precision", "fp32"], {}),
+    "bf16-noCL": (["--precision", "bf16", "--no-channels-last"], {}),
+    "fp32-noCL": (["--precision", "fp32", "--no-channels-last"], {}),
+    "bf16-allTrain": (["--precision", "bf16", "--val-size", "0"], {}),
+    "bf16-pinned": (["--precision", "bf16"], {"OMP_PROC_BIND": "close", "OMP_PLACES": "cores"}),
 }
 
 
@@ -87,8 +88,9 @@ def main() -> None:
         for seed in args.seeds:
             run_dir = out / f"{variant}-seed{seed}"
             start = time.perf_counter()
+            flags, env = VARIANTS[variant]
             run_cli(["train", "--model", "baseline", "--epochs", str(args.epochs), "--data", args.data,
-                     "--seed", str(seed), "--out", str(run_dir), "--overwrite", "--quiet", *VARIANTS[variant]])
+                     "--seed", str(seed), "--out", str(run_dir), "--overwrite", "--quiet", *flags], env=env)
             s = read_summary(run_dir)
             row = {"variant": variant, "seed": seed, "test_accuracy": s["test_accuracy"],
                    "val_accuracy": s["val_accuracy"], "train_seconds": s["train_seconds"],

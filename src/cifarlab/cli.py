@@ -37,6 +37,7 @@ def _add_train_flags(p: argparse.ArgumentParser, single_run: bool = True) -> Non
     g.add_argument("--warmup-epochs", type=float)
     g.add_argument("--label-smoothing", type=float)
     g.add_argument("--budget-minutes", type=float, help="stop after this much training time (schedule follows it)")
+    _add_regularization_flags(p)
     g = p.add_argument_group("data")
     g.add_argument("--data", help="image-folder tree, cifar-10-python.tar.gz or cifar-10-batches-py/ "
                                   "(default: $CIFARLAB_DATA, else the download cache, else download)")
@@ -54,6 +55,34 @@ def _add_train_flags(p: argparse.ArgumentParser, single_run: bool = True) -> Non
         g.add_argument("--out", metavar="RUN_DIR", help="run directory (default: runs/MODEL-TIME)")
 
 
+def _augment_spec(text: str) -> str:
+    from .augment import parse_augment_spec
+
+    try:
+        parse_augment_spec(text)
+    except CifarlabError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("unknown --augment ")) from None
+    return text
+
+
+def _add_regularization_flags(p: argparse.ArgumentParser) -> None:
+    from .augment import list_augments  # no torch: the registry is light
+
+    g = p.add_argument_group("augmentation and regularization")
+    g.add_argument("--augment", type=_augment_spec, metavar="SPEC",
+                   help=f"training-batch augmentation: {', '.join(list_augments())}; combine with +, e.g. "
+                        "standard+cutout or standard+mixup (default none; see cifarlab augment-preview)")
+    g.add_argument("--l1", type=float, metavar="LAMBDA", help="add LAMBDA·sum|w| to the loss (conv/linear weights)")
+    g.add_argument("--l2", type=float, metavar="LAMBDA", help="add LAMBDA·sum w² to the loss, the classic L2 "
+                                                               "penalty (--weight-decay is the optimizer's)")
+    g.add_argument("--dropout", type=float, metavar="P", help="the model's dropout rate (models with dropout)")
+    g.add_argument("--drop-path", type=float, metavar="P", help="stochastic depth rate (residual models)")
+    g.add_argument("--early-stopping", type=int, metavar="PATIENCE",
+                   help="stop after PATIENCE epochs without a better validation accuracy")
+    g.add_argument("--ema", type=float, metavar="DECAY",
+                   help="validate, test and save an exponential moving average of the weights, e.g. 0.999")
+
+
 def _train_config(args: argparse.Namespace) -> TrainConfig:
     values = load_yaml_config(args.config) if args.config else {}
     for name in TrainConfig.__dataclass_fields__:
@@ -69,6 +98,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         flags = {k: getattr(args, k) for k in TrainConfig.__dataclass_fields__ if getattr(args, k, None) is not None}
         result = train(resume=args.resume, verbose=not args.quiet, **flags)
+    elif args.from_study:
+        from .tuning import config_from_study
+
+        flags = load_yaml_config(args.config) if args.config else {}
+        flags.update({k: getattr(args, k) for k in TrainConfig.__dataclass_fields__
+                      if getattr(args, k, None) is not None})
+        cfg, info = config_from_study(args.from_study, args.study, flags)
+        if not args.quiet:
+            print(f"study {info['study']}: retraining trial {info['trial']} (val accuracy {info['val_accuracy']:.4f}) "
+                  f"on train + val, then testing once: "
+                  + ", ".join(f"{k}={v}" for k, v in info["params"].items()))
+        result = train(cfg, overwrite=args.overwrite, verbose=not args.quiet)
     else:
         result = train(_train_config(args), overwrite=args.overwrite, verbose=not args.quiet)
     if args.quiet:
@@ -98,6 +139,54 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print((Path(args.out) / "compare.md").read_text())
     if failed:
         print(f"cifarlab compare: {len(failed)} model(s) failed: {', '.join(failed)} (see the table)", file=sys.stderr)
+    return 1 if len(failed) == len(rows) else 0
+
+
+def cmd_augment_preview(args: argparse.Namespace) -> int:
+    from .augment import augment_preview
+
+    path = augment_preview(args.augment, args.out, data=args.data, n=args.n, views=args.views, seed=args.seed,
+                           scale=args.scale)
+    print(f"{path}  ({args.n} training images: the original, then {args.views} views of {args.augment})")
+    return 0
+
+
+def cmd_lr_find(args: argparse.Namespace) -> int:
+    from .training import lr_find
+
+    r = lr_find(_train_config(args), out=args.out, start=args.start, end=args.end, steps=args.steps)
+    steep = f"; steepest descent at {r.steepest_lr:.3g}" if r.steepest_lr else ""
+    print(f"suggested lr {r.suggested_lr:.3g} (min/10: the smoothed loss is lowest at {r.min_loss_lr:.3g}){steep}; "
+          f"{len(r.lrs)} steps{', stopped when the loss diverged' if r.diverged else ''}")
+    print(f"plot: {r.figure}  numbers: {r.json}")
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from .tuning import tune
+
+    r = tune(_train_config(args), args.out, trials=args.trials, timeout=args.timeout, storage=args.storage,
+             study_name=args.study, space=args.space, pruner=args.pruner)
+    print((Path(args.out) / "trials.md").read_text())
+    if r.best_params:
+        print(f"best: trial {r.best_trial}, val accuracy {r.best_value:.4f}: "
+              + ", ".join(f"{k}={v}" for k, v in r.best_params.items()))
+    if r.seconds_saved is not None:
+        print(f"pruning saved {r.pruned_epochs_saved:g} epochs ≈ {r.seconds_saved:.1f} s")
+    print(f"this process ran {len(r.ran)} trial(s): {' '.join(f'#{n}' for n in r.ran) or '-'}")
+    print(f"retrain the best on train + val and test it once: cifarlab train --from-study {args.out}"
+          + (f" --study {r.study_name}" if args.storage else ""))
+    return 0
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from .experiments import ablate
+
+    rows = ablate(args.model, args.vary, args.out, seeds=args.seeds, base=_train_config(args))
+    print((Path(args.out) / "ablation.md").read_text())
+    failed = [r["value"] for r in rows if r["error"]]
+    if failed:
+        print(f"cifarlab ablate: {len(failed)} value(s) failed: {', '.join(failed)} (see the table)", file=sys.stderr)
     return 1 if len(failed) == len(rows) else 0
 
 
@@ -230,6 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.add_argument("--quiet", action="store_true", help="no progress; print one JSON line at the end")
+    p.add_argument("--from-study", metavar="DIR_OR_STORAGE",
+                   help="retrain the best trial of a tune study on train + val (val size 0) and test once")
+    p.add_argument("--study", metavar="NAME", help="the study's name, with --from-study (default: the only one)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("compare", help="train several models on the same data and compare them")
@@ -240,6 +332,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR")
     _add_train_flags(p, single_run=False)
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("augment-preview", help="a PNG grid of training images and augmented views of them")
+    p.add_argument("--augment", required=True, type=_augment_spec, metavar="SPEC", help="e.g. keras, standard+cutout")
+    p.add_argument("--data", help="the data to take training images from (default as for train)")
+    p.add_argument("--out", required=True, metavar="PNG")
+    p.add_argument("--n", type=int, default=8, help="how many images, one per row (default 8)")
+    p.add_argument("--views", type=int, default=5, help="augmented views per image (default 5)")
+    p.add_argument("--scale", type=int, default=4, help="nearest-neighbour enlargement (default 4)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_augment_preview)
+
+    p = sub.add_parser("lr-find", help="learning-rate range test: loss against an exponentially growing lr")
+    p.add_argument("--model", help="registered model name (default: baseline)")
+    p.add_argument("--start", type=float, default=1e-6, help="first learning rate (default 1e-6)")
+    p.add_argument("--end", type=float, default=1.0, help="last learning rate (default 1)")
+    p.add_argument("--steps", type=int, default=100, help="mini-batches, one lr each (default 100)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out", required=True, metavar="DIR", help="where to write lr_find.png and lr_find.json")
+    _add_train_flags(p, single_run=False)
+    p.set_defaults(func=cmd_lr_find)
+
+    p = sub.add_parser("tune", help="Optuna search over training settings on the validation split")
+    p.add_argument("--model", help="registered model name (default: baseline)")
+    p.add_argument("--trials", type=int, required=True, help="complete + pruned trials the study should hold")
+    p.add_argument("--timeout", type=float, metavar="S", help="stop starting trials after S seconds")
+    p.add_argument("--storage", metavar="URL", help="Optuna storage (default: sqlite:///DIR/study.db)")
+    p.add_argument("--study", metavar="NAME", help="study name (default: cifarlab-MODEL)")
+    p.add_argument("--space", metavar="FILE", help="YAML search space: name: {type, low, high, log, choices} "
+                                                    "(default: lr, weight decay, batch size, label smoothing, "
+                                                    "dropout, augmentation)")
+    p.add_argument("--pruner", choices=("median", "hyperband", "none"), default="median")
+    p.add_argument("--seed", type=int, help="training seed of every trial (default 0)")
+    p.add_argument("--out", required=True, metavar="DIR")
+    _add_train_flags(p, single_run=False)
+    p.set_defaults(func=cmd_tune)
+
+    p = sub.add_parser("ablate", help="vary one training setting, everything else fixed; accuracy per value")
+    p.add_argument("--model", required=True)
+    p.add_argument("--vary", required=True, metavar="FIELD=V1,V2", help="e.g. augment=none,keras,standard")
+    p.add_argument("--seeds", type=_ints("--seeds"), default=[0], help="comma-separated seeds (default 0)")
+    p.add_argument("--out", required=True, metavar="DIR")
+    _add_train_flags(p, single_run=False)
+    p.set_defaults(func=cmd_ablate)
 
     p = sub.add_parser("evaluate", help="accuracy and loss of a trained run on the test split")
     p.add_argument("run_dir")

@@ -37,6 +37,15 @@ class TrainConfig:
     train_size: int | None = None  # a stratified subset of the training split, for quick experiments
     val_size: int | None = None  # carved from train; None: 5,000 (10% of smaller datasets); 0: no validation
     budget_minutes: float | None = None  # stop after this much training time; the schedule follows the clock
+    # Augmentation and regularization
+    augment: str = "none"  # a spec of cifarlab.augment: "standard", "standard+cutout", "keras+mixup", ...
+    l1: float = 0.0  # lambda of an L1 penalty sum|w| added to the loss (conv and linear weights, not biases)
+    l2: float = 0.0  # lambda of the classic L2 penalty sum w^2 added to the loss (same weights)
+    dropout: float | None = None  # the model's dropout rate (its `dropout` argument); None: the model's default
+    drop_path: float | None = None  # stochastic depth, the model's `drop_path_rate`; None: the model's default
+    early_stopping: int | None = None  # stop after this many epochs without a better validation accuracy
+    ema: float | None = None  # decay of an exponential moving average of the weights (evaluated and saved)
+    evaluate_test: bool = True  # False: never touch the test split (tuning trials)
     # Execution
     seed: int = 0
     device: str = "auto"
@@ -55,7 +64,12 @@ class TrainConfig:
                   for name in RECIPE_FIELDS}
         cfg = dataclasses.replace(self, **values)
         cfg.validate()
-        return cfg
+        kwargs = dict(cfg.model_kwargs)  # --dropout / --drop-path become model arguments
+        if cfg.dropout is not None:
+            kwargs[model_kwarg_name(cfg.model, "dropout")] = cfg.dropout
+        if cfg.drop_path is not None:
+            kwargs[model_kwarg_name(cfg.model, "drop_path")] = cfg.drop_path
+        return dataclasses.replace(cfg, model_kwargs=kwargs)
 
     def validate(self) -> None:
         _check_choice("--optimizer", self.optimizer, OPTIMIZERS)
@@ -75,6 +89,20 @@ class TrainConfig:
             raise CifarlabError(f"--budget-minutes must be > 0, got {self.budget_minutes}")
         if self.val_size is not None and self.val_size < 0:
             raise CifarlabError(f"--val-size must be >= 0, got {self.val_size}")
+        from .augment import parse_augment_spec
+
+        parse_augment_spec(self.augment)
+        for flag, value in (("--l1", self.l1), ("--l2", self.l2)):
+            if value is None or not value >= 0:
+                raise CifarlabError(f"{flag} must be >= 0, got {value}")
+        for flag, value in (("--dropout", self.dropout), ("--drop-path", self.drop_path)):
+            if value is not None and not 0 <= value < 1:
+                raise CifarlabError(f"{flag} must be in [0, 1), got {value}")
+        _check_positive("--early-stopping", self.early_stopping)
+        if self.early_stopping is not None and self.val_size == 0:
+            raise CifarlabError("--early-stopping watches the validation accuracy: it needs --val-size > 0")
+        if self.ema is not None and not 0 < self.ema < 1:
+            raise CifarlabError(f"--ema is a decay in (0, 1), e.g. 0.999; got {self.ema}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -86,6 +114,13 @@ class TrainConfig:
         if unknown:
             raise CifarlabError(f"{source}: unknown setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
         return cls(**values)
+
+
+def model_kwarg_name(model: str, setting: str) -> str:
+    """The model argument behind --dropout / --drop-path: timm names the dropout rate `drop_rate`."""
+    if setting == "dropout":
+        return "drop_rate" if model.startswith("timm:") else "dropout"
+    return "drop_path_rate"
 
 
 def load_yaml_config(path: str | Path) -> dict[str, Any]:

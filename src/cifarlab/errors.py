@@ -5,6 +5,10 @@ class CifarlabError(Exception):
     """Something the user can fix (a bad flag, a missing file, bad data). Shown as one line."""
 
 
+class TrainingDiverged(CifarlabError):
+    """The training loss became NaN or infinite (usually: the learning rate is too high)."""
+
+
 class DataError(CifarlabError):
     """The data source is missing, incomplete or unreadable."""
 

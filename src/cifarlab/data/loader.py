@@ -15,6 +15,8 @@ class DeviceLoader:
 
     The shuffle order of epoch `e` depends only on (seed, e), so a resumed run sees the same batches.
     `augment`, if given, receives a uint8 NCHW batch and a generator and returns a uint8 batch.
+    `generator` is the current epoch's generator (a CPU torch.Generator), for draws the training loop
+    makes per batch (mixup, cutmix) in the same reproducible sequence.
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, *, batch_size: int, device: torch.device,
@@ -29,6 +31,7 @@ class DeviceLoader:
         self.std = torch.tensor(std, device=device).view(1, -1, 1, 1) * 255
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.epoch = 0
+        self.generator: torch.Generator | None = None
 
     def __len__(self) -> int:
         n = len(self.labels)
@@ -46,7 +49,7 @@ class DeviceLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.labels)
-        gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        gen = self.generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         order = torch.randperm(n, generator=gen).to(self.device) if self.shuffle else None
         for b in range(len(self)):
             lo, hi = b * self.batch_size, min((b + 1) * self.batch_size, n)

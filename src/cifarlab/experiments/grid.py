@@ -72,3 +72,15 @@ def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def write_csv(path: Path, headers: list[str], rows: list[list[Any]]) -> None:
+    """One CSV file, written atomically; None becomes an empty cell."""
+    import csv
+
+    from .._io import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(headers)
+        writer.writerows([["" if v is None else v for v in row] for row in rows])

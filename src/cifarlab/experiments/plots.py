@@ -56,3 +56,23 @@ def plot_learning_curves(outcomes: dict[str, list[RunOutcome]], path: Path) -> N
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
     save_figure(fig, path)
+
+
+def plot_bars(labels: list[str], series: dict[str, list[list[float]]], ylabel: str, title: str, path: Path) -> None:
+    """Grouped bars: for each label, one bar per series at the mean of its values, std as error bars."""
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(labels) + 2), 4.4))
+    width = 0.8 / max(1, len(series))
+    x = np.arange(len(labels))
+    for i, (name, values) in enumerate(series.items()):
+        stats = [mean_std(v) for v in values]
+        ax.bar(x + (i - (len(series) - 1) / 2) * width, [m for m, _ in stats], width,
+               yerr=[s if s == s else 0 for _, s in stats], capsize=3, label=name)
+    ax.set_xticks(x, labels, rotation=20 if max(map(len, labels), default=0) > 10 else 0, ha="right"
+                  if max(map(len, labels), default=0) > 10 else "center")
+    ax.set(ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3, axis="y")
+    if len(series) > 1:
+        ax.legend(fontsize=8)
+    save_figure(fig, path)

@@ -3,9 +3,9 @@
     train(cfg) -> TrainResult
       1. resolve the config, the device and the precision
       2. data: load (cached), carve the validation split, optionally subset, put it on the device
-      3. model, optimizer, schedule; when resuming, the last checkpoint
-      4. epochs: train, validate, checkpoint, log
-      5. the end: test once, write the final weights and summary.json
+      3. model, augmentation, optimizer, schedule, EMA, early stopping; when resuming, the last checkpoint
+      4. epochs: train, validate, checkpoint, log; stop early on --early-stopping or when on_epoch_end says so
+      5. the end: test once (unless evaluate_test is off), write the final weights and summary.json
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import shlex
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,19 +25,21 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+import torch.nn.functional as F  # noqa: F401 - the loss is augment.mix.mixed_cross_entropy; tests patch F
 from tqdm.auto import tqdm
 
 from .._io import append_jsonl, write_json_atomic, write_text_atomic
+from ..augment import create_augment
+from ..augment.mix import mixed_cross_entropy
 from ..config import TrainConfig
 from ..data import load_data, split_train_val, stratified_subset
 from ..data.loader import DeviceLoader
-from ..errors import CifarlabError
-from ..models import create_model
+from ..errors import CifarlabError, TrainingDiverged
 from . import rundir
 from .device import autocast, resolve_device, resolve_precision
 from .inference import classification_metrics, predict_logits, preprocessing
 from .optim import build_optimizer, lr_factor, set_lr
+from .regularize import EarlyStopping, build_model, evaluated_model, make_ema, update_ema, weight_penalty
 
 
 @dataclass
@@ -48,12 +51,16 @@ class TrainResult:
 
 
 def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, overwrite: bool = False,
-          verbose: bool = True, command: str | None = None, **overrides: Any) -> TrainResult:
+          verbose: bool = True, command: str | None = None,
+          on_epoch_end: Callable[[dict[str, Any]], bool] | None = None, **overrides: Any) -> TrainResult:
     """Train a model and return its run directory, summary and history.
 
     `cifarlab.train(model="baseline", epochs=2, data="path/to/cifar10")` in a notebook does what
     `cifarlab train --model baseline --epochs 2 --data path/to/cifar10` does in a terminal.
-    `resume=RUN_DIR` continues an interrupted run from its last checkpoint (only `epochs` may change).
+    `resume=RUN_DIR` continues an interrupted run from its last checkpoint (only `epochs` and `augment`
+    may change: `--augment keras` on resume continues the same weights and optimizer with a new policy).
+    `on_epoch_end(record)` is called after each epoch's checkpoint; returning True ends training there
+    (tuning prunes trials this way).
     """
     log = print if verbose else (lambda *a, **k: None)
     command = command or shlex.join(sys.argv)
@@ -63,12 +70,12 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
         run_dir = Path(resume)
         info = rundir.read_run_config(run_dir)
         cfg = TrainConfig.from_dict(info["config"], source=str(run_dir / rundir.CONFIG))
-        extra = {k: v for k, v in overrides.items() if v is not None and k not in ("epochs", "out")}
+        extra = {k: v for k, v in overrides.items() if v is not None and k not in ("epochs", "augment", "out")}
         if extra:
-            raise CifarlabError(f"--resume continues {run_dir} with its saved config; only --epochs may change "
-                                f"(got {', '.join(sorted(extra))})")
-        if overrides.get("epochs"):
-            cfg = dataclasses.replace(cfg, epochs=overrides["epochs"])
+            raise CifarlabError(f"--resume continues {run_dir} with its saved config; only --epochs may change, "
+                                f"plus --augment to switch the augmentation (got {', '.join(sorted(extra))})")
+        cfg = dataclasses.replace(cfg, out=str(run_dir),  # the run may have been copied or moved
+                                  **{k: overrides[k] for k in ("epochs", "augment") if overrides.get(k)})
         cfg = cfg.resolved()
     else:
         cfg = dataclasses.replace(cfg or TrainConfig(), **{k: v for k, v in overrides.items() if v is not None})
@@ -86,15 +93,20 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
     if cfg.train_size:
         fit_set = stratified_subset(fit_set, cfg.train_size, cfg.seed)
 
-    # 3. Model, optimizer, schedule.
-    model = create_model(cfg.model, num_classes=len(classes), **cfg.model_kwargs)
+    # 3. Model, augmentation, optimizer, schedule.
+    model = build_model(cfg, len(classes))  # create_model(cfg.model, **cfg.model_kwargs), dropout included
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model = model.to(device=device, memory_format=memory_format)
     mean, std = preprocessing(model)
     drop_last = len(fit_set) > cfg.batch_size  # a tiny final batch makes batch norm noisy
+    # Image policies run in the loader on each uint8 batch; mixup/cutmix run in the loop (augment.mix).
+    augment = create_augment(cfg.augment)
     loader = DeviceLoader(fit_set.images, fit_set.labels, batch_size=cfg.batch_size, device=device, mean=mean,
-                          std=std, shuffle=True, drop_last=drop_last, seed=cfg.seed, channels_last=cfg.channels_last)
+                          std=std, shuffle=True, drop_last=drop_last, seed=cfg.seed, channels_last=cfg.channels_last,
+                          augment=augment if augment.transforms else None)
     optimizer = build_optimizer(model, cfg)
+    ema = make_ema(model, cfg.ema)  # None unless --ema
+    stopper = EarlyStopping(cfg.early_stopping)  # never stops unless --early-stopping
     total_steps = cfg.epochs * len(loader)
     budget_seconds = cfg.budget_minutes * 60 if cfg.budget_minutes else None
     warmup = cfg.warmup_epochs / cfg.epochs
@@ -103,7 +115,7 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
 
     start_epoch, step, history, train_seconds = 0, 0, [], 0.0
     if resume is not None:
-        start_epoch, step, history, train_seconds = _restore(run_dir, model, optimizer, scaler)
+        start_epoch, step, history, train_seconds = _restore(run_dir, model, optimizer, scaler, ema, stopper)
         if start_epoch >= cfg.epochs and (run_dir / rundir.SUMMARY).exists():
             log(f"{run_dir} is already complete ({start_epoch} epochs); pass --epochs N to train longer")
     else:
@@ -116,10 +128,10 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
 
     # 4. The epochs.
     wall_start = time.perf_counter()
-    out_of_time = False
+    out_of_time = stopped = False
     try:
         for epoch in range(start_epoch, cfg.epochs):
-            if out_of_time:
+            if out_of_time or stopped:
                 break
             loader.set_epoch(epoch)
             model.train()
@@ -137,13 +149,16 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
                     out_of_time = True
                     break
                 set_lr(optimizer, lr_factor(progress, cfg.schedule, warmup))
+                x, y_a, y_b, lam = augment.mix(x, y, loader.generator)  # (x, y, y, 1.0) without mixup/cutmix
                 with autocast(device, precision):
                     logits = model(x)
-                    loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+                    loss = mixed_cross_entropy(logits, y_a, y_b, lam, cfg.label_smoothing)
+                loss = loss + weight_penalty(model, cfg.l1, cfg.l2)  # 0 unless --l1 / --l2
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
+                update_ema(ema, model)  # no-op unless --ema
                 step += 1
                 loss_sum += loss.detach() * len(y)
                 correct += (logits.argmax(1) == y).sum()
@@ -158,22 +173,30 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
                 break
             train_loss = loss_sum.item() / seen
             if not math.isfinite(train_loss):
-                raise CifarlabError(f"training diverged at epoch {epoch + 1} (loss {train_loss}); lower --lr")
+                raise TrainingDiverged(f"training diverged at epoch {epoch + 1} (loss {train_loss}); lower --lr")
 
             record = {"epoch": epoch + seen / loader.num_images if out_of_time else epoch + 1,
                       "train_loss": train_loss, "train_accuracy": correct.item() / seen,
                       "lr": optimizer.param_groups[0]["lr"], "epoch_seconds": epoch_seconds,
-                      "images_per_second": seen / epoch_seconds}
-            if val_set is not None:
-                val = classification_metrics(_logits(model, val_set.images, device, precision, cfg), val_set.labels)
+                      "images_per_second": seen / epoch_seconds, "augment": cfg.augment}
+            if val_set is not None:  # the EMA's weights when --ema: they are what gets saved
+                val = classification_metrics(_logits(evaluated_model(model, ema), val_set.images, device, precision,
+                                                     cfg), val_set.labels)
                 record.update({f"val_{k}": v for k, v in val.items()})
             history.append(record)
+            stopped = stopper.update(record)  # --early-stopping: no better val accuracy for PATIENCE epochs
             rundir.save_checkpoint(run_dir, epoch + 1, model, {
                 "epoch": epoch + 1, "step": step, "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                "rng": _rng_state(), "history": history,
-                "train_seconds": train_seconds}, _weights_metadata(cfg, classes, mean, std, epoch + 1))
+                "rng": _rng_state(), "history": history, "train_seconds": train_seconds,
+                "ema": ema.state_dict() if ema is not None else None, "early_stopping": stopper.state_dict(),
+            }, _weights_metadata(cfg, classes, mean, std, epoch + 1))
             append_jsonl(run_dir / rundir.METRICS, record)
             log(_epoch_line(record, cfg.epochs))
+            if stopped:
+                log(f"early stopping: no better validation accuracy than {stopper.best:.4f} (epoch "
+                    f"{stopper.best_epoch}) for {stopper.patience} epochs")
+            if on_epoch_end is not None and on_epoch_end(record):  # e.g. a tuning trial being pruned
+                stopped = True
     except KeyboardInterrupt:
         log(f"\ninterrupted; continue with: cifarlab train --resume {run_dir}")
         raise
@@ -182,21 +205,29 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
             shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping: leave no half-made run behind
         raise
 
-    # 5. The end: the test split, once; final weights; summary.
-    eval_start = time.perf_counter()
-    test = classification_metrics(_logits(model, data.test.images, device, precision, cfg), data.test.labels)
-    eval_seconds = time.perf_counter() - eval_start
+    # 5. The end: the test split, once (never in tuning trials); final weights (the EMA's with --ema); summary.
+    model = evaluated_model(model, ema)
+    test, eval_seconds = {}, None
+    if cfg.evaluate_test:
+        eval_start = time.perf_counter()
+        test = classification_metrics(_logits(model, data.test.images, device, precision, cfg), data.test.labels)
+        eval_seconds = time.perf_counter() - eval_start
     rundir.save_weights(run_dir / rundir.WEIGHTS, model, _weights_metadata(cfg, classes, mean, std, cfg.epochs))
     last = history[-1] if history else {}
+    best = max((h for h in history if h.get("val_accuracy") is not None), key=lambda h: h["val_accuracy"],
+               default={})
     images_trained = sum(h["images_per_second"] * h["epoch_seconds"] for h in history)
     summary = {
         "model": cfg.model, "epochs": cfg.epochs, "epochs_completed": last.get("epoch", 0), "params": params,
-        "test_accuracy": test["accuracy"], "test_loss": test["loss"], "test_top3_accuracy": test.get("top3_accuracy"),
+        "test_accuracy": test.get("accuracy"), "test_loss": test.get("loss"),
+        "test_top3_accuracy": test.get("top3_accuracy"),
         "val_accuracy": last.get("val_accuracy"), "val_loss": last.get("val_loss"),
+        "best_val_accuracy": best.get("val_accuracy"), "best_val_epoch": best.get("epoch"),
+        "stopped_early": stopped, "augment": cfg.augment, "ema": cfg.ema,
         "train_accuracy": last.get("train_accuracy"), "train_loss": last.get("train_loss"),
         "train_seconds": train_seconds, "wall_seconds": time.perf_counter() - wall_start,
         "images_per_second": images_trained / train_seconds if train_seconds else None,
-        "inference_images_per_second": len(data.test) / eval_seconds,
+        "inference_images_per_second": len(data.test) / eval_seconds if eval_seconds else None,
         "train_images": len(fit_set), "val_images": len(val_set) if val_set else 0, "test_images": len(data.test),
         "batch_size": cfg.batch_size, "optimizer": cfg.optimizer, "lr": cfg.lr, "seed": cfg.seed,
         "device": str(device), "precision": precision, "classes": classes, "data_source": data.source,
@@ -204,8 +235,8 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
     }
     write_json_atomic(run_dir / rundir.SUMMARY, summary)
     write_text_atomic(run_dir / "command.txt", command + "\n")
-    log(f"test accuracy {test['accuracy']:.4f} (loss {test['loss']:.4f}) after {cfg.epochs} epochs, "
-        f"{train_seconds:.1f} s of training; run directory: {run_dir}")
+    result = f"test accuracy {test['accuracy']:.4f} (loss {test['loss']:.4f})" if test else "no test evaluation"
+    log(f"{result} after {last.get('epoch', 0):g} epochs, {train_seconds:.1f} s of training; run directory: {run_dir}")
     return TrainResult(run_dir, summary, history, model)
 
 
@@ -214,7 +245,7 @@ def _logits(model: nn.Module, images: np.ndarray, device, precision: str, cfg: T
                           channels_last=cfg.channels_last)
 
 
-def _restore(run_dir: Path, model, optimizer, scaler) -> tuple[int, int, list[dict], float]:
+def _restore(run_dir: Path, model, optimizer, scaler, ema, stopper) -> tuple[int, int, list[dict], float]:
     ckpt = rundir.latest_checkpoint(run_dir)
     if ckpt is None:
         raise CifarlabError(f"nothing to resume in {run_dir}: no completed epoch checkpoint")
@@ -222,6 +253,9 @@ def _restore(run_dir: Path, model, optimizer, scaler) -> tuple[int, int, list[di
     state = rundir.load_checkpoint_state(ckpt)
     optimizer.load_state_dict(state["optimizer"])
     scaler.load_state_dict(state["scaler"])
+    if ema is not None and state.get("ema") is not None:
+        ema.load_state_dict(state["ema"])
+    stopper.load_state_dict(state.get("early_stopping"))
     _set_rng_state(state["rng"])
     return state["epoch"], state["step"], state["history"], state["train_seconds"]
 

@@ -1,0 +1,166 @@
+"""`cifarlab lr-find`: the learning-rate range test (Smith 2017, "Cyclical Learning Rates for Training
+Neural Networks", section 3.3; the fastai lr_find): train a fresh model for `steps` mini-batches while
+the learning rate grows exponentially from `start` to `end`, record the loss, smooth it (an exponential
+moving average with bias correction, beta 0.98), and stop once the smoothed loss exceeds 4× its minimum.
+
+The suggestion is the learning rate at the minimum of the smoothed loss divided by 10 ("min/10"): at the
+minimum the loss is about to blow up, and a tenth of it is still on the steep, fast-learning part of
+the curve. The point of steepest descent (the most negative slope of the smoothed loss against log lr)
+is reported and drawn too; on short, noisy sweeps it jumps around more than min/10.
+
+    DIR/lr_find.png    loss against learning rate (log x), both points marked
+    DIR/lr_find.json   the sweep: lrs, losses, smoothed losses, the suggestion and how it was chosen
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._io import write_json_atomic
+from ..augment import create_augment
+from ..augment.mix import mixed_cross_entropy
+from ..config import TrainConfig
+from ..data import load_data, split_train_val, stratified_subset
+from ..data.loader import DeviceLoader
+from ..errors import CifarlabError
+from .device import autocast, resolve_device, resolve_precision
+from .inference import preprocessing
+from .optim import build_optimizer
+from .regularize import build_model, weight_penalty
+
+
+@dataclass
+class LrFindResult:
+    suggested_lr: float  # min/10
+    steepest_lr: float | None
+    min_loss_lr: float
+    lrs: list[float]
+    losses: list[float]
+    smoothed: list[float]
+    diverged: bool
+    figure: Path
+    json: Path
+
+
+def lr_find(cfg: TrainConfig | None = None, *, out: str | Path, start: float = 1e-6, end: float = 1.0,
+            steps: int = 100, beta: float = 0.98, diverge_factor: float = 4.0, verbose: bool = True,
+            **overrides: Any) -> LrFindResult:
+    """Run the range test with the config's model, batch size, optimizer, augmentation and penalties."""
+    log = print if verbose else (lambda *a, **k: None)
+    if not 0 < start < end:
+        raise CifarlabError(f"lr-find needs 0 < --start < --end, got {start:g} and {end:g}")
+    if steps < 5:
+        raise CifarlabError(f"--steps must be at least 5, got {steps}")
+    cfg = dataclasses.replace(cfg or TrainConfig(), **{k: v for k, v in overrides.items() if v is not None})
+    cfg = cfg.resolved()
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    torch.manual_seed(cfg.seed)
+
+    data = load_data(cfg.data, progress=verbose)
+    fit_set, _ = split_train_val(data.train, cfg.val_size, cfg.seed)  # the validation images stay unseen
+    if cfg.train_size:
+        fit_set = stratified_subset(fit_set, cfg.train_size, cfg.seed)
+    model = build_model(cfg, len(data.classes))
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model = model.to(device=device, memory_format=memory_format).train()
+    mean, std = preprocessing(model)
+    augment = create_augment(cfg.augment)
+    loader = DeviceLoader(fit_set.images, fit_set.labels, batch_size=cfg.batch_size, device=device, mean=mean,
+                          std=std, shuffle=True, drop_last=len(fit_set) > cfg.batch_size, seed=cfg.seed,
+                          channels_last=cfg.channels_last, augment=augment if augment.transforms else None)
+    optimizer = build_optimizer(model, cfg)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    log(f"lr-find: {cfg.model}, {steps} steps from {start:g} to {end:g}, batch {cfg.batch_size}, {cfg.optimizer}, "
+        f"{len(fit_set):,} images, {device.type} {precision}")
+
+    lrs, losses, smoothed = [], [], []
+    average, best, diverged = 0.0, math.inf, False
+    for step, (x, y) in enumerate(_batches(loader, steps)):
+        lr = start * (end / start) ** (step / (steps - 1))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        x, y_a, y_b, lam = augment.mix(x, y, loader.generator)
+        with autocast(device, precision):
+            loss = mixed_cross_entropy(model(x), y_a, y_b, lam, cfg.label_smoothing)
+        loss = loss + weight_penalty(model, cfg.l1, cfg.l2)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        value = loss.item()
+        if not math.isfinite(value):
+            diverged = True
+            break
+        average = beta * average + (1 - beta) * value
+        smooth = average / (1 - beta ** (step + 1))
+        lrs.append(lr)
+        losses.append(value)
+        smoothed.append(smooth)
+        best = min(best, smooth)
+        if smooth > diverge_factor * best:
+            diverged = True
+            break
+    if len(lrs) < 2:
+        raise CifarlabError(f"the loss diverged at once (lr {start:g}); try a smaller --start")
+
+    i_min = int(np.argmin(smoothed))
+    min_loss_lr = lrs[i_min]
+    steepest_lr = _steepest(lrs, smoothed, i_min)
+    suggested = min_loss_lr / 10
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    figure, json_path = out / "lr_find.png", out / "lr_find.json"
+    _plot(lrs, losses, smoothed, suggested, steepest_lr, figure, cfg.model)
+    write_json_atomic(json_path, {
+        "model": cfg.model, "suggested_lr": suggested, "suggestion": "min/10: the lr at the minimum of the smoothed "
+        "loss, divided by 10", "min_loss_lr": min_loss_lr, "steepest_lr": steepest_lr, "diverged": diverged,
+        "steps_run": len(lrs), "start": start, "end": end, "batch_size": cfg.batch_size, "optimizer": cfg.optimizer,
+        "lrs": lrs, "losses": losses, "smoothed_losses": smoothed, "config": cfg.to_dict(),
+    })
+    return LrFindResult(suggested, steepest_lr, min_loss_lr, lrs, losses, smoothed, diverged, figure, json_path)
+
+
+def _batches(loader: DeviceLoader, steps: int):
+    """`steps` batches, going round the data as many times as needed."""
+    epoch, done = 0, 0
+    while done < steps:
+        loader.set_epoch(epoch)
+        for batch in loader:
+            yield batch
+            done += 1
+            if done == steps:
+                return
+        epoch += 1
+
+
+def _steepest(lrs: list[float], smoothed: list[float], i_min: int) -> float | None:
+    """The lr where the smoothed loss falls fastest against log(lr), before its minimum."""
+    if i_min < 2:
+        return None
+    slopes = np.gradient(np.asarray(smoothed[:i_min + 1]), np.log(np.asarray(lrs[:i_min + 1])))
+    return float(lrs[int(np.argmin(slopes))])
+
+
+def _plot(lrs, losses, smoothed, suggested, steepest, path: Path, model: str) -> None:
+    from ..experiments.plots import plt, save_figure
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    ax.plot(lrs, losses, color="0.75", lw=0.8, label="loss")
+    ax.plot(lrs, smoothed, color="C0", lw=1.8, label="smoothed loss")
+    ax.axvline(suggested, color="C3", ls="--", label=f"suggested {suggested:.2g} (min/10)")
+    if steepest:
+        ax.axvline(steepest, color="C2", ls=":", label=f"steepest descent {steepest:.2g}")
+    ax.set_xscale("log")
+    top = max(smoothed[0], min(smoothed)) * 1.5
+    ax.set_ylim(min(min(losses), min(smoothed)) * 0.95, max(top, min(smoothed) * 1.05))
+    ax.set(xlabel="learning rate", ylabel="training loss", title=f"Learning-rate range test: {model}")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    save_figure(fig, path)

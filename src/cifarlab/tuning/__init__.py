@@ -1,0 +1,8 @@
+"""Hyperparameter tuning with Optuna: `tune(base, out, trials=N)` and `config_from_study(dir)`.
+
+Optuna is an optional dependency (`pip install 'cifarlab[tune]'`); it is imported on first use.
+"""
+from .space import Param, default_space, load_space, parse_space
+from .study import TuneResult, config_from_study, tune
+
+__all__ = ["Param", "TuneResult", "config_from_study", "default_space", "load_space", "parse_space", "tune"]

@@ -1,0 +1,145 @@
+"""Search spaces: TrainConfig field -> how Optuna samples it. The default space centres on the model's
+own recipe; a YAML file replaces it:
+
+    lr:              {type: float, low: 1.0e-4, high: 1.0e-1, log: true}
+    batch_size:      {type: categorical, choices: [64, 128, 256]}
+    label_smoothing: {type: float, low: 0.0, high: 0.2}
+    augment:         {type: categorical, choices: [none, standard, standard+cutout]}
+    epochs:          {type: int, low: 2, high: 6}
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..config import TrainConfig
+from ..errors import CifarlabError
+
+TYPES = ("float", "int", "categorical")
+KEYS = {"type", "low", "high", "log", "choices"}
+NOT_TUNABLE = {"model", "data", "out", "device", "model_kwargs", "evaluate_test", "val_size"}
+DEFAULT_AUGMENTS = ["none", "keras", "standard", "standard+cutout"]
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: tuple | None = None
+
+    def suggest(self, trial) -> Any:
+        if self.type == "float":
+            return trial.suggest_float(self.name, self.low, self.high, log=self.log)
+        if self.type == "int":
+            return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log)
+        return trial.suggest_categorical(self.name, list(self.choices))
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {"type": self.type}
+        if self.type == "categorical":
+            d["choices"] = list(self.choices)
+        else:
+            d.update(low=self.low, high=self.high, log=self.log)
+        return d
+
+
+def default_space(cfg: TrainConfig) -> dict[str, Param]:
+    """lr (log, a decade either side of the recipe's), weight decay (log), batch size, label smoothing,
+    dropout (only for models that have one) and the augmentation policy."""
+    from ..training.regularize import supports
+
+    cfg = cfg.resolved()
+    space = {
+        "lr": Param("lr", "float", cfg.lr / 10, cfg.lr * 10, log=True),
+        "weight_decay": Param("weight_decay", "float", 1e-6, 1e-2, log=True),
+        "batch_size": Param("batch_size", "categorical", choices=(64, 128, 256, 512)),
+        "label_smoothing": Param("label_smoothing", "float", 0.0, 0.2),
+        "augment": Param("augment", "categorical", choices=tuple(DEFAULT_AUGMENTS)),
+    }
+    if supports(cfg.model, "dropout"):
+        space["dropout"] = Param("dropout", "float", 0.0, 0.6)
+    return space
+
+
+def load_space(path: str | Path) -> dict[str, Param]:
+    """Read and check a YAML space file; every problem is one CifarlabError naming the file."""
+    path = Path(path)
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CifarlabError(f"space file not found: {path}") from None
+    except (OSError, yaml.YAMLError) as e:
+        raise CifarlabError(f"cannot read space file {path}: {str(e).splitlines()[0]}") from None
+    return parse_space(values, str(path))
+
+
+def parse_space(values: Any, source: str = "space") -> dict[str, Param]:
+    def bad(problem: str) -> CifarlabError:
+        return CifarlabError(f"space file {source}: {problem}")
+
+    if not isinstance(values, dict) or not values:
+        raise bad("must be a mapping of setting names to {type, low, high, log, choices}")
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    space = {}
+    for raw_name, spec in values.items():
+        name = str(raw_name).replace("-", "_")
+        if name not in fields:
+            raise bad(f"{raw_name!r} is not a training setting (valid: {', '.join(sorted(fields - NOT_TUNABLE))})")
+        if name in NOT_TUNABLE:
+            raise bad(f"{name!r} cannot be tuned")
+        if not isinstance(spec, dict):
+            raise bad(f"{name}: expected a mapping like {{type: float, low: 0.001, high: 0.1}}, got {spec!r}")
+        unknown = set(spec) - KEYS
+        if unknown:
+            raise bad(f"{name}: unknown key(s) {', '.join(sorted(map(str, unknown)))} "
+                      f"(valid: {', '.join(sorted(KEYS))})")
+        kind = spec.get("type")
+        if kind not in TYPES:
+            raise bad(f"{name}: type must be one of {', '.join(TYPES)}, got {kind!r}")
+        if kind == "categorical":
+            choices = spec.get("choices")
+            if not isinstance(choices, list) or not choices:
+                raise bad(f"{name}: a categorical needs a non-empty list of choices")
+            if not all(c is None or isinstance(c, (str, int, float, bool)) for c in choices):
+                raise bad(f"{name}: choices must be plain values (strings, numbers, booleans)")
+            if set(spec) & {"low", "high", "log"}:
+                raise bad(f"{name}: a categorical takes choices, not low/high/log")
+            space[name] = Param(name, kind, choices=tuple(choices))
+            continue
+        low, high, log = spec.get("low"), spec.get("high"), spec.get("log", False)
+        if "choices" in spec:
+            raise bad(f"{name}: a {kind} takes low/high, not choices")
+        for key, value in (("low", low), ("high", high)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise bad(f"{name}: {key} must be a number, got {value!r}")
+            if kind == "int" and value != int(value):
+                raise bad(f"{name}: {key} of an int must be a whole number, got {value!r}")
+        if not isinstance(log, bool):
+            raise bad(f"{name}: log must be true or false, got {log!r}")
+        if not low < high:
+            raise bad(f"{name}: low must be < high, got low {low} and high {high}")
+        if log and low <= 0:
+            raise bad(f"{name}: a log scale needs low > 0, got {low}")
+        space[name] = Param(name, kind, float(low) if kind == "float" else int(low),
+                            float(high) if kind == "float" else int(high), log)
+    return space
+
+
+def check_space(space: dict[str, Param], base: TrainConfig, label: str = "search space") -> None:
+    """Every bound and choice must make a valid config (an unknown augmentation, a negative rate, ...)."""
+    for p in space.values():
+        values = list(p.choices) if p.type == "categorical" else [p.low, p.high]
+        for value in values:
+            try:
+                dataclasses.replace(base, **{p.name: value}).resolved()
+            except CifarlabError as e:
+                raise CifarlabError(f"{label}: {p.name} = {value!r}: {e}") from None
+            except (TypeError, ValueError) as e:
+                raise CifarlabError(f"{label}: {p.name} = {value!r} is not valid ({e})") from None

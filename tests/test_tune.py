@@ -1,0 +1,193 @@
+"""Tuning with Optuna (pruning, resuming, two processes on one SQLite study, space files, retraining
+the best trial) and ablations, on the tiny synthetic tree."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+
+import optuna
+import pytest
+
+from cifarlab.cli import main
+from cifarlab.config import TrainConfig
+from cifarlab.errors import CifarlabError
+from cifarlab.experiments import ablate
+from cifarlab.experiments.ablate import parse_vary
+from cifarlab.tuning import default_space, load_space, tune
+
+SPACE = {"lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+         "batch_size": {"type": "categorical", "choices": [16, 32]},
+         "augment": {"type": "categorical", "choices": ["none", "standard"]}}
+TINY = ["--epochs", "1", "--train-size", "30", "--val-size", "15", "--precision", "fp32"]
+
+
+class PruneTrialOne(optuna.pruners.BasePruner):
+    """Deterministic: trial 1 is pruned at its first report, every other trial runs to the end."""
+
+    def prune(self, study, trial) -> bool:
+        return trial.number == 1
+
+
+def base(tree) -> TrainConfig:
+    return TrainConfig(model="baseline", data=str(tree), epochs=2, train_size=30, val_size=15, precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory, tiny_tree):
+    cache = tmp_path_factory.mktemp("tune-cache")
+    old = os.environ.get("CIFARLAB_CACHE")
+    os.environ["CIFARLAB_CACHE"] = str(cache)
+    try:
+        out = tmp_path_factory.mktemp("tune") / "study"
+        result = tune(base(tiny_tree), out, trials=3, space=SPACE, pruner=PruneTrialOne(), verbose=False)
+    finally:
+        if old is None:
+            os.environ.pop("CIFARLAB_CACHE", None)
+        else:
+            os.environ["CIFARLAB_CACHE"] = old
+    return out, result
+
+
+def test_a_study_runs_its_trials_with_one_pruned(study_dir):
+    out, result = study_dir
+    assert result.ran == [0, 1, 2]
+    assert [r["state"] for r in result.rows] == ["COMPLETE", "PRUNED", "COMPLETE"]
+    for name in ("study.db", "trials.csv", "trials.md", "tune.json", "optimization_history.png"):
+        assert (out / name).stat().st_size > 0, name
+    with open(out / "trials.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [t["state"] for t in table] == ["COMPLETE", "PRUNED", "COMPLETE"]
+    assert {"lr", "batch_size", "augment", "val_accuracy", "epochs_completed"} <= set(table[0])
+    info = json.loads((out / "tune.json").read_text())
+    assert info["pruned_epochs_saved"] == 1 and info["seconds_saved_by_pruning"] > 0  # trial 1 stopped at 1 of 2
+    assert info["best_trial"] in (0, 2) and set(info["best_params"]) == set(SPACE)
+    assert (out / "param_importances.png").exists() or "importance" in info["importance_note"]
+    md = (out / "trials.md").read_text()
+    assert "pruning saved 1 epochs" in md and "pruned" in md
+    for n in range(3):  # the test split is never evaluated in a trial
+        summary = json.loads((out / "trials" / f"trial_{n:04d}" / "summary.json").read_text())
+        assert summary["test_accuracy"] is None and summary["val_images"] == 15
+    pruned = json.loads((out / "trials" / "trial_0001" / "summary.json").read_text())
+    assert pruned["epochs_completed"] == 1 and pruned["stopped_early"]
+
+
+def test_running_again_finishes_only_the_remaining_trials(study_dir, tiny_tree):
+    out, _ = study_dir
+    assert tune(base(tiny_tree), out, trials=3, space=SPACE, pruner="none", verbose=False).ran == []
+    again = tune(base(tiny_tree), out, trials=4, space=SPACE, pruner="none", verbose=False)
+    assert again.ran == [3] and len(again.rows) == 4
+
+
+def test_train_from_study_retrains_the_best_on_train_and_val(study_dir, tmp_path, capsys):
+    out, result = study_dir
+    study = optuna.load_study(study_name=result.study_name, storage=result.storage)
+    assert main(["train", "--from-study", str(out), "--out", str(tmp_path / "final")]) == 0
+    printed = capsys.readouterr().out
+    assert f"retraining trial {study.best_trial.number}" in printed and "test accuracy" in printed
+    summary = json.loads((tmp_path / "final" / "summary.json").read_text())
+    config = json.loads((tmp_path / "final" / "config.json").read_text())["config"]
+    assert summary["val_images"] == 0 and summary["test_accuracy"] is not None
+    assert summary["train_images"] == 30 and config["evaluate_test"] is True
+    for key, value in study.best_trial.params.items():
+        assert config[key] == value
+    assert main(["train", "--from-study", str(tmp_path / "nothing")]) == 2
+    assert "no study found" in capsys.readouterr().err
+
+
+def test_fewer_than_two_complete_trials_skip_the_importance_plot(tiny_tree, tmp_path):
+    result = tune(base(tiny_tree), tmp_path / "one", trials=1, space=SPACE, pruner="none", epochs=1, verbose=False)
+    info = json.loads((tmp_path / "one" / "tune.json").read_text())
+    assert result.best_trial == 0 and info["param_importances"] is None
+    assert "at least 2 complete trials" in info["importance_note"]
+    assert not (tmp_path / "one" / "param_importances.png").exists()
+
+
+def test_two_processes_share_one_sqlite_study(tiny_tree, tmp_path):
+    (tmp_path / "space.yaml").write_text(json.dumps(SPACE))  # JSON is YAML
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    cmd = [sys.executable, "-m", "cifarlab", "tune", "--model", "baseline", "--trials", "4", "--data", str(tiny_tree),
+           "--storage", storage, "--study", "shared", "--space", str(tmp_path / "space.yaml"), "--pruner", "none",
+           *TINY]
+    procs = [subprocess.Popen([*cmd, "--out", str(tmp_path / f"w{i}")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for i in range(2)]
+    ran = []
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=240)
+        assert proc.returncode == 0, stderr
+        ran.append(re.search(r"this process ran (\d+) trial\(s\): (.*)", stdout).groups())
+    numbers = [int(n) for _, text in ran for n in re.findall(r"#(\d+)", text)]
+    study = optuna.load_study(study_name="shared", storage=storage)
+    trials = study.get_trials()
+    assert sorted(t.number for t in trials) == list(range(len(trials)))  # distinct, none lost
+    assert len(trials) == sum(int(n) for n, _ in ran) == len(numbers) and sorted(numbers) == list(range(len(trials)))
+    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials) >= 4
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("lr: [1, 2]", "lr: expected a mapping"),
+    ("lr: {type: float, low: 0.1, high: 0.01}", "lr: low must be < high"),
+    ("lr: {type: float, low: 0, high: 0.1, log: true}", "a log scale needs low > 0"),
+    ("lr: {type: normal, low: 0, high: 1}", "type must be one of float, int, categorical"),
+    ("speed: {type: float, low: 0, high: 1}", "'speed' is not a training setting"),
+    ("batch_size: {type: categorical}", "needs a non-empty list of choices"),
+    ("lr: {type: float, low: 0.1, high: 1, step: 2}", "unknown key(s) step"),
+    ("lr: {type: float, low: a, high: 1}", "low must be a number"),
+    ("- just a list", "must be a mapping"),
+    ("lr: {type: float, low: 0.1", "cannot read space file"),
+])
+def test_a_bad_space_file_is_one_clear_error(tmp_path, text, problem):
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    with pytest.raises(CifarlabError) as info:
+        load_space(path)
+    message = str(info.value)
+    assert str(path) in message and problem in message and "\n" not in message
+
+
+def test_space_values_must_make_valid_configs(tiny_tree, tmp_path, capsys):
+    path = tmp_path / "space.yaml"
+    path.write_text("augment: {type: categorical, choices: [none, warp]}\n")
+    assert main(["tune", "--model", "baseline", "--trials", "1", "--data", str(tiny_tree), "--space", str(path),
+                 "--out", str(tmp_path / "t"), *TINY]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(path) in err[0] and "augment = 'warp'" in err[0]
+
+
+def test_the_default_space_has_dropout_only_where_the_model_has_it():
+    assert set(default_space(TrainConfig(model="baseline"))) == {"lr", "weight_decay", "batch_size", "label_smoothing",
+                                                                "augment", "dropout"}
+    space = default_space(TrainConfig(model="resnet20"))
+    assert "dropout" not in space and space["lr"].low == pytest.approx(0.01) and space["lr"].log
+
+
+def test_parse_vary_types_values_by_field():
+    assert parse_vary("augment=none,keras,standard+cutout") == ("augment", ["none", "keras", "standard+cutout"])
+    assert parse_vary("lr=0.1, 0.01") == ("lr", [0.1, 0.01])
+    assert parse_vary("early-stopping=none,2") == ("early_stopping", [None, 2])
+    assert parse_vary("nesterov=true,false") == ("nesterov", [True, False])
+    for bad, problem in (("speed=1,2", "not a training setting"), ("epochs=two", "not a valid int"),
+                         ("augment", "FIELD=V1,V2"), ("lr=0.1,0.1", "repeated")):
+        with pytest.raises(CifarlabError, match=problem):
+            parse_vary(bad)
+    with pytest.raises(CifarlabError, match="unknown --augment 'warp'"):
+        ablate("baseline", "augment=none,warp", "/nonexistent/never-written")
+
+
+def test_ablate_writes_its_table_and_plot(tiny_tree, tmp_path, capsys):
+    assert main(["ablate", "--model", "baseline", "--vary", "augment=none,standard", "--seeds", "0,1",
+                 "--data", str(tiny_tree), "--batch-size", "16", "--out", str(tmp_path / "abl"), *TINY]) == 0
+    out = tmp_path / "abl"
+    for name in ("ablation.csv", "ablation.md", "ablation.json", "ablation.png", "learning_curves.png"):
+        assert (out / name).stat().st_size > 0, name
+    with open(out / "ablation.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["value"] for r in rows] == ["none", "standard"] and rows[0]["seeds"] == "0 1"
+    assert {"val_accuracy_mean", "val_accuracy_std", "test_accuracy_mean", "test_accuracy_std"} <= set(rows[0])
+    md = (out / "ablation.md").read_text()
+    assert "± " in md and "mean ± std over 2 seeds" in md and "| standard |" in md
+    assert (out / "runs" / "augment-standard-seed1" / "summary.json").exists()
+    assert "Ablation of augment" in capsys.readouterr().out
