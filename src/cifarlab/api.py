@@ -12,7 +12,7 @@ from .data import load_data
 from .data.folder import load_rgb_image
 from .errors import CifarlabError
 from .training.device import resolve_device, resolve_precision
-from .training.inference import classification_metrics, predict_logits
+from .training.inference import EVAL_BATCH_SIZE, classification_metrics, predict_logits
 from .training.rundir import load_run_model
 
 
@@ -22,7 +22,7 @@ def load_run(run_dir: str | Path, device: str = "auto") -> tuple[torch.nn.Module
 
 
 def evaluate(run_dir: str | Path, data: str | Path | None = None, *, split: str = "test", device: str = "auto",
-             precision: str = "auto", batch_size: int = 1000) -> dict[str, Any]:
+             precision: str = "auto", batch_size: int = EVAL_BATCH_SIZE) -> dict[str, Any]:
     """Accuracy, loss and top-3 accuracy of a run's model on the test split (or `split="val"`)."""
     if split not in ("test", "val"):
         raise CifarlabError(f"unknown split {split!r}; choose test or val")

@@ -25,6 +25,7 @@ from ..config import TrainConfig
 from ..data import CifarData, ImageSet, load_data, split_train_val, stratified_subset
 from ..errors import CifarlabError
 from ..training.device import resolve_device, resolve_precision
+from ..training.inference import EVAL_BATCH_SIZE
 from ..training.rundir import load_run_model
 from . import calibration, galleries, label_issues, metrics, robustness
 from .predictions import Predictions, compute_predictions, save_predictions
@@ -53,7 +54,7 @@ class _Run:
 def analyze(run_dir: str | Path, split: str = "test", data: str | Path | None = None, out: str | Path | None = None,
             *, label_check: bool = False, label_check_folds: int = label_issues.DEFAULT_FOLDS,
             label_check_epochs: int | None = None, robustness_images: int | str | None = DEFAULT_ROBUSTNESS_IMAGES,
-            device: str = "auto", precision: str = "auto", batch_size: int = 1000,
+            device: str = "auto", precision: str = "auto", batch_size: int = EVAL_BATCH_SIZE,
             verbose: bool = True) -> dict[str, Any]:
     """Analyze a run's predictions on `split` and write PNGs and analysis.json into RUN_DIR/analysis (or `out`).
 

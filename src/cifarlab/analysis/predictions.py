@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 from ..data.types import ImageSet
-from ..training.inference import predict_logits
+from ..training.inference import EVAL_BATCH_SIZE, predict_logits
 
 
 @dataclass
@@ -66,7 +66,7 @@ def image_names(images: ImageSet, split: str) -> list[str]:
 
 
 def compute_predictions(model: nn.Module, images: ImageSet, split: str, *, device: torch.device,
-                        precision: str = "fp32", batch_size: int = 1000) -> Predictions:
+                        precision: str = "fp32", batch_size: int = EVAL_BATCH_SIZE) -> Predictions:
     """Run the model once over a split, in large batches without gradients."""
     logits = predict_logits(model, images.images, device=device, precision=precision, batch_size=batch_size)
     return Predictions(logits.numpy(), images.labels, image_names(images, split), list(images.classes))

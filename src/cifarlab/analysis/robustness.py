@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..training.inference import predict_logits
+from ..training.inference import EVAL_BATCH_SIZE, predict_logits
 from ._plots import new_figure, save_figure
 
 SEVERITIES = (1, 2, 3, 4, 5)
@@ -104,7 +104,8 @@ def corrupt(images: np.ndarray, name: str, severity: int, seed: int = 0) -> np.n
 
 
 def robustness_table(model: nn.Module, images: np.ndarray, labels: np.ndarray, clean_accuracy: float, *,
-                     device: torch.device, precision: str = "fp32", batch_size: int = 1000, seed: int = 0) -> dict:
+                     device: torch.device, precision: str = "fp32", batch_size: int = EVAL_BATCH_SIZE,
+                     seed: int = 0) -> dict:
     """Accuracy for every corruption and severity, their means, and the clean accuracy of the same images."""
     table, corruption_seconds = {}, 0.0
     for name in CORRUPTIONS:

@@ -17,11 +17,11 @@ class KerasBaseline(CifarModel):
     def __init__(self, num_classes: int = 10, dropout: float = 0.5, keras_init: bool = True):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(32, 32, 3), nn.ReLU(),
+            nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(32, 32, 3), nn.ReLU(inplace=True),
             nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(64, 64, 3), nn.ReLU(),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(64, 64, 3), nn.ReLU(inplace=True),
             nn.MaxPool2d(2),
         )
         self.fc1 = nn.Linear(64 * 6 * 6, 512)
