@@ -90,9 +90,9 @@ def _write_outputs(out: Path, rows: list[dict[str, Any]], outcomes: dict[str, li
     write_json_atomic(out / "compare.json", rows)
     _write_csv(out / "compare.csv", rows)
     write_text_atomic(out / "compare.md", _markdown(rows))
-    from .plots import plot_accuracy_vs, plot_learning_curves
+    from .plots import plot_accuracy_vs, plot_accuracy_vs_time, plot_learning_curves
 
-    plot_accuracy_vs(rows, "train_seconds", "training time (s)", out / "accuracy_vs_time.png")
+    plot_accuracy_vs_time(outcomes, rows, out / "accuracy_vs_time.png")
     plot_accuracy_vs(rows, "params", "parameters", out / "accuracy_vs_params.png", log_x=True)
     plot_learning_curves(outcomes, out / "learning_curves.png")
 

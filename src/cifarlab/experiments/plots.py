@@ -38,6 +38,31 @@ def plot_accuracy_vs(rows: list[dict[str, Any]], cost: str, label: str, path: Pa
     save_figure(fig, path)
 
 
+def plot_accuracy_vs_time(outcomes: dict[str, list[RunOutcome]], rows: list[dict[str, Any]], path: Path) -> None:
+    """Validation accuracy against cumulative training time, one curve per model (first seed), with the
+    final test accuracy (mean ± std over seeds) as a star at the end: which model is best at any budget."""
+    fig, ax = plt.subplots(figsize=(7, 4.6))
+    tests = {r["model"]: r["test_accuracy"] for r in rows}
+    for name, runs in outcomes.items():
+        run = next((r for r in runs if r.history), None)
+        if run is None:
+            continue
+        seconds, total = [], 0.0
+        for h in run.history:
+            total += h["epoch_seconds"]
+            seconds.append(total)
+        (line,) = ax.plot(seconds, [h.get("val_accuracy") for h in run.history], marker=".", label=name)
+        if tests.get(name):
+            m, s = mean_std(tests[name])
+            ax.errorbar(total, m, yerr=s or None, fmt="*", markersize=12, color=line.get_color(), capsize=3)
+    ax.set(xlabel="training time (s)", ylabel="accuracy",
+           title="Validation accuracy during training (★ final test accuracy)")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
 def plot_learning_curves(outcomes: dict[str, list[RunOutcome]], path: Path) -> None:
     """Validation accuracy and training loss per epoch, every model in one figure (first seed)."""
     fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(11, 4.2))
