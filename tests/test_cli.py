@@ -130,3 +130,24 @@ def test_models_lists_the_registry(capsys):
     out = capsys.readouterr().out
     assert all(name in out for name in list_models())
     assert "1,250,858" in out
+
+
+def test_cifar_stem_is_a_model_argument_of_external_models():
+    from cifarlab.config import TrainConfig
+    from cifarlab.errors import CifarlabError
+
+    assert TrainConfig(model="tv:resnet18", cifar_stem=True).resolved().model_kwargs == {"cifar_stem": True}
+    with pytest.raises(CifarlabError, match="--cifar-stem adapts tv:NAME and timm:NAME models"):
+        TrainConfig(model="resnet20", cifar_stem=True).resolved()
+
+
+def test_train_a_torchvision_model_with_a_cifar_stem(train_tree, tmp_path):
+    out = tmp_path / "tv"
+    assert main(["train", "--model", "tv:resnet18", "--cifar-stem", "--epochs", "1", "--data", str(train_tree),
+                 "--val-size", "30", "--train-size", "64", "--batch-size", "32", "--precision", "fp32",
+                 "--out", str(out), "--quiet"]) == 0
+    import cifarlab
+
+    model, info = cifarlab.load_run(out, device="cpu")
+    assert info["config"]["model_kwargs"] == {"cifar_stem": True}
+    assert model.get_submodule(model.default_cfg["first_conv"]).stride == (1, 1)

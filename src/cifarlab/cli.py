@@ -26,6 +26,8 @@ def _add_train_flags(p: argparse.ArgumentParser, single_run: bool = True) -> Non
     g = p.add_argument_group("model and recipe (unset: the model's default recipe)")
     if single_run:
         g.add_argument("--model", help="registered model name, tv:NAME or timm:NAME (default: baseline)")
+    g.add_argument("--cifar-stem", action="store_true", default=None,
+                   help="tv:/timm: models: adapt the stem to 32x32 images (3x3 stride-1 conv, no max-pool)")
     g.add_argument("--epochs", type=int)
     g.add_argument("--batch-size", type=int)
     g.add_argument("--optimizer", choices=OPTIMIZERS)

@@ -46,6 +46,7 @@ class TrainConfig:
     early_stopping: int | None = None  # stop after this many epochs without a better validation accuracy
     ema: float | None = None  # decay of an exponential moving average of the weights (evaluated and saved)
     evaluate_test: bool = True  # False: never touch the test split (tuning trials)
+    cifar_stem: bool = False  # tv:/timm: models: a 3x3 stride-1 first conv and no max-pool, for 32x32 inputs
     # Execution
     seed: int = 0
     device: str = "auto"
@@ -69,6 +70,11 @@ class TrainConfig:
             kwargs[model_kwarg_name(cfg.model, "dropout")] = cfg.dropout
         if cfg.drop_path is not None:
             kwargs[model_kwarg_name(cfg.model, "drop_path")] = cfg.drop_path
+        if cfg.cifar_stem:
+            if ":" not in cfg.model:
+                raise CifarlabError(f"--cifar-stem adapts tv:NAME and timm:NAME models; {cfg.model} is built for "
+                                    "32x32 images already")
+            kwargs["cifar_stem"] = True
         return dataclasses.replace(cfg, model_kwargs=kwargs)
 
     def validate(self) -> None:
