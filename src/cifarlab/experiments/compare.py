@@ -7,7 +7,6 @@ accuracy against training time, parameters and FLOPs, with learning curves — i
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 from pathlib import Path
@@ -17,7 +16,7 @@ from .._io import write_json_atomic, write_text_atomic
 from ..config import RECIPE_FIELDS, TrainConfig
 from ..errors import CifarlabError
 from ..models import Recipe, get_model_entry
-from .grid import RunOutcome, format_mean_std, markdown_table, mean_std, run_one
+from .grid import RunOutcome, format_mean_std, markdown_table, mean_std, run_one, write_csv
 
 COLUMNS = ["model", "params", "mflops", "train_seconds", "train_images_per_second", "inference_images_per_second",
            "val_accuracy", "test_accuracy", "epochs", "seeds", "error"]
@@ -98,16 +97,11 @@ def _write_outputs(out: Path, rows: list[dict[str, Any]], outcomes: dict[str, li
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    from .._io import atomic_path
-
-    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(COLUMNS[:3] + [f"{c}{suffix}" for c in COLUMNS[3:8] for suffix in ("_mean", "_std")]
-                        + ["epochs", "seeds", "error"])
-        for r in rows:
-            stats = [v for c in COLUMNS[3:8] for v in mean_std(r[c])]
-            writer.writerow([r["model"], r["params"], r["mflops"], *stats,
-                             mean_std(r["epochs"])[0], " ".join(map(str, r["seeds"])), r["error"]])
+    stat_columns = COLUMNS[3:8]
+    headers = COLUMNS[:3] + [f"{c}{suffix}" for c in stat_columns for suffix in ("_mean", "_std")]
+    write_csv(path, headers + ["epochs", "seeds", "error"], [
+        [r["model"], r["params"], r["mflops"], *[v for c in stat_columns for v in mean_std(r[c])],
+         mean_std(r["epochs"])[0], " ".join(map(str, r["seeds"])), r["error"]] for r in rows])
 
 
 def _markdown(rows: list[dict[str, Any]]) -> str:
