@@ -63,7 +63,7 @@ def prepare_model(model: nn.Module, cfg, classes: list[str], log: Callable[[str]
         info["pretrained"] = {"weights": prep.weights, **report.as_dict()}
         log(f"pretrained {prep.weights}: {report.line()}")
     if cfg.init_from and load_weights:
-        report = init_from(model, cfg.init_from, classes)
+        report = init_from(model, cfg.init_from, classes, label=cfg.model)
         info["init_from"] = report.as_dict()
         log(f"init from {cfg.init_from}: {report.line()}")
     apply_preprocessing(model, cfg)

@@ -170,7 +170,7 @@ def head_names(model: nn.Module) -> tuple[str, ...]:
 
 # --init-from ---------------------------------------------------------------------------------------------------
 
-def init_from(model: nn.Module, source: str | Path, classes: list[str]) -> LoadReport:
+def init_from(model: nn.Module, source: str | Path, classes: list[str], label: str | None = None) -> LoadReport:
     """Load the matching layers of a cifarlab run directory or a state-dict file into `model`.
 
     The head is loaded only when the source records the same class names in the same order (a cifarlab
@@ -189,7 +189,7 @@ def init_from(model: nn.Module, source: str | Path, classes: list[str]) -> LoadR
     keep_new = () if source_classes == list(classes) else head_names(model)
     report = load_matching(model, state, str(source), keep_new=keep_new)
     if not report.loaded:
-        arch = (getattr(model, "default_cfg", {}) or {}).get("architecture") or type(model).__name__
+        arch = label or (getattr(model, "default_cfg", {}) or {}).get("architecture") or type(model).__name__
         hint = (f"{len(report.shape_mismatch)} names match with other shapes, e.g. {report.shape_mismatch[0]}"
                 if report.shape_mismatch else f"no tensor names in common, e.g. file {next(iter(state))!r}")
         raise CifarlabError(f"--init-from {path}: none of its {len(state)} tensors fits {arch} ({hint}); "
