@@ -8,14 +8,14 @@ labels, three ways with the same recipe and the same number of epochs:
     scratch     no starting weights
 
 plus, on the same frozen features, the `cifarlab probe` heads (a linear layer and scikit-learn's
-logistic regression, from cached features). The validation split is carved from each phase's training
-split (cifarlab's default, 10% of the five classes' 25,000 images, stratified by seed) before the
-label fraction is taken; it is only watched, never used to pick an epoch: the test accuracy (the 5,000
-test images of the five target classes) is that of the last epoch. One pretraining run (seed 0); each
+logistic regression, from cached features). The validation split (500 images by default, stratified,
+by seed) is carved from each phase's training split before the label fraction is taken; it is only
+watched, never used to pick an epoch: the test accuracy (the 5,000 test images of the five target
+classes) is that of the last epoch. One pretraining run (seed 0); each
 target arm runs with every seed (its split, label subset, head init and batch order change).
 
-    python benchmarks/bench_transfer.py --data ../shared/data/cifar10 --pretrain-epochs 15 --epochs 30 \
-        --seeds 0 1 2 --out bench-out/transfer
+    python benchmarks/bench_transfer.py --data ../shared/data/cifar10 --pretrain-epochs 6 --epochs 10 \
+        --seeds 0 1 2 --no-reference --out bench-out/transfer
     python benchmarks/bench_transfer.py --data TINY_TREE --source-classes cat --target-classes dog,frog \
         --pretrain-epochs 1 --epochs 1 --seeds 0 --label-fraction 0.5 --no-reference   # smoke
 """
@@ -40,9 +40,11 @@ def main() -> None:
     p.add_argument("--source-classes", default=SOURCE)
     p.add_argument("--target-classes", default=TARGET)
     p.add_argument("--label-fraction", type=float, default=0.1, help="of the target's training labels (default 0.1)")
-    p.add_argument("--pretrain-epochs", type=int, default=15)
-    p.add_argument("--epochs", type=int, default=30, help="epochs of every target arm (default 30)")
+    p.add_argument("--pretrain-epochs", type=int, default=6)
+    p.add_argument("--epochs", type=int, default=10, help="epochs of every target arm (default 10)")
     p.add_argument("--augment", default="standard", help="every run's augmentation (default standard)")
+    p.add_argument("--val-size", type=int, default=500, help="validation images carved from each phase's train "
+                                                             "split (default 500)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--precision", default="bf16")
     p.add_argument("--no-reference", action="store_true", help="skip the reference workload (smoke runs)")
@@ -52,7 +54,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     calib = [] if args.no_reference else [reference_seconds()]
     common = ["--model", args.model, "--data", args.data, "--precision", args.precision, "--augment", args.augment,
-              "--quiet"]
+              "--val-size", str(args.val_size), "--quiet"]
     wall = time.perf_counter()
 
     pretrain = out / "pretrain"
@@ -78,7 +80,8 @@ def main() -> None:
             print(json.dumps(runs[-1]), flush=True)
         t0 = time.perf_counter()
         proc = run_cli(["probe", "--model", args.model, "--init-from", str(pretrain), "--data", args.data,
-                        "--precision", args.precision, "--classes", args.target_classes, "--label-fraction",
+                        "--precision", args.precision, "--val-size", str(args.val_size), "--classes",
+                        args.target_classes, "--label-fraction",
                         str(args.label_fraction), "--seed", str(seed), "--quiet"])
         probe = json.loads(proc.stdout.strip().splitlines()[-1])
         for head in ("linear", "logistic"):
