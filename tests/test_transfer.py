@@ -79,8 +79,7 @@ def test_init_from_through_train_and_cli(tiny_tree, tmp_path, capsys):
                        out=str(tmp_path / "run"))
     info = r.summary["transfer"]["init_from"]
     assert info["loaded"] == len(source.state_dict()) - 2
-    assert info["skipped"] == ["fc.weight (shape differs)", "fc.bias (shape differs)"] or \
-        all("fc." in s for s in info["skipped"])
+    assert info["skipped"] == [f"fc.{p} (new head for this run's classes)" for p in ("weight", "bias")]
     assert torch.equal(r.model.layer2[0].conv1.weight.detach(), source.layer2[0].conv1.weight.detach())
     # A second run from that run directory: same classes, so its head is loaded too.
     r2 = cifarlab.train(**RUN_KW, data=str(tiny_tree), epochs=1, init_from=str(r.run_dir), out=str(tmp_path / "r2"))
@@ -304,3 +303,26 @@ def test_pretrained_weights_of_another_architecture_are_refused(no_network, tmp_
 
     with pytest.raises(CifarlabError, match="do not fit tv:mobilenet_v3_small"):
         load_pretrained(create_model(cfg.model, num_classes=3), cfg)
+
+
+def test_timm_pretrained_from_a_file_with_cifar_stem(no_network, monkeypatch, tmp_path):
+    timm = pytest.importorskip("timm")
+    from safetensors.torch import save_file as save
+
+    from cifarlab.transfer.setup import prepare_model
+
+    monkeypatch.setenv("CIFARLAB_OFFLINE", "1")
+    torch.manual_seed(0)
+    source = timm.create_model("resnet18", num_classes=1000)
+    save({k: v.contiguous() for k, v in source.state_dict().items()}, str(tmp_path / "r18.safetensors"))
+    cfg = TrainConfig(model="timm:resnet18", pretrained="imagenet", weights=str(tmp_path / "r18.safetensors"),
+                      cifar_stem=True, input_size=32).resolved()
+    model = create_model(cfg.model, num_classes=3, **cfg.model_kwargs)
+    _, info = prepare_model(model, cfg, ["a", "b", "c"], log=lambda s: None)
+    # The 7x7 stem conv was replaced by --cifar-stem: the only backbone tensor allowed to differ.
+    assert info["pretrained"]["skipped"][0] == "model.conv1.weight (file 64x3x7x7, model 64x3x3x3)"
+    assert torch.equal(model.model.layer4[1].conv2.weight, source.layer4[1].conv2.weight)
+    assert model.default_cfg["mean"] == (0.485, 0.456, 0.406)
+    with pytest.raises(CifarlabError, match="no pretrained weights for timm:resnet18: not in the Hugging Face cache"):
+        prepare_model(create_model("timm:resnet18", num_classes=3),
+                      TrainConfig(model="timm:resnet18", pretrained="imagenet").resolved(), ["a", "b", "c"])

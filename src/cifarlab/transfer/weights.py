@@ -55,7 +55,7 @@ class LoadReport:
     head_kept_new: list[str] = field(default_factory=list)  # the classifier, initialized for this run's classes
 
     def skipped(self) -> list[str]:
-        return ([f"{s} (shape differs)" for s in self.shape_mismatch] + [f"{m} (not in the file)" for m in self.missing]
+        return (list(self.shape_mismatch) + [f"{m} (not in the file)" for m in self.missing]
                 + [f"{h} (new head for this run's classes)" for h in self.head_kept_new])
 
     def as_dict(self) -> dict[str, Any]:
@@ -263,7 +263,7 @@ def _tv_state_dict(name: str, weights_file: str | None) -> tuple[dict[str, torch
     cached = tv_cache_path(name)
     if cached.is_file():
         return read_state_file(cached)[0], str(cached)
-    why = "offline (CIFARLAB_OFFLINE/HF_HUB_OFFLINE is set)" if is_offline() else None
+    why = "cifarlab is offline (CIFARLAB_OFFLINE/HF_HUB_OFFLINE is set)" if is_offline() else None
     if why is None:
         try:
             return weights.get_state_dict(progress=False, check_hash=True), weights.url
@@ -296,7 +296,7 @@ def _timm_state_dict(name: str, weights_file: str | None, model_kwargs: dict) ->
     overlay = {"file": str(weights_file)} if weights_file else None
     source = weights_file or f"the Hugging Face hub ({cfg.hf_hub_id or cfg.url})"
     if not weights_file and is_offline() and not _in_hf_cache(cfg):
-        raise CifarlabError(_timm_missing(name, cfg, "offline (CIFARLAB_OFFLINE/HF_HUB_OFFLINE is set)"))
+        raise CifarlabError(_timm_missing(name, cfg, "cifarlab is offline (CIFARLAB_OFFLINE/HF_HUB_OFFLINE is set)"))
     try:
         net = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **extra)
     except Exception as e:  # network, missing cache, a file of another model
