@@ -38,6 +38,7 @@ _LAZY = {
     "first_layer_filters": "cifarlab.features",
     "top_activating_images": "cifarlab.features",
     "embed": "cifarlab.features",
+    "linear_probe": "cifarlab.transfer",
 }
 
 __all__ = sorted(_LAZY)

@@ -10,6 +10,7 @@ import torch
 
 from .data import load_data
 from .data.folder import load_rgb_image
+from .data.subsets import select_classes
 from .errors import CifarlabError
 from .training.device import resolve_device, resolve_precision
 from .training.inference import EVAL_BATCH_SIZE, classification_metrics, predict_logits
@@ -29,7 +30,7 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, *, split: str 
     dev = resolve_device(device)
     model, info = load_run_model(run_dir, dev)
     cfg = info["config"]
-    dataset = load_data(data if data is not None else cfg.get("data"))
+    dataset = select_classes(load_data(data if data is not None else cfg.get("data")), cfg.get("classes"))
     if dataset.classes != info["classes"]:
         raise CifarlabError(f"the data's classes {dataset.classes} differ from the run's {info['classes']}")
     if split == "test":

@@ -28,6 +28,7 @@ def _add_train_flags(p: argparse.ArgumentParser, single_run: bool = True) -> Non
         g.add_argument("--model", help="registered model name, tv:NAME or timm:NAME (default: baseline)")
     g.add_argument("--cifar-stem", action="store_true", default=None,
                    help="tv:/timm: models: adapt the stem to 32x32 images (3x3 stride-1 conv, no max-pool)")
+    _add_transfer_flags(p)
     g.add_argument("--epochs", type=int)
     g.add_argument("--batch-size", type=int)
     g.add_argument("--optimizer", choices=OPTIMIZERS)
@@ -44,6 +45,10 @@ def _add_train_flags(p: argparse.ArgumentParser, single_run: bool = True) -> Non
     g.add_argument("--data", help="image-folder tree, cifar-10-python.tar.gz or cifar-10-batches-py/ "
                                   "(default: $CIFARLAB_DATA, else the download cache, else download)")
     g.add_argument("--train-size", type=int, help="train on a stratified subset of N images")
+    g.add_argument("--label-fraction", type=float, metavar="F",
+                   help="keep a stratified fraction F of the training labels (after the validation split)")
+    g.add_argument("--classes", type=_names, metavar="A,B,...",
+                   help="train, validate and test on these classes only, relabelled in this order")
     g.add_argument("--val-size", type=int, help="validation images carved from train (default 5000; 0: none)")
     g = p.add_argument_group("execution")
     if single_run:
@@ -55,6 +60,25 @@ def _add_train_flags(p: argparse.ArgumentParser, single_run: bool = True) -> Non
     g.add_argument("--config", metavar="FILE", help="YAML file of settings; flags override it")
     if single_run:
         g.add_argument("--out", metavar="RUN_DIR", help="run directory (default: runs/MODEL-TIME)")
+
+
+def _add_transfer_flags(p: argparse.ArgumentParser) -> None:
+    from .transfer.options import FREEZE, PRETRAINED  # no torch
+
+    g = p.add_argument_group("transfer learning (see the README's Transfer learning section)")
+    g.add_argument("--pretrained", choices=PRETRAINED,
+                   help="tv:/timm: models: published weights with their own mean, std and input size")
+    g.add_argument("--weights", metavar="FILE", help="local file of the --pretrained weights (offline)")
+    g.add_argument("--init-from", metavar="RUN_DIR|FILE",
+                   help="start from a cifarlab run or a state-dict file: the layers that match are loaded")
+    g.add_argument("--freeze", choices=FREEZE, help="backbone: train the head only (default none: fine-tune all)")
+    g.add_argument("--unfreeze-schedule", metavar="SPEC",
+                   help="with --freeze backbone: stage-per-epoch, or E:MODULE,... (MODULE trains after E epochs)")
+    g.add_argument("--backbone-lr-scale", type=float, metavar="S", help="backbone lr = S x lr (default 1)")
+    g.add_argument("--freeze-bn", action="store_true", default=None,
+                   help="keep every batch-norm layer's statistics fixed while training")
+    g.add_argument("--input-size", type=int, metavar="PX",
+                   help="upsample batches to PX x PX on the device, e.g. 64, 96, 224 (pretrained: default theirs)")
 
 
 def _augment_spec(text: str) -> str:
@@ -130,6 +154,26 @@ def _ints(flag: str):
         except ValueError:
             raise argparse.ArgumentTypeError(f"{flag} takes comma-separated integers, got {text!r}") from None
     return parse
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from .transfer.probe import linear_probe
+
+    values = load_yaml_config(args.config) if args.config else {}
+    values.update({k: getattr(args, k) for k in TrainConfig.__dataclass_fields__ if getattr(args, k, None) is not None})
+    if args.run_dir:  # the backbone of a trained run: its model and weights
+        from .training.rundir import read_run_config
+
+        run_cfg = read_run_config(args.run_dir)["config"]
+        values.setdefault("model", run_cfg["model"])
+        values.setdefault("init_from", args.run_dir)
+        for key in ("cifar_stem", "model_kwargs", "input_size", "data"):
+            values.setdefault(key, run_cfg.get(key))
+    r = linear_probe(TrainConfig.from_dict({k: v for k, v in values.items() if v is not None}), out=args.out,
+                     probe_epochs=args.probe_epochs, C=args.C, use_cache=args.cache, verbose=not args.quiet)
+    if args.quiet:
+        print(json.dumps(r.as_dict()))
+    return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -325,6 +369,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="retrain the best trial of a tune study on train + val (val size 0) and test once")
     p.add_argument("--study", metavar="NAME", help="the study's name, with --from-study (default: the only one)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("probe", help="frozen backbone, fast: cache its features once, fit a linear head and "
+                                     "a logistic regression on them")
+    p.add_argument("run_dir", nargs="?", help="probe the backbone of this trained run (else --model and "
+                                              "--pretrained / --init-from)")
+    _add_train_flags(p)
+    p.add_argument("--probe-epochs", type=int, default=50, help="epochs of the linear head (default 50)")
+    p.add_argument("-C", type=float, default=1.0, help="inverse L2 strength of the logistic regression (default 1)")
+    p.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True,
+                   help="read/write the feature cache under $CIFARLAB_CACHE/features (default on)")
+    p.add_argument("--quiet", action="store_true", help="no progress; print the result as one JSON line")
+    p.set_defaults(func=cmd_probe)
 
     p = sub.add_parser("compare", help="train several models on the same data and compare them")
     p.add_argument("--models", required=True, help="comma-separated model names, e.g. baseline,vgg11,resnet20")

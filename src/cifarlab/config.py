@@ -47,6 +47,17 @@ class TrainConfig:
     ema: float | None = None  # decay of an exponential moving average of the weights (evaluated and saved)
     evaluate_test: bool = True  # False: never touch the test split (tuning trials)
     cifar_stem: bool = False  # tv:/timm: models: a 3x3 stride-1 first conv and no max-pool, for 32x32 inputs
+    # Transfer learning (cifarlab.transfer; the README's "Transfer learning" section)
+    pretrained: str | None = None  # "imagenet": tv:/timm: weights with their own mean, std and input size
+    weights: str | None = None  # a local file of those --pretrained weights (offline); else the hub (cache)
+    init_from: str | None = None  # a cifarlab run dir or a state-dict file: load the layers that match
+    freeze: str = "none"  # "backbone": train the head only (feature extraction); "none": fine-tune everything
+    unfreeze_schedule: str | None = None  # "stage-per-epoch" or "E:MODULE,...": unfreeze MODULE after E epochs
+    backbone_lr_scale: float = 1.0  # discriminative lr: the backbone's lr is lr × this (the head's is lr)
+    freeze_bn: bool = False  # keep every batch-norm layer's running statistics fixed (eval mode) in training
+    input_size: int | None = None  # upsample batches to this size on the device; None: 32 (pretrained: its own)
+    classes: list[str] | None = None  # train, validate and test on these classes only, relabelled in this order
+    label_fraction: float | None = None  # keep this stratified fraction of the training labels (after --val-size)
     # Execution
     seed: int = 0
     device: str = "auto"
@@ -75,6 +86,10 @@ class TrainConfig:
                 raise CifarlabError(f"--cifar-stem adapts tv:NAME and timm:NAME models; {cfg.model} is built for "
                                     "32x32 images already")
             kwargs["cifar_stem"] = True
+        if cfg.pretrained:
+            from .transfer.weights import pretrained_model_kwargs
+
+            kwargs.update(pretrained_model_kwargs(cfg.model))
         return dataclasses.replace(cfg, model_kwargs=kwargs)
 
     def validate(self) -> None:
@@ -109,6 +124,9 @@ class TrainConfig:
             raise CifarlabError("--early-stopping watches the validation accuracy: it needs --val-size > 0")
         if self.ema is not None and not 0 < self.ema < 1:
             raise CifarlabError(f"--ema is a decay in (0, 1), e.g. 0.999; got {self.ema}")
+        from .transfer.options import validate_transfer
+
+        validate_transfer(self)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

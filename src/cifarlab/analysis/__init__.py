@@ -23,6 +23,7 @@ import torch
 from .._io import write_json_atomic
 from ..config import TrainConfig
 from ..data import CifarData, ImageSet, load_data, split_train_val, stratified_subset
+from ..data.subsets import select_classes
 from ..errors import CifarlabError
 from ..training.device import resolve_device, resolve_precision
 from ..training.inference import EVAL_BATCH_SIZE
@@ -138,7 +139,7 @@ def _open_run(run_dir: str | Path, data: str | Path | None, device: str, precisi
     prec = resolve_precision(precision, dev)
     model, info = load_run_model(run_dir, dev)
     cfg = TrainConfig.from_dict(info["config"]).resolved()
-    dataset = load_data(data if data is not None else cfg.data, progress=False)
+    dataset = select_classes(load_data(data if data is not None else cfg.data, progress=False), cfg.classes)
     if dataset.classes != info["classes"]:
         raise CifarlabError(f"the data's classes {dataset.classes} differ from the run's {info['classes']}")
     return _Run(model, cfg, list(info["classes"]), dataset, dev, prec)

@@ -100,10 +100,13 @@ def normalize(model: nn.Module, images: np.ndarray, device: torch.device | str =
 def run_test_split(loaded: LoadedRun, data: str | Path | None = None):
     """The run's test split (an ImageSet), checked to have the run's classes."""
     from ..data import load_data
+    from ..data.subsets import select_classes
 
     if data is None and loaded.run_dir is None:
         raise CifarlabError("pass data=... (a bare model has no run config to find its data)")
-    dataset = load_data(data if data is not None else loaded.info.get("config", {}).get("data"), progress=False)
+    config = loaded.info.get("config", {})
+    dataset = select_classes(load_data(data if data is not None else config.get("data"), progress=False),
+                             config.get("classes"))
     if dataset.classes != loaded.classes:
         raise CifarlabError(f"the data's classes {dataset.classes} differ from the run's {loaded.classes}")
     return dataset.test

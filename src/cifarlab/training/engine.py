@@ -34,7 +34,9 @@ from ..augment.mix import mixed_cross_entropy
 from ..config import TrainConfig
 from ..data import load_data, split_train_val, stratified_subset
 from ..data.loader import DeviceLoader
+from ..data.subsets import label_fraction_subset, select_classes
 from ..errors import CifarlabError, TrainingDiverged
+from ..transfer.setup import prepare_model
 from . import rundir
 from .device import autocast, resolve_device, resolve_precision
 from .inference import classification_metrics, predict_logits, preprocessing
@@ -87,14 +89,18 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
     _seed_everything(cfg.seed)
 
     # 2. Data: decoded once and cached; the test split is only touched at the very end.
-    data = load_data(cfg.data, progress=verbose)
+    data = select_classes(load_data(cfg.data, progress=verbose), cfg.classes)  # --classes: those only, relabelled
     classes = data.classes
     fit_set, val_set = split_train_val(data.train, cfg.val_size, cfg.seed)
     if cfg.train_size:
         fit_set = stratified_subset(fit_set, cfg.train_size, cfg.seed)
+    fit_set = label_fraction_subset(fit_set, cfg.label_fraction, cfg.seed)  # --label-fraction
 
     # 3. Model, augmentation, optimizer, schedule.
     model = build_model(cfg, len(classes))  # create_model(cfg.model, **cfg.model_kwargs), dropout included
+    # Transfer: --pretrained / --init-from weights, their preprocessing (--input-size), --freeze and its schedule.
+    # On --resume the weights come from the checkpoint instead.
+    freezer, transfer_info = prepare_model(model, cfg, classes, log, load_weights=resume is None)
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model = model.to(device=device, memory_format=memory_format)
     mean, std = preprocessing(model)
@@ -135,6 +141,7 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
                 break
             loader.set_epoch(epoch)
             model.train()
+            freezer.start_epoch(epoch, log)  # frozen layers: no gradient, batch-norm statistics fixed
             loss_sum = torch.zeros((), device=device)
             correct = torch.zeros((), device=device, dtype=torch.long)
             seen = 0
@@ -232,6 +239,7 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
         "batch_size": cfg.batch_size, "optimizer": cfg.optimizer, "lr": cfg.lr, "seed": cfg.seed,
         "device": str(device), "precision": precision, "classes": classes, "data_source": data.source,
         "run_dir": str(run_dir), "command": command, "versions": rundir.versions(),
+        "transfer": transfer_info,
     }
     write_json_atomic(run_dir / rundir.SUMMARY, summary)
     write_text_atomic(run_dir / "command.txt", command + "\n")

@@ -17,8 +17,15 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay, "base_lr": cfg.lr},
               {"params": no_decay, "weight_decay": 0.0, "base_lr": cfg.lr}]
+    if cfg.freeze != "none" or cfg.backbone_lr_scale != 1:  # transfer: head and backbone groups, all parameters
+        from ..transfer.freeze import transfer_param_groups
+
+        groups = transfer_param_groups(model, cfg.lr, cfg.weight_decay, cfg.backbone_lr_scale)
+    # The fused kernels want every parameter of a group to have its momentum buffer once one has: not so
+    # when a frozen stage is unfrozen mid-run.
+    fusable = cfg.freeze == "none" and _fused_supported(model)
     # The fused kernels update every parameter in one call (CPU and CUDA); a few % of a small model's step.
-    fused = {"fused": True} if _fused_supported(model) else {}
+    fused = {"fused": True} if fusable else {}
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
                                **fused)

@@ -126,6 +126,9 @@ def load_run_model(run_dir: str | Path, device: torch.device | str = "cpu") -> t
     cfg = TrainConfig.from_dict(info["config"], source=str(run_dir / CONFIG))
     model = create_model(cfg.model, num_classes=len(info["classes"]), **cfg.model_kwargs)
     load_weights_into(model, find_weights(run_dir))
+    from ..transfer.setup import apply_preprocessing
+
+    apply_preprocessing(model, cfg)  # pretrained mean/std and --input-size, as in training
     return model.to(device).eval(), info
 
 
