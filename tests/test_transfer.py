@@ -211,6 +211,7 @@ def test_unknown_class_and_bad_flags_are_one_line_errors(tiny_tree, tmp_path, ca
         (["--pretrained", "imagenet"], "needs a tv:NAME or timm:NAME model"),
         (["--label-fraction", "1.5"], "--label-fraction must be in (0, 1]"),
         (["--backbone-lr-scale", "0"], "--backbone-lr-scale must be > 0"),
+        (["--init-from", str(tmp_path / "nope")], "--init-from: no such run directory or weights file"),
     ]
     for flags, fragment in cases:
         code = main(["train", "--model", "resnet20", "--data", str(tiny_tree), "--epochs", "1",

@@ -14,24 +14,20 @@ _SCHEDULE_ITEM = re.compile(r"^\s*(\d+)\s*:\s*([A-Za-z_][\w.]*)\s*$")
 
 
 def validate_transfer(cfg) -> None:
-    """Check the transfer fields of a TrainConfig (called by TrainConfig.validate)."""
+    """Check the transfer fields of a TrainConfig (called by TrainConfig.validate). The files named by
+    --weights / --init-from are checked by check_weight_files when a new run loads them, not here: a
+    finished run stays loadable (evaluate, analyze, --resume) after they are gone."""
     if cfg.pretrained is not None:
         if cfg.pretrained not in PRETRAINED:
             raise CifarlabError(f"unknown --pretrained {cfg.pretrained!r}; choose one of: {', '.join(PRETRAINED)}")
         if not cfg.model.startswith(("tv:", "timm:")):
             raise CifarlabError(f"--pretrained needs a tv:NAME or timm:NAME model; {cfg.model} has no published "
                                 "weights (use --init-from RUN_DIR to start from a cifarlab run)")
-    if cfg.weights is not None:
-        if cfg.pretrained is None:
-            raise CifarlabError("--weights is the local file of the --pretrained weights (e.g. --pretrained imagenet "
-                                "--weights vgg16-397923af.pth); to start from any other state dict use --init-from")
-        if not Path(cfg.weights).is_file():
-            raise CifarlabError(f"--weights file not found: {cfg.weights}")
-    if cfg.init_from is not None:
-        if cfg.pretrained is not None:
-            raise CifarlabError("--init-from and --pretrained both set the starting weights: give one of them")
-        if not Path(cfg.init_from).exists():
-            raise CifarlabError(f"--init-from: no such run directory or weights file: {cfg.init_from}")
+    if cfg.weights is not None and cfg.pretrained is None:
+        raise CifarlabError("--weights is the local file of the --pretrained weights (e.g. --pretrained imagenet "
+                            "--weights vgg16-397923af.pth); to start from any other state dict use --init-from")
+    if cfg.init_from is not None and cfg.pretrained is not None:
+        raise CifarlabError("--init-from and --pretrained both set the starting weights: give one of them")
     if cfg.freeze not in FREEZE:
         raise CifarlabError(f"unknown --freeze {cfg.freeze!r}; choose one of: {', '.join(FREEZE)}")
     if cfg.unfreeze_schedule is not None:
@@ -56,6 +52,13 @@ def validate_transfer(cfg) -> None:
             raise CifarlabError(f"--label-fraction must be in (0, 1], got {cfg.label_fraction}")
         if cfg.train_size is not None:
             raise CifarlabError("--label-fraction and --train-size both subset the training labels: give one")
+
+
+def check_weight_files(cfg) -> None:
+    if cfg.weights is not None and not Path(cfg.weights).is_file():
+        raise CifarlabError(f"--weights file not found: {cfg.weights}")
+    if cfg.init_from is not None and not Path(cfg.init_from).exists():
+        raise CifarlabError(f"--init-from: no such run directory or weights file: {cfg.init_from}")
 
 
 def parse_unfreeze_schedule(text: str) -> list[tuple[int, str]] | str:

@@ -11,6 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .freeze import Freezer
+from .options import check_weight_files
 from .weights import init_from, load_pretrained, pretrained_preprocessing
 
 CIFAR_SIZE = 32
@@ -57,6 +58,8 @@ def prepare_model(model: nn.Module, cfg, classes: list[str], log: Callable[[str]
     """Starting weights (unless load_weights=False: a resumed run), preprocessing and the freezer for a
     training run; returns the freezer and what happened (for the run's summary.json under "transfer")."""
     info: dict[str, Any] = {}
+    if load_weights:
+        check_weight_files(cfg)
     if cfg.pretrained and load_weights:
         report = load_pretrained(model, cfg)
         prep = pretrained_preprocessing(cfg.model)
