@@ -29,7 +29,8 @@ def _add_train_flags(p: argparse.ArgumentParser, single_run: bool = True) -> Non
     g.add_argument("--cifar-stem", action="store_true", default=None,
                    help="tv:/timm: models: adapt the stem to 32x32 images (3x3 stride-1 conv, no max-pool)")
     g.add_argument("--epochs", type=int)
-    g.add_argument("--batch-size", type=int)
+    g.add_argument("--batch-size", type=int, help="images per optimizer step; under torchrun the global batch, "
+                                                  "split over the ranks")
     g.add_argument("--optimizer", choices=OPTIMIZERS)
     g.add_argument("--lr", type=float, help="base learning rate")
     g.add_argument("--weight-decay", type=float)
@@ -52,6 +53,12 @@ def _add_train_flags(p: argparse.ArgumentParser, single_run: bool = True) -> Non
     g.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"))
     g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
     g.add_argument("--eval-batch-size", type=int)
+    g.add_argument("--grad-accum", type=int, metavar="K",
+                   help="split each batch into K micro-batches and sum their gradients (same step, less memory)")
+    g.add_argument("--sync-bn", action="store_true", default=None,
+                   help="under torchrun: batch-norm statistics over the global batch (SyncBatchNorm, GPUs)")
+    g.add_argument("--dist-timeout", type=float, metavar="S",
+                   help="under torchrun: fail when other ranks stop answering for S seconds (default 300)")
     g.add_argument("--config", metavar="FILE", help="YAML file of settings; flags override it")
     if single_run:
         g.add_argument("--out", metavar="RUN_DIR", help="run directory (default: runs/MODEL-TIME)")
