@@ -504,6 +504,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cifarlab: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # under torchrun: a rank died or hung; one line instead of every rank's traceback
+        from .training.distributed import collective_failure
+
+        message = collective_failure(e)
+        if message is None:
+            raise
+        print(f"cifarlab {args.command}: error: {message}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

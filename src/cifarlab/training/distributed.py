@@ -181,3 +181,21 @@ def sync_buffers(ranks: Ranks, model: nn.Module) -> None:
         return
     for buffer in model.buffers():
         dist.broadcast(buffer.data, src=0)
+
+
+def collective_failure(error: BaseException) -> str | None:
+    """A one-line message when `error` is a collective that failed because another rank died, hung or
+    could not be reached (a timeout of --dist-timeout, a closed connection); None for any other error."""
+    if not launched_by_torchrun():
+        return None
+    text = str(error).strip()
+    from_backend = isinstance(error, dist.DistError) or (
+        isinstance(error, RuntimeError) and any(word in text for word in ("gloo", "NCCL", "nccl", "c10d")))
+    if not from_backend:
+        return None
+    first = text.splitlines()[0] if text else type(error).__name__
+    if "]" in first:  # drop gloo's source-file prefix: "[.../unbound_buffer.cc:129] Timed out ..."
+        first = first.split("]", 1)[1].strip() or first
+    rank = os.environ.get("RANK", "?")
+    return (f"rank {rank} lost contact with the other ranks ({first}); another rank has probably died or hung "
+            f"(see torchrun's report), the job stops here")
