@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -121,7 +122,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = train(cfg, overwrite=args.overwrite, verbose=not args.quiet)
     else:
         result = train(_train_config(args), overwrite=args.overwrite, verbose=not args.quiet)
-    if args.quiet:
+    if args.quiet and os.environ.get("RANK", "0") == "0":  # under torchrun: rank 0 only
         print(json.dumps({"test_accuracy": result.summary["test_accuracy"], "run_dir": str(result.run_dir)}))
     return 0
 
