@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -89,7 +90,8 @@ def runs(tmp_path_factory, tiny_tree):
             os.environ.pop("CIFARLAB_CACHE", None)
         else:
             os.environ["CIFARLAB_CACHE"] = old
-    return SimpleNamespace(root=root, cache=cache, two=root / "two", one=root / "one", stdout=proc.stdout)
+    return SimpleNamespace(root=root, cache=cache, two=root / "two", one=root / "one", stdout=proc.stdout,
+                           data=tiny_tree)
 
 
 def test_two_ranks_follow_the_single_process_loss_curve(runs):
@@ -116,6 +118,24 @@ def test_resume_under_torchrun_continues_the_same_curve(runs):
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert_same_curve(metrics(run), metrics(runs.one))
     assert_same_weights(run / "model.safetensors", runs.one / "model.safetensors")  # saved unwrapped
+
+
+def test_two_nodes_meet_through_torchruns_rendezvous(runs):
+    # Two torchrun agents on this machine stand for two machines: --nnodes 2, c10d rendezvous on a port.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    run = runs.root / "nodes"
+    launcher = ["--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint",
+                f"127.0.0.1:{port}", "--rdzv-id", "cifarlab-test"]
+    args = [*EXACT, "--data", str(runs.data), "--epochs", "2", "--out", str(run)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", *launcher, "-m", "cifarlab", "train", *args]
+    nodes = [subprocess.Popen(cmd, env=torchrun_env(runs.cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    for node in nodes:
+        _, stderr = node.communicate(timeout=240)
+        assert node.returncode == 0, stderr[-3000:]
+    assert_same_curve(metrics(run), metrics(runs.one)[:2])
 
 
 def test_grad_accum_of_k_micro_batches_equals_one_batch(tiny_tree, tmp_path):
