@@ -19,6 +19,7 @@ run: install
 	$(VENV)/bin/cifarlab train --model baseline --epochs 2 $(if $(DATA),--data $(DATA))
 
 test: install
+	bash scripts/install-system-deps.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## The few tests that need the real CIFAR-10 images (../shared/data/cifar10) or minutes of CPU.

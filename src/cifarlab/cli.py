@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -30,7 +31,8 @@ def _add_train_flags(p: argparse.ArgumentParser, single_run: bool = True) -> Non
                    help="tv:/timm: models: adapt the stem to 32x32 images (3x3 stride-1 conv, no max-pool)")
     _add_transfer_flags(p)
     g.add_argument("--epochs", type=int)
-    g.add_argument("--batch-size", type=int)
+    g.add_argument("--batch-size", type=int, help="images per optimizer step; under torchrun the global batch, "
+                                                  "split over the ranks")
     g.add_argument("--optimizer", choices=OPTIMIZERS)
     g.add_argument("--lr", type=float, help="base learning rate")
     g.add_argument("--weight-decay", type=float)
@@ -57,6 +59,12 @@ def _add_train_flags(p: argparse.ArgumentParser, single_run: bool = True) -> Non
     g.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"))
     g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
     g.add_argument("--eval-batch-size", type=int)
+    g.add_argument("--grad-accum", type=int, metavar="K",
+                   help="split each batch into K micro-batches and sum their gradients (same step, less memory)")
+    g.add_argument("--sync-bn", action="store_true", default=None,
+                   help="under torchrun: batch-norm statistics over the global batch (SyncBatchNorm, GPUs)")
+    g.add_argument("--dist-timeout", type=float, metavar="S",
+                   help="under torchrun: fail when other ranks stop answering for S seconds (default 300)")
     g.add_argument("--config", metavar="FILE", help="YAML file of settings; flags override it")
     if single_run:
         g.add_argument("--out", metavar="RUN_DIR", help="run directory (default: runs/MODEL-TIME)")
@@ -138,7 +146,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = train(cfg, overwrite=args.overwrite, verbose=not args.quiet)
     else:
         result = train(_train_config(args), overwrite=args.overwrite, verbose=not args.quiet)
-    if args.quiet:
+    if args.quiet and os.environ.get("RANK", "0") == "0":  # under torchrun: rank 0 only
         print(json.dumps({"test_accuracy": result.summary["test_accuracy"], "run_dir": str(result.run_dir)}))
     return 0
 
@@ -553,6 +561,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cifarlab: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # under torchrun: a rank died or hung; one line instead of every rank's traceback
+        from .training.distributed import collective_failure
+
+        message = collective_failure(e)
+        if message is None:
+            raise
+        print(f"cifarlab {args.command}: error: {message}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -17,16 +17,23 @@ class DeviceLoader:
     `augment`, if given, receives a uint8 NCHW batch and a generator and returns a uint8 batch.
     `generator` is the current epoch's generator (a CPU torch.Generator), for draws the training loop
     makes per batch (mixup, cutmix) in the same reproducible sequence.
+
+    Data-parallel training (`rank`, `world_size`): every rank draws the same shuffle, cuts the same
+    global batches of `batch_size` images and takes its own contiguous slice of each, so the ranks
+    together see exactly the batches one process would. Rank 0 augments with the shuffle's generator,
+    as one process does; the other ranks with generators of their own, seeded by (seed, epoch, rank).
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, *, batch_size: int, device: torch.device,
                  mean: tuple[float, ...], std: tuple[float, ...], shuffle: bool = False, drop_last: bool = False,
-                 seed: int = 0, augment: BatchTransform | None = None, channels_last: bool = True):
+                 seed: int = 0, augment: BatchTransform | None = None, channels_last: bool = True,
+                 rank: int = 0, world_size: int = 1):
         # (N, H, W, C) uint8 viewed as NCHW: the same memory, already channels_last.
         self.images = torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2)
         self.labels = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device)
         self.batch_size, self.device = batch_size, device
         self.shuffle, self.drop_last, self.seed, self.augment = shuffle, drop_last, seed, augment
+        self.rank, self.world_size = rank, world_size
         self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1) * 255
         self.std = torch.tensor(std, device=device).view(1, -1, 1, 1) * 255
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -51,8 +58,14 @@ class DeviceLoader:
         n = len(self.labels)
         gen = self.generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         order = torch.randperm(n, generator=gen).to(self.device) if self.shuffle else None
+        if self.rank > 0:
+            seeds = np.random.SeedSequence([self.seed, self.epoch, self.rank]).generate_state(1)
+            gen = self.generator = torch.Generator().manual_seed(int(seeds[0]))
         for b in range(len(self)):
             lo, hi = b * self.batch_size, min((b + 1) * self.batch_size, n)
+            if self.world_size > 1:  # this rank's slice of the global batch
+                size = hi - lo
+                lo, hi = lo + size * self.rank // self.world_size, lo + size * (self.rank + 1) // self.world_size
             if order is None:
                 x, y = self.images[lo:hi], self.labels[lo:hi]
             else:

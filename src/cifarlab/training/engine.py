@@ -6,6 +6,9 @@
       3. model, augmentation, optimizer, schedule, EMA, early stopping; when resuming, the last checkpoint
       4. epochs: train, validate, checkpoint, log; stop early on --early-stopping or when on_epoch_end says so
       5. the end: test once (unless evaluate_test is off), write the final weights and summary.json
+
+Under torchrun every rank runs this same function (distributed.py: DDP, sharded batches, reduced
+metrics); only rank 0 prints and writes the run directory.
 """
 from __future__ import annotations
 
@@ -37,8 +40,8 @@ from ..data.loader import DeviceLoader
 from ..data.subsets import label_fraction_subset, select_classes
 from ..errors import CifarlabError, TrainingDiverged
 from ..transfer.setup import prepare_model
-from . import rundir
-from .device import autocast, resolve_device, resolve_precision
+from . import distributed, rundir
+from .device import autocast, resolve_precision
 from .inference import classification_metrics, predict_logits, preprocessing
 from .optim import build_optimizer, lr_factor, set_lr
 from .regularize import EarlyStopping, build_model, evaluated_model, make_ema, update_ema, weight_penalty
@@ -64,7 +67,6 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
     `on_epoch_end(record)` is called after each epoch's checkpoint; returning True ends training there
     (tuning prunes trials this way).
     """
-    log = print if verbose else (lambda *a, **k: None)
     command = command or shlex.join(sys.argv)
 
     # 1. Config, device, precision. Every user error surfaces here, before anything is written.
@@ -72,19 +74,23 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
         run_dir = Path(resume)
         info = rundir.read_run_config(run_dir)
         cfg = TrainConfig.from_dict(info["config"], source=str(run_dir / rundir.CONFIG))
-        extra = {k: v for k, v in overrides.items() if v is not None and k not in ("epochs", "augment", "out")}
+        extra = {k: v for k, v in overrides.items()
+                 if v is not None and k not in ("epochs", "augment", "out", "dist_timeout")}
         if extra:
             raise CifarlabError(f"--resume continues {run_dir} with its saved config; only --epochs may change, "
                                 f"plus --augment to switch the augmentation (got {', '.join(sorted(extra))})")
         cfg = dataclasses.replace(cfg, out=str(run_dir),  # the run may have been copied or moved
-                                  **{k: overrides[k] for k in ("epochs", "augment") if overrides.get(k)})
+                                  **{k: overrides[k] for k in ("epochs", "augment", "dist_timeout")
+                                     if overrides.get(k)})
         cfg = cfg.resolved()
     else:
         cfg = dataclasses.replace(cfg or TrainConfig(), **{k: v for k, v in overrides.items() if v is not None})
         cfg = cfg.resolved()
         run_dir = Path(cfg.out) if cfg.out else _default_run_dir(cfg.model)
         cfg = dataclasses.replace(cfg, out=str(run_dir))
-    device = resolve_device(cfg.device)
+    ranks, device = distributed.setup(cfg.device, cfg.dist_timeout)  # one process unless under torchrun
+    verbose = verbose and ranks.is_main
+    log = print if verbose else (lambda *a, **k: None)
     precision = resolve_precision(cfg.precision, device)
     _seed_everything(cfg.seed)
 
@@ -97,19 +103,26 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
     fit_set = label_fraction_subset(fit_set, cfg.label_fraction, cfg.seed)  # --label-fraction
 
     # 3. Model, augmentation, optimizer, schedule.
+    distributed.check_batch(ranks, cfg.batch_size, cfg.grad_accum, len(fit_set))  # the batch is global
     model = build_model(cfg, len(classes))  # create_model(cfg.model, **cfg.model_kwargs), dropout included
     # Transfer: --pretrained / --init-from weights, their preprocessing (--input-size), --freeze and its schedule.
     # On --resume the weights come from the checkpoint instead.
     freezer, transfer_info = prepare_model(model, cfg, classes, log, load_weights=resume is None)
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model = model.to(device=device, memory_format=memory_format)
+    if ranks.world_size > 1 and freezer.active:
+        if cfg.unfreeze_schedule:  # DDP fixes the set of trained parameters when it wraps the model
+            raise CifarlabError("--unfreeze-schedule does not work under torchrun yet: DDP cannot add parameters "
+                                "to training later; use --freeze backbone or --freeze none")
+        freezer.start_epoch(0)  # so that DDP registers only the parameters that train
+    model, net = distributed.data_parallel(model, ranks, device, cfg.sync_bn)  # net trains: DDP(model) or model
     mean, std = preprocessing(model)
     drop_last = len(fit_set) > cfg.batch_size  # a tiny final batch makes batch norm noisy
     # Image policies run in the loader on each uint8 batch; mixup/cutmix run in the loop (augment.mix).
     augment = create_augment(cfg.augment)
     loader = DeviceLoader(fit_set.images, fit_set.labels, batch_size=cfg.batch_size, device=device, mean=mean,
                           std=std, shuffle=True, drop_last=drop_last, seed=cfg.seed, channels_last=cfg.channels_last,
-                          augment=augment if augment.transforms else None)
+                          augment=augment if augment.transforms else None, rank=ranks.rank, world_size=ranks.world_size)
     optimizer = build_optimizer(model, cfg)
     ema = make_ema(model, cfg.ema)  # None unless --ema
     stopper = EarlyStopping(cfg.early_stopping)  # never stops unless --early-stopping
@@ -124,13 +137,16 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
         start_epoch, step, history, train_seconds = _restore(run_dir, model, optimizer, scaler, ema, stopper)
         if start_epoch >= cfg.epochs and (run_dir / rundir.SUMMARY).exists():
             log(f"{run_dir} is already complete ({start_epoch} epochs); pass --epochs N to train longer")
-    else:
+    elif ranks.is_main:
         rundir.prepare_run_dir(run_dir, overwrite=overwrite)
-    rundir.write_run_config(run_dir, cfg, classes, data.source, command)
-    _rewrite_metrics(run_dir, history)  # drops lines of an epoch whose checkpoint never landed
+    if ranks.is_main:
+        rundir.write_run_config(run_dir, cfg, classes, data.source, command)
+        _rewrite_metrics(run_dir, history)  # drops lines of an epoch whose checkpoint never landed
     log(f"run {run_dir}: {cfg.model} ({params:,} params), {len(fit_set):,} train / "
         f"{len(val_set) if val_set else 0:,} val images, {cfg.epochs} epochs, batch {cfg.batch_size}, "
-        f"{cfg.optimizer} lr {cfg.lr:g}, {device.type} {precision}")
+        f"{cfg.optimizer} lr {cfg.lr:g}, {device.type} {precision}"
+        + (f", {ranks.world_size} ranks of {cfg.batch_size // ranks.world_size}" if ranks.enabled else "")
+        + (f", {cfg.grad_accum} micro-batches per step" if cfg.grad_accum > 1 else ""))
 
     # 4. The epochs.
     wall_start = time.perf_counter()
@@ -140,7 +156,8 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
             if out_of_time or stopped:
                 break
             loader.set_epoch(epoch)
-            model.train()
+            distributed.seed_rank(ranks, cfg.seed, epoch)  # ranks > 0: their own dropout masks
+            net.train()
             freezer.start_epoch(epoch, log)  # frozen layers: no gradient, batch-norm statistics fixed
             loss_sum = torch.zeros((), device=device)
             correct = torch.zeros((), device=device, dtype=torch.long)
@@ -151,64 +168,73 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
             for batch_index, (x, y) in enumerate(bar):
                 # Progress is the share of steps done, or of the time budget spent, whichever is larger.
                 elapsed = train_seconds + time.perf_counter() - epoch_start
+                if budget_seconds:  # one clock for every rank: the same lr, the same last step
+                    elapsed = distributed.from_main(ranks, elapsed)
                 progress = max(step / total_steps, elapsed / budget_seconds if budget_seconds else 0.0)
                 if progress >= 1.0:
                     out_of_time = True
                     break
                 set_lr(optimizer, lr_factor(progress, cfg.schedule, warmup))
                 x, y_a, y_b, lam = augment.mix(x, y, loader.generator)  # (x, y, y, 1.0) without mixup/cutmix
-                with autocast(device, precision):
-                    logits = model(x)
-                    loss = mixed_cross_entropy(logits, y_a, y_b, lam, cfg.label_smoothing)
-                loss = loss + weight_penalty(model, cfg.l1, cfg.l2)  # 0 unless --l1 / --l2
+                batch_images = min(cfg.batch_size, loader.num_images - batch_index * cfg.batch_size)  # all ranks
                 optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
+                # --grad-accum K: K micro-batches, each loss weighted by its share of the global batch.
+                for weight, (xs, ys_a, ys_b) in distributed.micro_batches(net, ranks, cfg.grad_accum, batch_images,
+                                                                          x, y_a, y_b):
+                    with autocast(device, precision):
+                        logits = net(xs)
+                        loss = mixed_cross_entropy(logits, ys_a, ys_b, lam, cfg.label_smoothing)
+                    loss = loss + weight_penalty(model, cfg.l1, cfg.l2)  # 0 unless --l1 / --l2
+                    scaler.scale(loss * weight).backward()
+                    loss_sum += loss.detach() * len(ys_a)
+                    correct += (logits.argmax(1) == ys_a).sum()
+                    seen += len(ys_a)
                 scaler.step(optimizer)
                 scaler.update()
                 update_ema(ema, model)  # no-op unless --ema
                 step += 1
-                loss_sum += loss.detach() * len(y)
-                correct += (logits.argmax(1) == y).sum()
-                seen += len(y)
                 if batch_index % 25 == 0 and not bar.disable:
                     rate = seen / max(1e-9, time.perf_counter() - epoch_start)
                     bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}",
                                     img_s=f"{rate:,.0f}")
             epoch_seconds = time.perf_counter() - epoch_start
             train_seconds += epoch_seconds
+            loss_sum, correct, seen = distributed.sum_over_ranks(ranks, loss_sum, correct, seen)  # all images
             if seen == 0:
                 break
-            train_loss = loss_sum.item() / seen
+            train_loss = loss_sum / seen
             if not math.isfinite(train_loss):
                 raise TrainingDiverged(f"training diverged at epoch {epoch + 1} (loss {train_loss}); lower --lr")
 
             record = {"epoch": epoch + seen / loader.num_images if out_of_time else epoch + 1,
-                      "train_loss": train_loss, "train_accuracy": correct.item() / seen,
+                      "train_loss": train_loss, "train_accuracy": correct / seen,
                       "lr": optimizer.param_groups[0]["lr"], "epoch_seconds": epoch_seconds,
                       "images_per_second": seen / epoch_seconds, "augment": cfg.augment}
             if val_set is not None:  # the EMA's weights when --ema: they are what gets saved
-                val = classification_metrics(_logits(evaluated_model(model, ema), val_set.images, device, precision,
-                                                     cfg), val_set.labels)
+                val = _evaluate(evaluated_model(model, ema), val_set.images, val_set.labels, len(classes), device,
+                                precision, cfg, ranks)
                 record.update({f"val_{k}": v for k, v in val.items()})
             history.append(record)
             stopped = stopper.update(record)  # --early-stopping: no better val accuracy for PATIENCE epochs
-            rundir.save_checkpoint(run_dir, epoch + 1, model, {
-                "epoch": epoch + 1, "step": step, "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                "rng": _rng_state(), "history": history, "train_seconds": train_seconds,
-                "ema": ema.state_dict() if ema is not None else None, "early_stopping": stopper.state_dict(),
-            }, _weights_metadata(cfg, classes, mean, std, epoch + 1))
-            append_jsonl(run_dir / rundir.METRICS, record)
+            if ranks.is_main:
+                rundir.save_checkpoint(run_dir, epoch + 1, model, {
+                    "epoch": epoch + 1, "step": step, "optimizer": optimizer.state_dict(),
+                    "scaler": scaler.state_dict(), "rng": _rng_state(), "history": history,
+                    "train_seconds": train_seconds, "ema": ema.state_dict() if ema is not None else None,
+                    "early_stopping": stopper.state_dict(),
+                }, _weights_metadata(cfg, classes, mean, std, epoch + 1))
+                append_jsonl(run_dir / rundir.METRICS, record)
             log(_epoch_line(record, cfg.epochs))
             if stopped:
                 log(f"early stopping: no better validation accuracy than {stopper.best:.4f} (epoch "
                     f"{stopper.best_epoch}) for {stopper.patience} epochs")
-            if on_epoch_end is not None and on_epoch_end(record):  # e.g. a tuning trial being pruned
-                stopped = True
+            if on_epoch_end is not None and distributed.from_main(ranks, ranks.is_main and on_epoch_end(record)):
+                stopped = True  # e.g. a tuning trial being pruned (asked on rank 0 only)
     except KeyboardInterrupt:
         log(f"\ninterrupted; continue with: cifarlab train --resume {run_dir}")
         raise
     except BaseException:
-        if not history and resume is None:
+        if not history and resume is None and ranks.is_main:
             shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping: leave no half-made run behind
         raise
 
@@ -217,9 +243,10 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
     test, eval_seconds = {}, None
     if cfg.evaluate_test:
         eval_start = time.perf_counter()
-        test = classification_metrics(_logits(model, data.test.images, device, precision, cfg), data.test.labels)
+        test = _evaluate(model, data.test.images, data.test.labels, len(classes), device, precision, cfg, ranks)
         eval_seconds = time.perf_counter() - eval_start
-    rundir.save_weights(run_dir / rundir.WEIGHTS, model, _weights_metadata(cfg, classes, mean, std, cfg.epochs))
+    if ranks.is_main:
+        rundir.save_weights(run_dir / rundir.WEIGHTS, model, _weights_metadata(cfg, classes, mean, std, cfg.epochs))
     last = history[-1] if history else {}
     best = max((h for h in history if h.get("val_accuracy") is not None), key=lambda h: h["val_accuracy"],
                default={})
@@ -237,12 +264,15 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
         "inference_images_per_second": len(data.test) / eval_seconds if eval_seconds else None,
         "train_images": len(fit_set), "val_images": len(val_set) if val_set else 0, "test_images": len(data.test),
         "batch_size": cfg.batch_size, "optimizer": cfg.optimizer, "lr": cfg.lr, "seed": cfg.seed,
-        "device": str(device), "precision": precision, "classes": classes, "data_source": data.source,
+        "device": str(device), "world_size": ranks.world_size, "precision": precision, "classes": classes,
+        "data_source": data.source,
         "run_dir": str(run_dir), "command": command, "versions": rundir.versions(),
         "transfer": transfer_info,
     }
-    write_json_atomic(run_dir / rundir.SUMMARY, summary)
-    write_text_atomic(run_dir / "command.txt", command + "\n")
+    if ranks.is_main:
+        write_json_atomic(run_dir / rundir.SUMMARY, summary)
+        write_text_atomic(run_dir / "command.txt", command + "\n")
+    distributed.teardown(ranks)
     result = f"test accuracy {test['accuracy']:.4f} (loss {test['loss']:.4f})" if test else "no test evaluation"
     log(f"{result} after {last.get('epoch', 0):g} epochs, {train_seconds:.1f} s of training; run directory: {run_dir}")
     return TrainResult(run_dir, summary, history, model)
@@ -251,6 +281,17 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
 def _logits(model: nn.Module, images: np.ndarray, device, precision: str, cfg: TrainConfig) -> torch.Tensor:
     return predict_logits(model, images, device=device, precision=precision, batch_size=cfg.eval_batch_size,
                           channels_last=cfg.channels_last)
+
+
+def _evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, num_classes: int, device, precision: str,
+              cfg: TrainConfig, ranks: distributed.Ranks) -> dict[str, float]:
+    """Loss and accuracies; under torchrun each rank scores its shard (with rank 0's batch-norm statistics)."""
+    distributed.sync_buffers(ranks, model)
+    part = distributed.shard(ranks, len(labels))
+    logits = _logits(model, images[part], device, precision, cfg)
+    metrics = classification_metrics(logits, labels[part]) if len(logits) else {}
+    return distributed.reduce_metrics(ranks, metrics, len(logits), ["loss", "accuracy",
+                                                                    f"top{min(3, num_classes)}_accuracy"])
 
 
 def _restore(run_dir: Path, model, optimizer, scaler, ema, stopper) -> tuple[int, int, list[dict], float]:

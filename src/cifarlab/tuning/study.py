@@ -71,17 +71,44 @@ def make_pruner(pruner, epochs: int):
 
 
 def open_storage(url: str):
-    """An Optuna storage; SQLite connections wait for a lock (other tune processes) instead of failing."""
+    """An Optuna storage. SQLite (one machine) connections wait for a lock instead of failing; server
+    databases (PostgreSQL, MySQL: workers on many machines) check a pooled connection before using it,
+    since the server may have closed it during a long trial."""
     optuna = _optuna()
-    if not url.startswith("sqlite"):
-        return optuna.storages.RDBStorage(url)
+    if url.startswith("sqlite"):
+        engine_kwargs = {"connect_args": {"timeout": 60}}
+    else:
+        _check_driver(url)
+        engine_kwargs = {"pool_pre_ping": True}
     for attempt in range(5):
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
-        except Exception:  # noqa: BLE001 - two processes creating the tables at once: try again
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        except Exception as e:  # noqa: BLE001 - two processes creating the tables at once: try again
             if attempt == 4:
-                raise
+                raise CifarlabError(f"cannot open the Optuna storage {_shown(url)}: "
+                                    f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"
+                                    ) from None
             time.sleep(0.5 * (attempt + 1))
+
+
+def _shown(url: str) -> str:
+    """The URL without its password."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not even a URL: show it as given
+        return url
+
+
+def _check_driver(url: str) -> None:
+    # SQLAlchemy 2.1 reads postgresql:// as postgresql+psycopg:// (psycopg 3)
+    if url.split(":", 1)[0] in ("postgresql", "postgresql+psycopg"):
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            raise CifarlabError("a postgresql:// storage needs the psycopg driver: "
+                                "pip install 'cifarlab[postgres]'") from None
 
 
 def resolve_storage(source: str | Path) -> str:
