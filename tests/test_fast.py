@@ -142,6 +142,18 @@ def test_airbench_param_groups_cover_every_trainable_parameter_once():
     assert head["lr"] == pytest.approx(0.67 * 2000)
 
 
+def test_muon_works_for_any_model_filters_by_muon_the_rest_by_sgd():
+    model = create_model("resnet20")
+    optimizer = build_optimizer(model, TrainConfig(model="resnet20", optimizer="muon").resolved())
+    grouped = {id(p): g["muon"] for g in optimizer.param_groups for p in g["params"]}
+    assert set(grouped) == {id(p) for p in model.parameters()}
+    assert all(grouped[id(p)] == (p.ndim == 4) for p in model.parameters())
+    loss = model(torch.randn(4, 3, 32, 32)).logsumexp(1).mean()
+    loss.backward()
+    optimizer.step()
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
 def test_lr_horizon_freezes_a_group_after_its_share_of_training():
     p, q = nn.Parameter(torch.ones(2)), nn.Parameter(torch.ones(2))
     opt = torch.optim.SGD([{"params": [p], "base_lr": 1.0}, {"params": [q], "base_lr": 1.0, "lr_horizon": 0.375}],
