@@ -23,8 +23,9 @@ def load_run(run_dir: str | Path, device: str = "auto") -> tuple[torch.nn.Module
 
 
 def evaluate(run_dir: str | Path, data: str | Path | None = None, *, split: str = "test", device: str = "auto",
-             precision: str = "auto", batch_size: int = EVAL_BATCH_SIZE) -> dict[str, Any]:
-    """Accuracy, loss and top-3 accuracy of a run's model on the test split (or `split="val"`)."""
+             precision: str = "auto", batch_size: int = EVAL_BATCH_SIZE, tta: str | None = None) -> dict[str, Any]:
+    """Accuracy, loss and top-3 accuracy of a run's model on the test split (or `split="val"`).
+    `tta`: none, flip or flip-translate (see training.inference.tta_logits); default: the run's own."""
     if split not in ("test", "val"):
         raise CifarlabError(f"unknown split {split!r}; choose test or val")
     dev = resolve_device(device)
@@ -43,11 +44,12 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, *, split: str 
             raise CifarlabError(f"{run_dir} was trained without a validation split (--val-size 0)")
         images, labels = val.images, val.labels
     prec = resolve_precision(precision, dev)
+    tta = tta or cfg.get("tta") or "none"
     start = time.perf_counter()
-    logits = predict_logits(model, images, device=dev, precision=prec, batch_size=batch_size)
+    logits = predict_logits(model, images, device=dev, precision=prec, batch_size=batch_size, tta=tta)
     seconds = time.perf_counter() - start
     return {"run_dir": str(run_dir), "split": split, "images": len(labels), **classification_metrics(logits, labels),
-            "images_per_second": len(labels) / seconds, "precision": prec, "device": str(dev)}
+            "images_per_second": len(labels) / seconds, "precision": prec, "device": str(dev), "tta": tta}
 
 
 def predict(run_dir: str | Path, images: list[str | Path], *, top_k: int = 3, device: str = "auto") -> list[dict]:

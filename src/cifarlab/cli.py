@@ -11,8 +11,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import __version__
-from .config import OPTIMIZERS, SCHEDULES, TrainConfig, load_yaml_config
+from .config import OPTIMIZERS, SCHEDULES, TTA_MODES, TrainConfig, load_yaml_config
 from .errors import CifarlabError
+from .recipes import list_recipes
 
 EXIT_USER_ERROR = 2
 
@@ -27,6 +28,9 @@ def _add_train_flags(p: argparse.ArgumentParser, single_run: bool = True) -> Non
     g = p.add_argument_group("model and recipe (unset: the model's default recipe)")
     if single_run:
         g.add_argument("--model", help="registered model name, tv:NAME or timm:NAME (default: baseline)")
+        g.add_argument("--recipe", choices=list_recipes(),
+                       help="a named preset: fast = airbench94 (the airbench model, alternating flip + "
+                            "translate, flip-translate TTA, all training images); flags override it")
     g.add_argument("--cifar-stem", action="store_true", default=None,
                    help="tv:/timm: models: adapt the stem to 32x32 images (3x3 stride-1 conv, no max-pool)")
     _add_transfer_flags(p)
@@ -65,6 +69,8 @@ def _add_train_flags(p: argparse.ArgumentParser, single_run: bool = True) -> Non
                    help="under torchrun: batch-norm statistics over the global batch (SyncBatchNorm, GPUs)")
     g.add_argument("--dist-timeout", type=float, metavar="S",
                    help="under torchrun: fail when other ranks stop answering for S seconds (default 300)")
+    g.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation of the final test: none (default), "
+                                                    "flip, flip-translate (flip + 1-pixel shifts, 6 views)")
     g.add_argument("--config", metavar="FILE", help="YAML file of settings; flags override it")
     if single_run:
         g.add_argument("--out", metavar="RUN_DIR", help="run directory (default: runs/MODEL-TIME)")
@@ -247,12 +253,14 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .api import evaluate
 
-    r = evaluate(args.run_dir, args.data, split=args.split, device=args.device, precision=args.precision)
+    r = evaluate(args.run_dir, args.data, split=args.split, device=args.device, precision=args.precision,
+                 tta=args.tta)
     if args.json:
         print(json.dumps(r, indent=2))
     else:
         print(f"{r['split']} accuracy {r['accuracy']:.4f}  top-3 {r['top3_accuracy']:.4f}  loss {r['loss']:.4f}  "
-              f"({r['images']:,} images, {r['images_per_second']:,.0f} img/s, {r['device']} {r['precision']})")
+              f"({r['images']:,} images, {r['images_per_second']:,.0f} img/s, {r['device']} {r['precision']}, "
+              f"tta {r['tta']})")
     return 0
 
 
@@ -448,6 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=("test", "val"), default="test")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
+    p.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation (default: the run's own --tta)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 

@@ -12,8 +12,9 @@ import yaml
 
 from .errors import CifarlabError
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("constant", "cosine", "step", "onecycle")
+OPTIMIZERS = ("sgd", "adam", "adamw", "muon")
+SCHEDULES = ("constant", "cosine", "step", "onecycle", "linear")
+TTA_MODES = ("none", "flip", "flip-translate")  # test-time augmentation views (training/inference.py)
 RECIPE_FIELDS = ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "momentum", "nesterov", "schedule",
                  "warmup_epochs", "label_smoothing")
 
@@ -21,6 +22,7 @@ RECIPE_FIELDS = ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "mom
 @dataclass
 class TrainConfig:
     model: str = "baseline"
+    recipe: str | None = None  # a named preset of the settings below, e.g. "fast" (cifarlab.recipes)
     # Recipe fields: None means "the model's default" (see `cifarlab models --recipes`).
     epochs: int | None = None
     batch_size: int | None = None
@@ -46,6 +48,7 @@ class TrainConfig:
     early_stopping: int | None = None  # stop after this many epochs without a better validation accuracy
     ema: float | None = None  # decay of an exponential moving average of the weights (evaluated and saved)
     evaluate_test: bool = True  # False: never touch the test split (tuning trials)
+    tta: str = "none"  # test-time augmentation of the final test (and `evaluate`'s default): none, flip, flip-translate
     cifar_stem: bool = False  # tv:/timm: models: a 3x3 stride-1 first conv and no max-pool, for 32x32 inputs
     # Transfer learning (cifarlab.transfer; the README's "Transfer learning" section)
     pretrained: str | None = None  # "imagenet": tv:/timm: weights with their own mean, std and input size
@@ -74,11 +77,13 @@ class TrainConfig:
     def resolved(self) -> TrainConfig:
         """A copy with every recipe field filled from the model's recipe, validated."""
         from .models import get_recipe
+        from .recipes import apply_recipe
 
-        recipe = get_recipe(self.model).as_dict()
-        values = {name: recipe[name] if getattr(self, name) is None else getattr(self, name)
+        cfg = apply_recipe(self) if self.recipe else self
+        recipe = get_recipe(cfg.model).as_dict()
+        values = {name: recipe[name] if getattr(cfg, name) is None else getattr(cfg, name)
                   for name in RECIPE_FIELDS}
-        cfg = dataclasses.replace(self, **values)
+        cfg = dataclasses.replace(cfg, **values)
         cfg.validate()
         kwargs = dict(cfg.model_kwargs)  # --dropout / --drop-path become model arguments
         if cfg.dropout is not None:
@@ -105,6 +110,7 @@ class TrainConfig:
         _check_positive("--grad-accum", self.grad_accum)
         if not self.dist_timeout > 0:
             raise CifarlabError(f"--dist-timeout must be > 0 seconds, got {self.dist_timeout}")
+        _check_choice("--tta", self.tta, TTA_MODES)
         if self.lr is not None and not self.lr > 0:
             raise CifarlabError(f"--lr must be > 0, got {self.lr}")
         if self.weight_decay is not None and self.weight_decay < 0:

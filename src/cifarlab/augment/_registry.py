@@ -47,6 +47,10 @@ register_augment("keras", ".geometric:KerasAffine",
                              "flip, edge pixels repeated ('nearest' fill)")
 register_augment("standard", ".geometric:PadCropFlip",
                  description="pad 4 (reflect) + random 32×32 crop, horizontal flip")
+register_augment("altflip", ".geometric:AlternatingFlip",
+                 description="alternating flip (airbench): each image flipped at random in the first epoch, then "
+                             "the other way round every next epoch")
+register_augment("translate", ".geometric:Translate", description="pad 2 (reflect) + random 32×32 crop, no flip")
 register_augment("cutout", ".geometric:Cutout", description="one 16×16 square set to the CIFAR-10 mean colour")
 register_augment("autoaugment", ".policies:autoaugment", description="torchvision AutoAugment, CIFAR-10 policy")
 register_augment("randaugment", ".policies:randaugment", description="torchvision RandAugment (2 ops, magnitude 9)")
@@ -88,9 +92,23 @@ class BatchAugment:
     def __init__(self, spec: str, transforms: list[Callable], mixers: list[Callable]):
         self.spec, self.transforms, self.mixers = spec, transforms, mixers
 
-    def __call__(self, x, generator):
+    @property
+    def uses_index(self) -> bool:
+        """Whether a policy needs each image's dataset index and the epoch (alternating flip does)."""
+        return any(getattr(t, "uses_index", False) for t in self.transforms)
+
+    def bind(self, num_images: int, seed: int, device) -> None:
+        """Tell index-aware policies the dataset they will see (the DeviceLoader calls this once)."""
         for transform in self.transforms:
-            x = transform(x, generator)
+            if hasattr(transform, "bind"):
+                transform.bind(num_images, seed, device)
+
+    def __call__(self, x, generator, index=None, epoch: int = 0):
+        for transform in self.transforms:
+            if getattr(transform, "uses_index", False):
+                x = transform(x, generator, index=index, epoch=epoch)
+            else:
+                x = transform(x, generator)
         return x
 
     def mix(self, x, y, generator):

@@ -64,6 +64,43 @@ class PadCropFlip:
         return x[batch, channel, rows.view(n, 1, h, 1), cols.view(n, 1, 1, w)]
 
 
+class Translate(PadCropFlip):
+    """airbench's translation: pad 2 (reflect) and a random 32×32 crop, so a shift of at most 2 pixels
+    each way; no flip (pair it with altflip)."""
+
+    def __init__(self, pad: int = 2):
+        super().__init__(pad=pad, flip=False)
+
+
+class AlternatingFlip:
+    """Alternating flip (Jordan 2024, arXiv:2404.00498, section 3.6): in the first epoch each image is
+    flipped with probability 1/2; in every later epoch it is flipped exactly when it was not in the
+    epoch before. Over any two consecutive epochs each image is seen both ways, with none of the
+    repeats that independent random flips give.
+
+    It needs to know which image is which: the DeviceLoader calls `bind(num_images, seed, device)`
+    once (the first-epoch coins, drawn from the seed alone, so a resumed run flips the same way) and
+    passes each batch's dataset `index` and the `epoch`. Without an index (a preview) it flips at random.
+    """
+
+    uses_index = True
+
+    def __init__(self):
+        self.first_epoch_flip: torch.Tensor | None = None
+
+    def bind(self, num_images: int, seed: int, device) -> None:
+        coins = torch.rand(num_images, generator=torch.Generator().manual_seed(seed * 7919 + 17)) < 0.5
+        self.first_epoch_flip = coins.to(device)
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator, index: torch.Tensor | None = None,
+                 epoch: int = 0) -> torch.Tensor:
+        if index is None or self.first_epoch_flip is None:
+            flip = (torch.rand(len(x), generator=generator) < 0.5).to(x.device)
+        else:
+            flip = self.first_epoch_flip[index] ^ bool(epoch % 2)
+        return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+
+
 def _reflect(index: torch.Tensor, size: int) -> torch.Tensor:
     """Indices outside [0, size) mirrored about the edge pixel (numpy's and torch's 'reflect')."""
     index = index.abs()

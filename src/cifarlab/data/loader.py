@@ -39,6 +39,10 @@ class DeviceLoader:
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.epoch = 0
         self.generator: torch.Generator | None = None
+        # Policies that follow each image across epochs (alternating flip) learn the dataset once.
+        self.augment_uses_index = bool(getattr(augment, "uses_index", False))
+        if self.augment_uses_index:
+            augment.bind(len(self.labels), seed, device)
 
     def __len__(self) -> int:
         n = len(self.labels)
@@ -67,10 +71,14 @@ class DeviceLoader:
                 size = hi - lo
                 lo, hi = lo + size * self.rank // self.world_size, lo + size * (self.rank + 1) // self.world_size
             if order is None:
+                idx = None
                 x, y = self.images[lo:hi], self.labels[lo:hi]
             else:
                 idx = order[lo:hi]
                 x, y = self.images[idx], self.labels[idx]
-            if self.augment is not None:
+            if self.augment_uses_index:
+                index = torch.arange(lo, hi, device=self.device) if idx is None else idx
+                x = self.augment(x, gen, index=index, epoch=self.epoch)
+            elif self.augment is not None:
                 x = self.augment(x, gen)
             yield self.normalize(x).contiguous(memory_format=self.memory_format), y

@@ -3,7 +3,7 @@
 # isort: off
 from . import baseline  # noqa: F401  (registers the model)
 from . import vgg, googlenet, resnet_cifar, preact_resnet, wide_resnet, densenet  # noqa: F401
-from . import mobilenetv2, resnet9, vit, external  # noqa: F401
+from . import mobilenetv2, resnet9, vit, airbench, external  # noqa: F401
 # isort: on
 from ._base import CifarModel
 from ._registry import (

@@ -43,7 +43,7 @@ from ..transfer.setup import prepare_model
 from . import distributed, rundir
 from .device import autocast, resolve_precision
 from .inference import classification_metrics, predict_logits, preprocessing
-from .optim import build_optimizer, lr_factor, set_lr
+from .optim import build_optimizer, schedule_lr
 from .regularize import EarlyStopping, build_model, evaluated_model, make_ema, update_ema, weight_penalty
 
 
@@ -123,6 +123,7 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
     loader = DeviceLoader(fit_set.images, fit_set.labels, batch_size=cfg.batch_size, device=device, mean=mean,
                           std=std, shuffle=True, drop_last=drop_last, seed=cfg.seed, channels_last=cfg.channels_last,
                           augment=augment if augment.transforms else None, rank=ranks.rank, world_size=ranks.world_size)
+    init_seconds = 0.0 if resume is not None else _initialize_from_data(model, loader, cfg.seed)
     optimizer = build_optimizer(model, cfg)
     ema = make_ema(model, cfg.ema)  # None unless --ema
     stopper = EarlyStopping(cfg.early_stopping)  # never stops unless --early-stopping
@@ -132,7 +133,7 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     params = sum(p.numel() for p in model.parameters())
 
-    start_epoch, step, history, train_seconds = 0, 0, [], 0.0
+    start_epoch, step, history, train_seconds = 0, 0, [], init_seconds  # the data-dependent init is training time
     if resume is not None:
         start_epoch, step, history, train_seconds = _restore(run_dir, model, optimizer, scaler, ema, stopper)
         if start_epoch >= cfg.epochs and (run_dir / rundir.SUMMARY).exists():
@@ -174,7 +175,7 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
                 if progress >= 1.0:
                     out_of_time = True
                     break
-                set_lr(optimizer, lr_factor(progress, cfg.schedule, warmup))
+                schedule_lr(optimizer, progress, cfg.schedule, warmup)
                 x, y_a, y_b, lam = augment.mix(x, y, loader.generator)  # (x, y, y, 1.0) without mixup/cutmix
                 batch_images = min(cfg.batch_size, loader.num_images - batch_index * cfg.batch_size)  # all ranks
                 optimizer.zero_grad(set_to_none=True)
@@ -243,7 +244,8 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
     test, eval_seconds = {}, None
     if cfg.evaluate_test:
         eval_start = time.perf_counter()
-        test = _evaluate(model, data.test.images, data.test.labels, len(classes), device, precision, cfg, ranks)
+        test = _evaluate(model, data.test.images, data.test.labels, len(classes), device, precision, cfg, ranks,
+                         tta=cfg.tta)
         eval_seconds = time.perf_counter() - eval_start
     if ranks.is_main:
         rundir.save_weights(run_dir / rundir.WEIGHTS, model, _weights_metadata(cfg, classes, mean, std, cfg.epochs))
@@ -262,6 +264,7 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
         "train_seconds": train_seconds, "wall_seconds": time.perf_counter() - wall_start,
         "images_per_second": images_trained / train_seconds if train_seconds else None,
         "inference_images_per_second": len(data.test) / eval_seconds if eval_seconds else None,
+        "test_seconds": eval_seconds, "tta": cfg.tta, "recipe": cfg.recipe,
         "train_images": len(fit_set), "val_images": len(val_set) if val_set else 0, "test_images": len(data.test),
         "batch_size": cfg.batch_size, "optimizer": cfg.optimizer, "lr": cfg.lr, "seed": cfg.seed,
         "device": str(device), "world_size": ranks.world_size, "precision": precision, "classes": classes,
@@ -278,17 +281,29 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
     return TrainResult(run_dir, summary, history, model)
 
 
-def _logits(model: nn.Module, images: np.ndarray, device, precision: str, cfg: TrainConfig) -> torch.Tensor:
+def _logits(model: nn.Module, images: np.ndarray, device, precision: str, cfg: TrainConfig,
+            tta: str = "none") -> torch.Tensor:
     return predict_logits(model, images, device=device, precision=precision, batch_size=cfg.eval_batch_size,
-                          channels_last=cfg.channels_last)
+                          channels_last=cfg.channels_last, tta=tta)
+
+
+def _initialize_from_data(model: nn.Module, loader: DeviceLoader, seed: int, n: int = 5000) -> float:
+    """Models that set weights from the training images (airbench's patch whitening) get a seeded
+    sample of up to n of them, normalized; returns the seconds it took."""
+    if not hasattr(model, "initialize_from_data"):
+        return 0.0
+    start = time.perf_counter()
+    pick = torch.randperm(len(loader.labels), generator=torch.Generator().manual_seed(seed))[:n].to(loader.device)
+    model.initialize_from_data(loader.normalize(loader.images[pick]))
+    return time.perf_counter() - start
 
 
 def _evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, num_classes: int, device, precision: str,
-              cfg: TrainConfig, ranks: distributed.Ranks) -> dict[str, float]:
+              cfg: TrainConfig, ranks: distributed.Ranks, tta: str = "none") -> dict[str, float]:
     """Loss and accuracies; under torchrun each rank scores its shard (with rank 0's batch-norm statistics)."""
     distributed.sync_buffers(ranks, model)
     part = distributed.shard(ranks, len(labels))
-    logits = _logits(model, images[part], device, precision, cfg)
+    logits = _logits(model, images[part], device, precision, cfg, tta)
     metrics = classification_metrics(logits, labels[part]) if len(logits) else {}
     return distributed.reduce_metrics(ranks, metrics, len(logits), ["loss", "accuracy",
                                                                     f"top{min(3, num_classes)}_accuracy"])

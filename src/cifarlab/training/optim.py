@@ -12,6 +12,8 @@ from ..config import TrainConfig
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "muon":
+        return _build_muon(model, cfg)
     # No weight decay on biases and norm scales: decaying them only hurts (Goyal et al. 2017).
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
@@ -34,6 +36,23 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     return torch.optim.AdamW(groups, lr=cfg.lr, **fused)
 
 
+def _build_muon(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Muon on the conv filters, Nesterov SGD on the rest (training/muon.py). A model may define its
+    own groups (`param_groups(lr, batch_size, weight_decay, momentum, epochs)`, as airbench does)."""
+    from .muon import MuonSGD
+
+    if hasattr(model, "param_groups"):
+        groups = model.param_groups(lr=cfg.lr, batch_size=cfg.batch_size, weight_decay=cfg.weight_decay,
+                                    momentum=cfg.momentum, epochs=cfg.epochs)
+    else:
+        params = [p for p in model.parameters() if p.requires_grad]
+        groups = [{"params": [p for p in params if p.ndim == 4], "muon": True, "weight_decay": 0.0},
+                  {"params": [p for p in params if p.ndim == 2], "weight_decay": cfg.weight_decay},
+                  {"params": [p for p in params if p.ndim not in (2, 4)], "weight_decay": 0.0}]
+        groups = [{**g, "base_lr": cfg.lr} for g in groups if g["params"]]
+    return MuonSGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+
+
 def _fused_supported(model: nn.Module) -> bool:
     devices = {p.device.type for p in model.parameters()}
     dtypes = {p.dtype for p in model.parameters()}
@@ -51,6 +70,8 @@ def lr_factor(progress: float, schedule: str, warmup: float = 0.0) -> float:
         return 0.5 * (1 + math.cos(math.pi * p))
     if schedule == "step":  # divide by 10 at 50% and 75% of training
         return 0.1 ** ((p >= 0.5) + (p >= 0.75))
+    if schedule == "linear":  # straight down to zero (airbench)
+        return 1.0 - p
     if schedule == "onecycle":  # linear up to the peak at 25%, then linearly down to zero
         return max(p / 0.25, 1e-3) if p < 0.25 else max(0.0, (1 - p) / 0.75)
     raise ValueError(f"unknown schedule {schedule!r}")
@@ -59,3 +80,12 @@ def lr_factor(progress: float, schedule: str, warmup: float = 0.0) -> float:
 def set_lr(optimizer: torch.optim.Optimizer, factor: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = group["base_lr"] * factor
+
+
+def schedule_lr(optimizer: torch.optim.Optimizer, progress: float, schedule: str, warmup: float = 0.0) -> None:
+    """set_lr at `progress`; a group with `lr_horizon` h < 1 runs the whole schedule over the first h of
+    training and then stays at 0 (airbench's whitening bias learns for 3 of 8 epochs)."""
+    for group in optimizer.param_groups:
+        horizon = group.get("lr_horizon", 1.0)
+        group["lr"] = group["base_lr"] * (lr_factor(min(1.0, progress / horizon), schedule, warmup)
+                                          if progress < horizon else 0.0)

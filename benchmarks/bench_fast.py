@@ -1,0 +1,151 @@
+"""Time to accuracy of `cifarlab train --recipe fast` (airbench94 on cifarlab's engine) on the real
+data, over several seeds, plus a check that the in-memory loader outruns training by at least 10×.
+
+    python benchmarks/bench_fast.py --data ../shared/data/cifar10 --seeds 0,1,2 [--epochs N] [--out DIR]
+    python benchmarks/bench_fast.py --data ../shared/data/cifar10 --loader-only
+
+Like airbench, the recipe trains on all 50,000 training images and reports the test split: its
+hyperparameters are the paper's, not tuned here, so no validation split is carved out.
+Time to accuracy = training (including the whitening initialization) + the flip-translate TTA
+evaluation of the 10,000 test images, both as recorded by the run (summary.json), in seconds and as a
+multiple of the reference workload (../shared/bench/reference_workload.py) timed before and after
+the runs in the same process.
+
+Loader check: images/s of DeviceLoader over the real training images with each augmentation, against
+the training images/s of the fastest model given (forward + backward + step, bf16, channels_last, on
+random batches): the ratio must be >= 10.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from _common import markdown_table, mean_std, read_summary, reference_seconds, run_cli
+
+from cifarlab.augment import create_augment
+from cifarlab.data import load_data
+from cifarlab.data.loader import DeviceLoader
+from cifarlab.data.types import CIFAR10_MEAN, CIFAR10_STD
+from cifarlab.models import create_model, get_recipe
+from cifarlab.training.device import autocast, resolve_precision
+
+
+def loader_images_per_second(images, labels, augment: str, batch_size: int, epochs: int = 2) -> float:
+    aug = create_augment(augment)
+    loader = DeviceLoader(images, labels, batch_size=batch_size, device=torch.device("cpu"), mean=CIFAR10_MEAN,
+                          std=CIFAR10_STD, shuffle=True, drop_last=True, augment=aug if aug.transforms else None)
+    best = 0.0
+    for epoch in range(epochs):
+        loader.set_epoch(epoch)
+        start, seen = time.perf_counter(), 0
+        for x, _ in loader:
+            seen += len(x)
+        best = max(best, seen / (time.perf_counter() - start))
+    return best
+
+
+def training_images_per_second(name: str, images_per_window: int = 4096) -> float:
+    """Best of 3 windows of about 4,096 images' training steps at the model's recipe batch size, after
+    2 warm-up steps."""
+    torch.manual_seed(0)
+    batch = get_recipe(name).batch_size
+    steps = max(1, images_per_window // batch)
+    model = create_model(name).to(memory_format=torch.channels_last).train()
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9)
+    x = torch.randn(batch, 3, 32, 32).to(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (batch,))
+    precision = resolve_precision("auto", torch.device("cpu"))
+
+    def step():
+        with autocast(torch.device("cpu"), precision):
+            loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(2):
+        step()
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        best = min(best, time.perf_counter() - start)
+    return batch * steps / best
+
+
+def loader_check(data: str, models: list[str], augments: list[str]) -> tuple[list[dict], dict[str, float]]:
+    dataset = load_data(data)
+    images, labels = dataset.train.images, dataset.train.labels
+    rates = {m: training_images_per_second(m) for m in models}
+    fastest = max(rates.values())
+    rows = []
+    for augment in augments:
+        for batch in (128, 2000):
+            rate = loader_images_per_second(images, labels, augment, batch)
+            rows.append({"augment": augment, "batch": batch, "loader_img_s": rate, "ratio": rate / fastest})
+    return rows, rates
+
+
+def run_seed(data: str, seed: int, out: Path, epochs: int | None) -> dict:
+    run_dir = out / f"seed{seed}"
+    args = ["train", "--recipe", "fast", "--data", data, "--seed", str(seed), "--out", str(run_dir), "--overwrite",
+            "--quiet"] + (["--epochs", str(epochs)] if epochs else [])
+    start = time.perf_counter()
+    run_cli(args)
+    wall = time.perf_counter() - start
+    s = read_summary(run_dir)
+    return {"seed": seed, "test_accuracy": s["test_accuracy"], "train_seconds": s["train_seconds"],
+            "tta_seconds": s["test_seconds"], "seconds": s["train_seconds"] + s["test_seconds"],
+            "process_wall_seconds": wall, "epochs": s["epochs_completed"], "train_img_s": s["images_per_second"]}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True)
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--epochs", type=int, help="override the recipe's 8 epochs (for a short check)")
+    p.add_argument("--loader-only", action="store_true", help="only the loader-vs-training throughput check")
+    p.add_argument("--models", default="baseline", help="models whose training rate the loader must beat "
+                                                          "(baseline: the fastest in the zoo)")
+    p.add_argument("--augments", default="none,standard,altflip+translate")
+    p.add_argument("--out", default="bench-out/fast")
+    args = p.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    report = {"uptime_before": load, "data": args.data}
+
+    rows, rates = loader_check(args.data, args.models.split(","), args.augments.split(","))
+    report.update(loader=rows, training_img_s=rates)
+    print("training img/s (bf16, recipe batch): " + ", ".join(f"{m} {r:,.0f}" for m, r in rates.items()))
+    print(markdown_table(["augment", "batch", "loader img/s", "× fastest training"],
+                         [[r["augment"], r["batch"], f"{r['loader_img_s']:,.0f}", f"{r['ratio']:.0f}×"] for r in rows]))
+    if not args.loader_only:
+        ref = [reference_seconds()]
+        runs = [run_seed(args.data, int(s), out, args.epochs) for s in args.seeds.split(",")]
+        ref.append(reference_seconds())
+        reference = min(ref)
+        for r in runs:
+            r["multiple_of_reference"] = r["seconds"] / reference
+        report.update(runs=runs, reference_seconds=ref, uptime_after=subprocess.run(
+            ["uptime"], capture_output=True, text=True).stdout.strip())
+        acc, secs, mult = ([r[k] for r in runs] for k in ("test_accuracy", "seconds", "multiple_of_reference"))
+        report["summary"] = {"n": len(runs), "test_accuracy": mean_std(acc), "seconds": mean_std(secs),
+                             "multiple_of_reference": mean_std(mult)}
+        print(markdown_table(["seed", "test acc (TTA)", "train s", "TTA s", "time to acc s", "× ref"],
+                             [[r["seed"], f"{r['test_accuracy']:.4f}", f"{r['train_seconds']:.1f}",
+                               f"{r['tta_seconds']:.1f}", f"{r['seconds']:.1f}", f"{r['multiple_of_reference']:.0f}"]
+                              for r in runs]))
+        print(f"reference workload {ref[0]:.2f} s before, {ref[1]:.2f} s after; {report['summary']}")
+    (out / "bench_fast.json").write_text(json.dumps(report, indent=2))
+    print(f"numbers: {out / 'bench_fast.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""The airbench94 network: the fastest published way to 94 % on CIFAR-10, rewritten for cifarlab.
+
+Keller Jordan (2024), "94% on CIFAR-10 in 3.29 Seconds on a Single GPU", arXiv:2404.00498, and its
+Muon follow-up (airbench94_muon: 94.01 % mean over 200 runs in 2.59 s on an A100;
+github.com/KellerJordan/cifar10-airbench; Muon: Jordan et al. 2024, kellerjordan.github.io/posts/muon).
+Both descend from David Page (2018), "How to train your ResNet" (myrtle.ai), and tysam-code's
+hlb-CIFAR10.
+
+The net (about 2 M parameters): a 2×2 conv of 24 filters whose weights are fixed to the whitening of
+the training images' 2×2 patches (the eigenvectors of their covariance, scaled by 1/sqrt(eigenvalue),
+and their negatives: `initialize_from_data`), GELU, then three blocks of [3×3 conv, max-pool 2, BN,
+GELU, 3×3 conv, BN, GELU] of widths 64, 256, 256, a max-pool 3, and a bias-free linear head whose
+output is divided by its width. Every 3×3 conv starts as the identity on its first input-width
+filters (dirac init); batch norm scales are frozen at 1 (only the shifts learn) with a stats momentum
+of 0.6 and eps 1e-12; the head is initialized to unit standard deviation.
+
+The recipe (`Recipe` below, and `cifarlab train --recipe fast`, which adds the augmentation and TTA):
+8 epochs at batch 2000, label smoothing 0.2, lr decaying linearly to 0. The conv filters are trained by
+Muon (lr 0.24, Nesterov momentum 0.6; `training/muon.py`); the BN shifts, the whitening bias and the
+head by Nesterov SGD (momentum 0.85). airbench sums the loss over the batch; cifarlab averages it, so
+the SGD learning rates below are airbench's per-image ones times the batch size (`param_groups`),
+which is the same update. The whitening bias learns only during the first 3 of the 8 epochs.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ._base import CifarModel
+from ._registry import Recipe, register_model
+
+WHITEN_KERNEL = 2
+WHITEN_WIDTH = 2 * 3 * WHITEN_KERNEL**2  # each eigenvector and its negative: GELU keeps both signs
+# airbench94_muon's learning rates for a loss SUMMED over the batch, i.e. per image (sum → mean: × batch).
+BIAS_LR_PER_IMAGE = 0.053
+HEAD_LR_PER_IMAGE = 0.67
+FILTER_LR = 0.24  # Muon's; scale-free (the update is orthogonalized), so the same for a mean loss
+WEIGHT_DECAY_PER_IMAGE = 2e-6  # airbench: wd = 2e-6 × batch, applied as SGD weight_decay = wd / lr
+SGD_MOMENTUM = 0.85
+MUON_MOMENTUM = 0.6
+WHITEN_BIAS_EPOCHS = 3
+
+
+class FrozenScaleBatchNorm(nn.BatchNorm2d):
+    """Batch norm whose scale stays 1 (only the shift learns): fewer knobs for the short schedule."""
+
+    def __init__(self, num_features: int, momentum: float = 0.6, eps: float = 1e-12):
+        super().__init__(num_features, eps=eps, momentum=1 - momentum)  # torch's momentum is 1 − airbench's
+        self.weight.requires_grad_(False)
+
+
+class DiracConv(nn.Conv2d):
+    """3×3 conv, no bias; the first in_channels filters start as the identity, so the untrained net
+    passes its input through and the random filters add to it."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__(c_in, c_out, kernel_size=3, padding="same", bias=False)
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        nn.init.dirac_(self.weight.data[:self.in_channels])
+
+
+class ConvGroup(nn.Module):
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.conv1 = DiracConv(c_in, c_out)
+        self.pool = nn.MaxPool2d(2)
+        self.norm1 = FrozenScaleBatchNorm(c_out)
+        self.conv2 = DiracConv(c_out, c_out)
+        self.norm2 = FrozenScaleBatchNorm(c_out)
+        self.activ = nn.GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.activ(self.norm1(self.pool(self.conv1(x))))
+        return self.activ(self.norm2(self.conv2(x)))
+
+
+def patch_whitening_weights(images: torch.Tensor, kernel_size: int = WHITEN_KERNEL, eps: float = 5e-4,
+                            chunk: int = 1000) -> torch.Tensor:
+    """Conv filters (2·k, C, kh, kw) that whiten the images' kernel_size² patches: the eigenvectors of
+    the patches' (uncentred, as airbench) covariance divided by sqrt(eigenvalue + eps), then their
+    negatives. `images` are normalized float NCHW; the covariance is accumulated in chunks in float64."""
+    c = images.shape[1]
+    dim = c * kernel_size * kernel_size
+    cov = torch.zeros(dim, dim, dtype=torch.float64, device=images.device)
+    count = 0
+    for part in images.split(chunk):
+        # im2col: (n, dim, positions) with dim ordered (channel, row, col) like a conv weight.
+        cols = F.unfold(part.float(), kernel_size).transpose(1, 2).reshape(-1, dim).double()
+        cov += cols.T @ cols
+        count += len(cols)
+    eigenvalues, eigenvectors = torch.linalg.eigh(cov / count)
+    filters = eigenvectors.T.reshape(dim, c, kernel_size, kernel_size) / torch.sqrt(eigenvalues + eps).view(-1, 1, 1, 1)
+    return torch.cat((filters, -filters)).float()
+
+
+class AirbenchNet(CifarModel):
+    default_cfg = {
+        **CifarModel.default_cfg,
+        "classifier": "head",
+        "first_conv": "whiten",
+        "stages": ["whiten", "block1", "block2", "block3"],
+        "cam_layer": "block3",
+    }
+
+    def __init__(self, num_classes: int = 10, widths: tuple[int, int, int] = (64, 256, 256)):
+        super().__init__()
+        self.widths = tuple(widths)
+        self.whiten = nn.Conv2d(3, WHITEN_WIDTH, WHITEN_KERNEL, padding=0, bias=True)
+        self.whiten.weight.requires_grad_(False)  # set from the data, never trained
+        self.activ = nn.GELU()
+        self.block1 = ConvGroup(WHITEN_WIDTH, widths[0])
+        self.block2 = ConvGroup(widths[0], widths[1])
+        self.block3 = ConvGroup(widths[1], widths[2])
+        self.pool = nn.MaxPool2d(3)
+        self.head = nn.Linear(widths[2], num_classes, bias=False)
+        self._init_head()
+
+    def _init_head(self) -> None:
+        with torch.no_grad():
+            self.head.weight.mul_(1 / self.head.weight.std())
+
+    @torch.no_grad()
+    def initialize_from_data(self, images: torch.Tensor) -> None:
+        """Set the first layer to whiten the 2×2 patches of `images` (normalized float NCHW training
+        images; airbench uses 5,000). The engine calls this once before the first step."""
+        self.whiten.weight.copy_(patch_whitening_weights(images.to(self.whiten.weight.device)))
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.activ(self.whiten(x))
+        return self.block3(self.block2(self.block1(x)))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = torch.flatten(self.pool(x), 1)
+        return x if pre_logits else self.head(x) / x.shape[-1]
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.head = nn.Linear(self.head.in_features, num_classes, bias=False)
+        self._init_head()
+
+    def param_groups(self, lr: float, batch_size: int, weight_decay: float, momentum: float,
+                     epochs: float) -> list[dict]:
+        """airbench94_muon's optimizer groups for a MEAN loss. `lr` is Muon's filter lr (0.24 in the
+        recipe); the SGD groups keep airbench's ratio to it, times the batch size (sum → mean).
+        `weight_decay` is per image (airbench: 2e-6); SGD's coupled decay is wd·batch / lr_sum, which
+        for a mean loss is wd / lr_per_image. `lr_horizon` makes the whitening bias's lr reach 0 after
+        WHITEN_BIAS_EPOCHS epochs (its schedule runs over that fraction of training)."""
+        scale = lr / FILTER_LR
+        bias_lr, head_lr = scale * BIAS_LR_PER_IMAGE, scale * HEAD_LR_PER_IMAGE  # per image
+
+        def sgd(params, lr_per_image, **extra):
+            return {"params": params, "lr": lr_per_image * batch_size, "base_lr": lr_per_image * batch_size,
+                    "weight_decay": weight_decay / lr_per_image, "momentum": momentum, "muon": False, **extra}
+
+        filters = [p for p in self.parameters() if p.ndim == 4 and p.requires_grad]
+        norm_biases = [m.bias for m in self.modules() if isinstance(m, FrozenScaleBatchNorm)]
+        return [  # the filters first: the engine logs param_groups[0]'s lr
+            {"params": filters, "lr": lr, "base_lr": lr, "weight_decay": 0.0, "momentum": MUON_MOMENTUM,
+             "muon": True},
+            sgd([self.whiten.bias], bias_lr, lr_horizon=min(1.0, WHITEN_BIAS_EPOCHS / epochs)),
+            sgd(norm_biases, bias_lr),
+            sgd([self.head.weight], head_lr),
+        ]
+
+
+@register_model(recipe=Recipe(optimizer="muon", lr=FILTER_LR, batch_size=2000, weight_decay=WEIGHT_DECAY_PER_IMAGE,
+                              momentum=SGD_MOMENTUM, nesterov=True, schedule="linear", warmup_epochs=0, epochs=8,
+                              label_smoothing=0.2))
+def airbench(num_classes: int = 10, **kwargs) -> AirbenchNet:
+    """Keller Jordan's airbench94 net (patch whitening, dirac init, frozen-scale BN; Muon + SGD), 2 M params."""
+    return AirbenchNet(num_classes=num_classes, **kwargs)

@@ -1,0 +1,41 @@
+"""Named recipes (`cifarlab train --recipe NAME`): presets of TrainConfig settings that go beyond one
+model's default recipe (the augmentation, the test-time augmentation, the data split).
+
+    fast   airbench94 (Keller Jordan 2024, arXiv:2404.00498, and its Muon follow-up): the `airbench` model
+           and its recipe (Muon + Nesterov SGD, batch 2000, 8 epochs, label smoothing 0.2, linear decay),
+           alternating flip + 2-pixel translation, flip + translate TTA, and all 50,000 training images
+           (no validation split: the hyperparameters are the paper's, not tuned here).
+
+A setting the user gives (flag or YAML) wins over the recipe's; only settings left at their defaults
+are filled in. No torch import here, so the CLI can list the names cheaply.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+from .errors import CifarlabError
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
+
+RECIPES: dict[str, dict[str, Any]] = {
+    "fast": {"model": "airbench", "augment": "altflip+translate", "tta": "flip-translate", "val_size": 0},
+}
+
+
+def list_recipes() -> list[str]:
+    return list(RECIPES)
+
+
+def apply_recipe(cfg: TrainConfig) -> TrainConfig:
+    """cfg with the recipe's settings filled in where cfg still has the dataclass default."""
+    if cfg.recipe not in RECIPES:
+        raise CifarlabError(f"unknown --recipe {cfg.recipe!r}; choose one of: {', '.join(RECIPES)}")
+    preset = RECIPES[cfg.recipe]
+    defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
+    if cfg.model not in (defaults["model"], preset["model"]):
+        raise CifarlabError(f"--recipe {cfg.recipe} trains the {preset['model']} model; drop --model {cfg.model} "
+                            "(or drop --recipe and set the flags yourself)")
+    return dataclasses.replace(cfg, **{k: v for k, v in preset.items()
+                                       if k == "model" or getattr(cfg, k) == defaults[k]})

@@ -1,0 +1,70 @@
+"""Muon for conv filters, Nesterov SGD for everything else, in one torch optimizer (`--optimizer muon`).
+
+Muon (Keller Jordan et al. 2024, kellerjordan.github.io/posts/muon; used by airbench94_muon) replaces
+each weight matrix's momentum update by its nearest semi-orthogonal matrix, computed with a few
+Newton-Schulz iterations. As in airbench, a conv filter bank (out, in, kh, kw) is treated as the matrix
+(out, in·kh·kw), and before each step the weight is rescaled to norm sqrt(out) (so its scale, which
+batch norm ignores anyway, cannot drift and no weight decay is needed).
+
+Why not torch.optim.Muon: it accepts 2-D parameters only and has no weight renormalization. One
+optimizer (rather than a Muon and an SGD side by side) keeps the engine's single optimizer, its
+checkpoint and its lr schedule unchanged. Each param group says which update it gets (`muon`).
+"""
+from __future__ import annotations
+
+import torch
+
+# The quintic iteration's coefficients from the Muon post: they maximize the slope at zero, so three
+# steps suffice; singular values end up in about [0.5, 1.5] rather than exactly 1, which trains as well.
+NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
+
+
+def orthogonalize(g: torch.Tensor, steps: int = 3, eps: float = 1e-7) -> torch.Tensor:
+    """Approximately U·Vᵀ of g = U·S·Vᵀ (2-D), by Newton-Schulz iteration in bfloat16."""
+    a, b, c = NS_COEFFICIENTS
+    x = g.bfloat16()
+    x = x / (x.norm() + eps)  # the top singular value <= 1, where the iteration converges
+    tall = g.size(0) > g.size(1)
+    if tall:
+        x = x.T
+    for _ in range(steps):
+        s = x @ x.T
+        x = a * x + (b * s + c * s @ s) @ x
+    return (x.T if tall else x).to(g.dtype)
+
+
+class MuonSGD(torch.optim.Optimizer):
+    """Param groups with `muon=True` get Muon (Nesterov momentum, orthogonalized update, weight
+    renormalization); the others plain Nesterov SGD with coupled weight decay, as torch.optim.SGD."""
+
+    def __init__(self, params, lr: float = 0.02, momentum: float = 0.9, nesterov: bool = True,
+                 weight_decay: float = 0.0, ns_steps: int = 3):
+        if lr <= 0 or momentum < 0 or weight_decay < 0:
+            raise ValueError(f"invalid lr {lr}, momentum {momentum} or weight_decay {weight_decay}")
+        super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
+                                      muon=False, ns_steps=ns_steps))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                if not group["muon"] and group["weight_decay"]:
+                    g = g.add(p, alpha=group["weight_decay"])
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(g)
+                buf = state["momentum_buffer"]
+                buf.mul_(group["momentum"]).add_(g)
+                g = g.add(buf, alpha=group["momentum"]) if group["nesterov"] else buf
+                if group["muon"]:
+                    p.mul_(len(p) ** 0.5 / p.norm())
+                    g = orthogonalize(g.reshape(len(g), -1), group["ns_steps"]).view(g.shape)
+                p.add_(g, alpha=-group["lr"])
+        return loss

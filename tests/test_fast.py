@@ -1,0 +1,268 @@
+"""The fast recipe (airbench94): alternating flip and translation in the loader, the patch-whitening
+initialization, Muon + SGD, the lr horizon, test-time augmentation, and `--recipe fast` end to end."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import cifarlab
+from cifarlab.augment import create_augment
+from cifarlab.augment.geometric import AlternatingFlip, Translate
+from cifarlab.cli import main
+from cifarlab.config import TrainConfig
+from cifarlab.data.loader import DeviceLoader
+from cifarlab.errors import CifarlabError
+from cifarlab.models import create_model
+from cifarlab.models.airbench import FrozenScaleBatchNorm, patch_whitening_weights
+from cifarlab.training.inference import TTA_MODES, predict_logits, tta_logits
+from cifarlab.training.muon import MuonSGD, orthogonalize
+from cifarlab.training.optim import build_optimizer, schedule_lr
+
+CPU = torch.device("cpu")
+
+
+def random_images(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+
+
+def raw_loader(images: np.ndarray, augment, batch_size: int = 16, seed: int = 3) -> DeviceLoader:
+    """A loader whose batches are the uint8 pixels as floats (mean 0, std 1/255) and whose labels are
+    the dataset indices, so each output image can be matched to its source."""
+    return DeviceLoader(images, np.arange(len(images)), batch_size=batch_size, device=CPU, mean=(0.0,) * 3,
+                        std=(1 / 255,) * 3, shuffle=True, seed=seed, augment=augment, channels_last=False)
+
+
+def flipped_per_image(loader: DeviceLoader, images: np.ndarray, epoch: int) -> torch.Tensor:
+    source = torch.from_numpy(images).permute(0, 3, 1, 2).float()
+    loader.set_epoch(epoch)
+    flipped = torch.zeros(len(images), dtype=torch.bool)
+    seen = torch.zeros(len(images), dtype=torch.bool)
+    for x, idx in loader:
+        same, mirrored = (x == source[idx]).flatten(1).all(1), (x == source[idx].flip(-1)).flatten(1).all(1)
+        assert (same ^ mirrored).all()  # each image exactly as it was, or exactly mirrored
+        flipped[idx], seen[idx] = mirrored, True
+    assert seen.all()
+    return flipped
+
+
+def test_alternating_flip_alternates_every_epoch():
+    images = random_images(64)
+    loader = raw_loader(images, create_augment("altflip"))
+    first = flipped_per_image(loader, images, 0)
+    assert 10 < first.sum() < 54  # random in the first epoch: about half
+    for epoch in range(1, 4):
+        assert torch.equal(flipped_per_image(loader, images, epoch), first ^ bool(epoch % 2))
+    # The same seed flips the same way (a resumed run); another seed does not.
+    assert torch.equal(flipped_per_image(raw_loader(images, create_augment("altflip")), images, 0), first)
+    assert not torch.equal(flipped_per_image(raw_loader(images, create_augment("altflip"), seed=4), images, 0),
+                           first)
+
+
+def test_alternating_flip_without_an_index_flips_at_random():
+    x = torch.from_numpy(random_images(200)).permute(0, 3, 1, 2)
+    out = AlternatingFlip()(x, torch.Generator().manual_seed(0))
+    flipped = (out == x.flip(-1)).flatten(1).all(1)
+    assert 60 < flipped.sum() < 140 and ((out == x).flatten(1).all(1) ^ flipped).all()
+
+
+def test_translation_stays_within_two_pixels():
+    images = random_images(64, seed=1)
+    source = torch.from_numpy(images).permute(0, 3, 1, 2).float()
+    padded = F.pad(source, (2, 2, 2, 2), mode="reflect")
+    loader = raw_loader(images, create_augment("translate"))
+    shifts = set()
+    for x, idx in loader:
+        for out, i in zip(x, idx):
+            found = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                     if torch.equal(out, padded[i, :, 2 + dy:34 + dy, 2 + dx:34 + dx])]
+            assert found, "a translated image is not a shift of at most 2 pixels of its source"
+            shifts.add(found[0])
+    assert len(shifts) > 10  # the shifts vary
+    assert Translate().pad == 2 and not Translate().flip
+
+
+def correlated_images(n: int = 300) -> torch.Tensor:
+    """Smooth, colour-correlated images: their 2×2 patches are far from white."""
+    g = torch.Generator().manual_seed(0)
+    x = F.avg_pool2d(torch.randn(n, 3, 36, 36, generator=g), 5, stride=1)
+    mix = torch.tensor([[1.0, 0.8, 0.6], [0.0, 0.5, 0.4], [0.0, 0.0, 0.3]])
+    return torch.einsum("dc,nchw->ndhw", mix, x) + 0.3
+
+
+def patch_covariance(outputs: torch.Tensor) -> torch.Tensor:
+    flat = outputs.permute(1, 0, 2, 3).reshape(outputs.shape[1], -1).double()
+    return flat @ flat.T / flat.shape[1]
+
+
+def test_whitened_patches_have_identity_covariance():
+    images = correlated_images()
+    raw = patch_covariance(F.unfold(images, 2).transpose(1, 2).reshape(-1, 12, 1, 1))
+    assert (raw - torch.eye(12, dtype=torch.float64)).abs().max() > 0.5  # not white to begin with
+    weights = patch_whitening_weights(images, eps=1e-9)
+    assert weights.shape == (24, 3, 2, 2)
+    torch.testing.assert_close(weights[12:], -weights[:12])  # each filter and its negative
+    cov = patch_covariance(F.conv2d(images, weights[:12]))
+    torch.testing.assert_close(cov, torch.eye(12, dtype=torch.float64), atol=2e-3, rtol=0)
+    # With airbench's eps the tiny directions are damped, never amplified past 1.
+    damped = patch_covariance(F.conv2d(images, patch_whitening_weights(images)[:12])).diagonal()
+    assert (damped <= 1 + 1e-3).all() and damped.max() > 0.99
+
+
+def test_airbench_initializes_from_data_and_freezes_what_airbench_freezes():
+    torch.manual_seed(0)
+    model = create_model("airbench")
+    images = correlated_images(100)
+    model.initialize_from_data(images)
+    torch.testing.assert_close(model.whiten.weight, patch_whitening_weights(images))
+    assert not model.whiten.weight.requires_grad
+    norms = [m for m in model.modules() if isinstance(m, FrozenScaleBatchNorm)]
+    assert len(norms) == 6 and all(not m.weight.requires_grad and m.bias.requires_grad for m in norms)
+    conv = model.block2.conv2.weight  # dirac: the identity on its first in_channels filters
+    torch.testing.assert_close(conv[:, :, 1, 1][:, :conv.shape[1]], torch.eye(conv.shape[1]))
+    assert model.head.weight.std().item() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_airbench_param_groups_cover_every_trainable_parameter_once():
+    model = create_model("airbench")
+    cfg = TrainConfig(model="airbench").resolved()
+    optimizer = build_optimizer(model, cfg)
+    assert isinstance(optimizer, MuonSGD)
+    grouped = [p for g in optimizer.param_groups for p in g["params"]]
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert len(grouped) == len(trainable) and {id(p) for p in grouped} == {id(p) for p in trainable}
+    muon = [g for g in optimizer.param_groups if g["muon"]]
+    assert len(muon) == 1 and all(p.ndim == 4 for p in muon[0]["params"])
+    # airbench sums the loss: SGD lr per image × batch 2000, e.g. the head's 0.67.
+    head = next(g for g in optimizer.param_groups if any(p is model.head.weight for p in g["params"]))
+    assert head["lr"] == pytest.approx(0.67 * 2000)
+
+
+def test_muon_works_for_any_model_filters_by_muon_the_rest_by_sgd():
+    model = create_model("resnet20")
+    optimizer = build_optimizer(model, TrainConfig(model="resnet20", optimizer="muon").resolved())
+    grouped = {id(p): g["muon"] for g in optimizer.param_groups for p in g["params"]}
+    assert set(grouped) == {id(p) for p in model.parameters()}
+    assert all(grouped[id(p)] == (p.ndim == 4) for p in model.parameters())
+    loss = model(torch.randn(4, 3, 32, 32)).logsumexp(1).mean()
+    loss.backward()
+    optimizer.step()
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_lr_horizon_freezes_a_group_after_its_share_of_training():
+    p, q = nn.Parameter(torch.ones(2)), nn.Parameter(torch.ones(2))
+    opt = torch.optim.SGD([{"params": [p], "base_lr": 1.0}, {"params": [q], "base_lr": 1.0, "lr_horizon": 0.375}],
+                          lr=1.0)
+    schedule_lr(opt, 0.25, "linear")
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.75, 1 - 0.25 / 0.375])
+    schedule_lr(opt, 0.5, "linear")
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.5, 0.0])
+
+
+def test_muon_sgd_groups_match_torch_sgd_and_muon_updates_are_orthogonal():
+    torch.manual_seed(0)
+    a = torch.randn(5, 3, requires_grad=True)
+    b = a.detach().clone().requires_grad_()
+    ours = MuonSGD([{"params": [a], "weight_decay": 0.01}], lr=0.1, momentum=0.85)
+    ref = torch.optim.SGD([b], lr=0.1, momentum=0.85, nesterov=True, weight_decay=0.01)
+    for step in range(3):
+        grad = torch.randn(5, 3, generator=torch.Generator().manual_seed(step))
+        a.grad, b.grad = grad.clone(), grad.clone()
+        ours.step()
+        ref.step()
+    torch.testing.assert_close(a, b)
+    s = torch.linalg.svdvals(orthogonalize(torch.randn(64, 200)).float())
+    assert s.min() > 0.3 and s.max() < 1.7  # near-orthogonal: every singular value near 1
+    w = nn.Parameter(torch.randn(8, 4, 3, 3))
+    opt = MuonSGD([{"params": [w], "muon": True}], lr=0.1, momentum=0.6)
+    w.grad = torch.randn_like(w)
+    opt.step()
+    assert torch.isfinite(w).all()
+
+
+class FlipInvariant(nn.Module):
+    """Global average pooling then a linear layer: blind to a horizontal flip."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 4)
+
+    def forward(self, x):
+        return self.fc(x.mean((2, 3)))
+
+
+def test_tta_shapes_and_flip_tta_of_a_flip_invariant_model_equals_plain_eval():
+    torch.manual_seed(0)
+    model, images = FlipInvariant(), random_images(10, seed=2)
+    x = torch.randn(6, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    for tta in TTA_MODES:
+        assert tta_logits(model, x, tta).shape == (6, 4)
+        assert predict_logits(model, images, device=CPU, batch_size=4, tta=tta).shape == (10, 4)
+    plain = predict_logits(model, images, device=CPU, batch_size=4)
+    torch.testing.assert_close(predict_logits(model, images, device=CPU, batch_size=4, tta="flip"), plain)
+    # A model that is not flip-invariant sees a different average.
+    conv = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.LazyLinear(4))
+    conv(x)
+    assert not torch.allclose(tta_logits(conv, x, "flip"), tta_logits(conv, x, "none"))
+    with pytest.raises(CifarlabError, match="unknown --tta 'mirror'"):
+        predict_logits(model, images, device=CPU, tta="mirror")
+
+
+def test_fast_recipe_one_epoch_end_to_end(train_tree, tmp_path, capsys):
+    out = tmp_path / "fast"
+    code = main(["train", "--recipe", "fast", "--data", str(train_tree), "--epochs", "1", "--batch-size", "100",
+                 "--out", str(out), "--quiet"])
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["model"] == "airbench" and summary["recipe"] == "fast" and summary["tta"] == "flip-translate"
+    assert summary["optimizer"] == "muon" and summary["val_images"] == 0 and summary["train_images"] == 300
+    assert summary["test_accuracy"] == printed["test_accuracy"] and summary["test_seconds"] > 0
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert config["augment"] == "altflip+translate" and config["schedule"] == "linear"
+    assert config["label_smoothing"] == 0.2
+    # evaluate() uses the run's own TTA by default, so it reproduces the training's test accuracy.
+    again = cifarlab.evaluate(out)
+    assert again["tta"] == "flip-translate" and again["accuracy"] == pytest.approx(summary["test_accuracy"])
+    assert cifarlab.evaluate(out, tta="none")["tta"] == "none"
+
+
+def test_recipe_settings_yield_to_flags():
+    cfg = TrainConfig(recipe="fast", tta="flip", augment="standard", val_size=500, epochs=3).resolved()
+    assert (cfg.model, cfg.tta, cfg.augment, cfg.val_size, cfg.epochs) == ("airbench", "flip", "standard", 500, 3)
+    assert cfg.batch_size == 2000 and cfg.optimizer == "muon"
+    assert TrainConfig(model="resnet9").resolved().tta == "none"  # other models' defaults are unchanged
+
+
+@pytest.mark.parametrize("argv, problem", [
+    (["train", "--recipe", "slow"], "invalid choice: 'slow'"),
+    (["train", "--recipe", "fast", "--model", "resnet20"], "--recipe fast trains the airbench model"),
+    (["train", "--tta", "mirror"], "invalid choice: 'mirror'"),
+    (["evaluate", "runs/x", "--tta", "mirror"], "invalid choice: 'mirror'"),
+])
+def test_bad_recipe_and_tta_are_one_line_errors(argv, problem, capsys):
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse's choices
+        code = e.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert problem in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_unknown_recipe_from_the_api():
+    with pytest.raises(CifarlabError, match="unknown --recipe 'slow'; choose one of: fast"):
+        TrainConfig(recipe="slow").resolved()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none here)")
+def test_fast_recipe_on_cuda(train_tree, tmp_path):
+    result = cifarlab.train(recipe="fast", data=str(train_tree), epochs=1, batch_size=100, device="cuda",
+                            out=str(tmp_path / "cuda"), verbose=False)
+    assert result.summary["device"].startswith("cuda") and result.summary["test_accuracy"] is not None
+    assert next(result.model.parameters()).is_cuda
