@@ -55,6 +55,8 @@ def _add_train_flags(p: argparse.ArgumentParser, single_run: bool = True) -> Non
     g.add_argument("--config", metavar="FILE", help="YAML file of settings; flags override it")
     if single_run:
         g.add_argument("--out", metavar="RUN_DIR", help="run directory (default: runs/MODEL-TIME)")
+        g.add_argument("--tensorboard", action="store_true", default=None,
+                       help="also log the epoch metrics for TensorBoard in RUN_DIR/tensorboard (needs tensorboard)")
 
 
 def _augment_spec(text: str) -> str:

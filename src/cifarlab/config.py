@@ -52,6 +52,7 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"
     channels_last: bool = True
+    tensorboard: bool = False  # also log the epoch metrics as TensorBoard scalars in RUN_DIR/tensorboard
     eval_batch_size: int = 256  # measured: 2x the images/s of batch 1000 on a 2-core CPU (cache-friendly)
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     out: str | None = None
