@@ -76,7 +76,7 @@ def export(run_dir: str | Path, *, format: str = "onnx", out: str | Path | None 
         raise CifarlabError(f"--out must be a file path, not a directory: {out}")
     metadata = _metadata(model, info)
     with atomic_path(out) as tmp:
-        _export_onnx(model, tmp, metadata, opset)
+        export_onnx_model(model, tmp, metadata, opset)
         result = _verify(model, tmp, metadata) if verify else {"max_abs_diff": math.nan, "max_abs_logit": math.nan,
                                                                "top1_agreement": math.nan}
     import onnx
@@ -98,7 +98,7 @@ def _metadata(model, info: dict[str, Any]) -> dict[str, Any]:
             "cifarlab_version": info.get("versions", {}).get("cifarlab")}
 
 
-def _export_onnx(model, path: Path, metadata: dict[str, Any], opset: int | None) -> None:
+def export_onnx_model(model, path: Path, metadata: dict[str, Any], opset: int | None) -> None:
     import torch
 
     example = torch.zeros(2, *metadata["input_size"])
