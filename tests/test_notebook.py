@@ -15,8 +15,8 @@ pytest.importorskip("ipykernel")
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "examples" / "advanced_cifar10.ipynb"
-SECTIONS = ["1. The baseline", "2. Architectures", "3. Augmentation", "4. Regularization and tuning",
-            "5. Error analysis", "6. Feature maps", "7. Explanations"]
+SECTIONS = ["The baseline", "Architectures", "Augmentation", "Regularization and tuning", "Error analysis",
+            "Feature maps", "Explanations"]
 
 
 def _kernel_spec(tmp_path: Path, env: dict[str, str]) -> str:
