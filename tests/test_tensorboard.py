@@ -50,3 +50,13 @@ def test_missing_tensorboard_is_one_line_and_writes_nothing(train_tree, tmp_path
     assert code == 2
     assert "--tensorboard needs the tensorboard package" in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_a_resumed_run_continues_the_same_curves(train_tree, tmp_path):
+    out = tmp_path / "run"
+    kw = dict(model="baseline", data=str(train_tree), val_size=30, precision="fp32", verbose=False)
+    cifarlab.train(**kw, epochs=1, out=str(out), tensorboard=True)
+    cifarlab.train(resume=out, epochs=2, verbose=False)  # tensorboard=True comes from the saved config
+    scalars = _scalars(out)
+    assert [step for step, _ in scalars["loss/train"]] == [1, 2]
+    assert [step for step, _ in scalars["test/accuracy"]] == [1, 2]  # the test after each completed train()
