@@ -141,3 +141,26 @@ def test_missing_onnx_packages(trained_run, tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_onnxscript)
     with pytest.raises(CifarlabError, match=r"need onnxscript: pip install 'cifarlab\[onnx\]'"):
         cifarlab.export(trained_run, out=tmp_path / "m.onnx")
+
+
+@pytest.mark.slow  # about a minute for the whole zoo on 2 cores
+@pytest.mark.parametrize("name", [*cifarlab.list_models(), "tv:resnet18", "timm:resnet18"])
+def test_every_zoo_model_exports_with_a_dynamic_batch(name, tmp_path):
+    import torch
+
+    from cifarlab.deploy import _session, export_onnx_model
+    from cifarlab.training.inference import preprocessing
+
+    if name.startswith("timm:"):
+        pytest.importorskip("timm")
+    torch.manual_seed(0)
+    model = cifarlab.create_model(name, num_classes=10).eval()
+    mean, std = preprocessing(model)
+    meta = {"classes": [str(i) for i in range(10)], "mean": list(mean), "std": list(std), "input_size": [3, 32, 32],
+            "model": name}
+    export_onnx_model(model, tmp_path / "m.onnx", meta, None)
+    x = normalize(np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8), mean, std)
+    got = run_session(_session(tmp_path / "m.onnx"), x)
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    assert np.abs(got - want).max() <= 1e-3 * max(1.0, np.abs(want).max())
