@@ -39,7 +39,8 @@ def _outputs(nb, kind: str) -> list:
 def test_the_notebook_runs_in_tiny_mode(tmp_path, monkeypatch):
     src = str(ROOT / "src")
     env = {"PYTHONPATH": os.pathsep.join([src, *filter(None, [os.environ.get("PYTHONPATH")])]),
-           "CIFARLAB_NOTEBOOK_MODE": "tiny", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
+           "CIFARLAB_NOTEBOOK_MODE": "tiny", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1",
+           "TMPDIR": str(tmp_path)}  # the tiny data and runs land in pytest's temporary directory
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
     nb = nbformat.read(NOTEBOOK, as_version=4)
     client = nbclient.NotebookClient(nb, kernel_name=_kernel_spec(tmp_path, env), timeout=600,
