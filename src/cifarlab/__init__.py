@@ -20,6 +20,7 @@ _LAZY = {
     "evaluate": "cifarlab.api",
     "predict": "cifarlab.api",
     "load_run": "cifarlab.api",
+    "export": "cifarlab.deploy",
     "compare": "cifarlab.experiments",
     "ablate": "cifarlab.experiments",
     "tune": "cifarlab.tuning",

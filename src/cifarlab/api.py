@@ -52,8 +52,16 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, *, split: str 
             "images_per_second": len(labels) / seconds, "precision": prec, "device": str(dev), "tta": tta}
 
 
-def predict(run_dir: str | Path, images: list[str | Path], *, top_k: int = 3, device: str = "auto") -> list[dict]:
-    """Top-k classes for image files of any size or mode (converted to RGB and resized to 32x32)."""
+def predict(run_dir: str | Path | None, images: list[str | Path], *, top_k: int = 3, device: str = "auto",
+            onnx: str | Path | None = None) -> list[dict]:
+    """Top-k classes for image files of any size or mode (converted to RGB and resized to 32x32).
+
+    `onnx="model.onnx"` runs a model written by `cifarlab.export` with ONNX Runtime instead (run_dir unused).
+    """
+    if onnx is not None:
+        from .deploy import predict_onnx
+
+        return predict_onnx(onnx, images, top_k=top_k)
     if top_k < 1:
         raise CifarlabError(f"--top-k must be >= 1, got {top_k}")
     for path in images:

@@ -74,6 +74,8 @@ def _add_train_flags(p: argparse.ArgumentParser, single_run: bool = True) -> Non
     g.add_argument("--config", metavar="FILE", help="YAML file of settings; flags override it")
     if single_run:
         g.add_argument("--out", metavar="RUN_DIR", help="run directory (default: runs/MODEL-TIME)")
+        g.add_argument("--tensorboard", action="store_true", default=None,
+                       help="also log the epoch metrics for TensorBoard in RUN_DIR/tensorboard (needs tensorboard)")
 
 
 def _add_transfer_flags(p: argparse.ArgumentParser) -> None:
@@ -267,12 +269,32 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .api import predict
 
-    results = predict(args.run_dir, args.images, top_k=args.top_k, device=args.device)
+    images = args.images
+    if args.onnx:  # no run directory: every positional is an image
+        images = [args.run_dir, *images]
+    elif not images:
+        raise CifarlabError("give RUN_DIR and at least one IMAGE (or --onnx MODEL.onnx and images)")
+    results = predict(None if args.onnx else args.run_dir, images, top_k=args.top_k, device=args.device,
+                      onnx=args.onnx)
     if args.json:
         print(json.dumps(results, indent=2))
     else:
         for r in results:
             print(r["image"] + ": " + ", ".join(f"{p['class']} {p['probability']:.1%}" for p in r["predictions"]))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .deploy import export
+
+    r = export(args.run_dir, format=args.format, out=args.out, opset=args.opset)
+    if args.json:
+        print(json.dumps(r.as_dict(), indent=2))
+    else:
+        print(f"{r.path}  ({r.format} opset {r.opset}, {r.size_bytes / 1e6:.1f} MB, batch axis dynamic; "
+              f"{len(r.metadata['classes'])} classes and mean/std in its metadata)")
+        print(f"checked against PyTorch on random images: max abs logit difference {r.max_abs_diff:.2e} "
+              f"(logits up to {r.max_abs_logit:.1f}), same top class for {r.top1_agreement:.0%}")
     return 0
 
 
@@ -460,13 +482,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("predict", help="classify image files with a trained run")
-    p.add_argument("run_dir")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p = sub.add_parser("predict", help="classify image files with a trained run (or an exported ONNX model)",
+                       usage="cifarlab predict RUN_DIR IMAGE [IMAGE ...] | --onnx MODEL.onnx IMAGE [IMAGE ...]")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("images", nargs="*", metavar="IMAGE")
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--device", default="auto")
+    p.add_argument("--onnx", metavar="MODEL.onnx",
+                   help="run this model (from cifarlab export) with ONNX Runtime on the CPU; no RUN_DIR")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="export a trained run's model to ONNX, checked against PyTorch")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--format", default="onnx", help="onnx (the only format so far)")
+    p.add_argument("--out", metavar="FILE", help="where to write the model (default: RUN_DIR/model.onnx)")
+    p.add_argument("--opset", type=int, help="ONNX opset version (default: the exporter's)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("models", help="list the registered models with parameters and FLOPs")
     p.add_argument("pattern", nargs="?", help="glob filter, e.g. 'resnet*'")

@@ -66,6 +66,7 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"
     channels_last: bool = True
+    tensorboard: bool = False  # also log the epoch metrics as TensorBoard scalars in RUN_DIR/tensorboard
     eval_batch_size: int = 256  # measured: 2x the images/s of batch 1000 on a 2-core CPU (cache-friendly)
     # Data parallelism (torchrun): batch_size is the global batch, split over ranks and accumulation steps
     grad_accum: int = 1  # micro-batches per optimizer step (gradients summed; same as one big batch)

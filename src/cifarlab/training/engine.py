@@ -45,6 +45,7 @@ from .device import autocast, resolve_precision
 from .inference import classification_metrics, predict_logits, preprocessing
 from .optim import build_optimizer, schedule_lr
 from .regularize import EarlyStopping, build_model, evaluated_model, make_ema, update_ema, weight_penalty
+from .tensorboard import TensorBoardLogger, require_tensorboard
 
 
 @dataclass
@@ -92,6 +93,8 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
     verbose = verbose and ranks.is_main
     log = print if verbose else (lambda *a, **k: None)
     precision = resolve_precision(cfg.precision, device)
+    if cfg.tensorboard:
+        require_tensorboard()
     _seed_everything(cfg.seed)
 
     # 2. Data: decoded once and cached; the test split is only touched at the very end.
@@ -143,6 +146,8 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
     if ranks.is_main:
         rundir.write_run_config(run_dir, cfg, classes, data.source, command)
         _rewrite_metrics(run_dir, history)  # drops lines of an epoch whose checkpoint never landed
+    tensorboard = TensorBoardLogger(run_dir, enabled=cfg.tensorboard and ranks.is_main,  # no-op unless on
+                                    first_epoch=start_epoch)
     log(f"run {run_dir}: {cfg.model} ({params:,} params), {len(fit_set):,} train / "
         f"{len(val_set) if val_set else 0:,} val images, {cfg.epochs} epochs, batch {cfg.batch_size}, "
         f"{cfg.optimizer} lr {cfg.lr:g}, {device.type} {precision}"
@@ -225,6 +230,7 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
                     "early_stopping": stopper.state_dict(),
                 }, _weights_metadata(cfg, classes, mean, std, epoch + 1))
                 append_jsonl(run_dir / rundir.METRICS, record)
+            tensorboard.log_epoch(record)
             log(_epoch_line(record, cfg.epochs))
             if stopped:
                 log(f"early stopping: no better validation accuracy than {stopper.best:.4f} (epoch "
@@ -232,9 +238,11 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
             if on_epoch_end is not None and distributed.from_main(ranks, ranks.is_main and on_epoch_end(record)):
                 stopped = True  # e.g. a tuning trial being pruned (asked on rank 0 only)
     except KeyboardInterrupt:
+        tensorboard.close()
         log(f"\ninterrupted; continue with: cifarlab train --resume {run_dir}")
         raise
     except BaseException:
+        tensorboard.close()
         if not history and resume is None and ranks.is_main:
             shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping: leave no half-made run behind
         raise
@@ -250,6 +258,8 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
     if ranks.is_main:
         rundir.save_weights(run_dir / rundir.WEIGHTS, model, _weights_metadata(cfg, classes, mean, std, cfg.epochs))
     last = history[-1] if history else {}
+    tensorboard.log_test(test, last.get("epoch", 0))
+    tensorboard.close()
     best = max((h for h in history if h.get("val_accuracy") is not None), key=lambda h: h["val_accuracy"],
                default={})
     images_trained = sum(h["images_per_second"] * h["epoch_seconds"] for h in history)
