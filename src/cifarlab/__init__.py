@@ -38,6 +38,10 @@ _LAZY = {
     "first_layer_filters": "cifarlab.features",
     "top_activating_images": "cifarlab.features",
     "embed": "cifarlab.features",
+    "report": "cifarlab.reporting",
+    "run": "cifarlab.pipeline",
+    "serve": "cifarlab.webapp",
+    "create_app": "cifarlab.webapp",
 }
 
 __all__ = sorted(_LAZY)
