@@ -225,6 +225,18 @@ def test_report_of_a_tune_directory(tiny_tree, tmp_path):
     assert len(page.images) >= 1  # the optimization history (importances need more trials)
 
 
+def test_report_of_ablation_and_lr_find_directories(tiny_tree, tmp_path):
+    base = cifarlab.TrainConfig(epochs=1, data=str(tiny_tree), val_size=9, precision="fp32")
+    cifarlab.ablate("baseline", "label_smoothing=0,0.1", tmp_path / "abl", base=base, verbose=False)
+    _, page = read_page(cifarlab.report(tmp_path / "abl"))
+    assert list(page.sections) == ["ablation", "runs"]
+    assert [r[0]["text"] for r in page.tables[0]["rows"]] == ["0.0", "0.1"] and len(page.images) == 2
+    cifarlab.lr_find(base, out=tmp_path / "lr", steps=12, verbose=False)
+    _, page = read_page(cifarlab.report(tmp_path / "lr"))
+    assert list(page.sections) == ["lr-find"] and "suggested lr" in page.sections["lr-find"]["text"]
+    assert len(page.images) == 1
+
+
 def test_a_missing_picture_is_noted_not_fatal(full_run, tmp_path):
     run = tmp_path / "copy"
     shutil.copytree(full_run.run_dir, run, ignore=shutil.ignore_patterns("checkpoints"))
