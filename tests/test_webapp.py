@@ -158,6 +158,7 @@ def test_openapi_schema_and_a_page_without_outside_resources(client):
     html = page.text
     assert "<script src" not in html and "<link" not in html and "http://" not in html and "https://" not in html
     assert 'id="file"' in html and 'id="random"' in html
+    assert client.get("/docs").status_code == 404  # Swagger UI would come from a CDN
 
 
 def test_serve_refuses_bad_settings_with_one_line(trained_run, tmp_path, capsys):

@@ -63,7 +63,8 @@ def create_app(run_dir: str | Path, *, device: str = "auto",
                max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES) -> FastAPI:
     """The app for one run directory (its model is loaded here, once: a bad run directory fails now)."""
     predictor = Predictor(run_dir, device)
-    app = FastAPI(title="cifarlab serve", version=__version__,
+    # No /docs or /redoc: FastAPI's pages for them load Swagger UI from a CDN, and this app works offline.
+    app = FastAPI(title="cifarlab serve", version=__version__, docs_url=None, redoc_url=None,
                   description=f"Classify an image with the {predictor.loaded.architecture} model of {run_dir} and "
                               "see where it looks (Grad-CAM).")
     app.state.predictor = predictor

@@ -79,8 +79,7 @@ footer { color: var(--muted); font-size: .85rem; max-width: 980px; margin: 0 aut
 </section>
 </main>
 <footer>Served by <code>cifarlab serve</code>. For scripts: <code>POST /api/predict</code> (multipart, field
-<code>file</code>); the API is described at <a href="docs">/docs</a> and
-<a href="openapi.json">/openapi.json</a>.</footer>
+<code>file</code>); its OpenAPI schema is at <a href="openapi.json">/openapi.json</a>.</footer>
 <script>
 (function () {
   'use strict';

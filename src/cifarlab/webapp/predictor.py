@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -77,11 +78,15 @@ class Predictor:
         self.run_dir = Path(run_dir)
         self.loaded = load(self.run_dir, device)
         self.lock = threading.Lock()
-        summary = self.run_dir / "summary.json"
-        import json
-
-        self.summary = json.loads(summary.read_text(encoding="utf-8")) if summary.exists() else {}
+        self.summary = self._summary()
         self._test = None
+
+    def _summary(self) -> dict[str, Any]:
+        """summary.json, for the test accuracy shown on the page ({} for an unfinished run)."""
+        try:
+            return json.loads((self.run_dir / "summary.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
 
     @property
     def classes(self) -> list[str]:
