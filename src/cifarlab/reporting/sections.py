@@ -246,7 +246,11 @@ def explanations_section(run_dir: Path) -> Section:
                            f"{r.get('steps', '?')} steps, removed pixels become the {r.get('baseline', '?')} "
                            "image; the randomization check flags a method whose maps barely change when the "
                            f"weights are randomized (|Spearman rho| > {r.get('randomization_threshold', '?')})."))
-    blocks += figure_group([figure_file(p, _caption(p), wide=True) for p in files])
+    # explain.json knows what its latest figure shows; older figures keep their file names as captions
+    captions = {Path(f).name: f"{'gallery' if Path(f).stem.startswith('gallery') else 'explanation'}: "
+                              f"{', '.join(r.get('methods', []))}"
+                for f in [r.get("figure"), *[i.get("figure") for i in r.get("images", [])]] if f}
+    blocks += figure_group([figure_file(p, captions.get(p.name, _caption(p)), wide=True) for p in files])
     if r.get("images"):
         has_label = any(i.get("label") for i in r["images"])
         headers = ["image", *(["true class"] if has_label else []), "predicted", "probability"]
