@@ -14,10 +14,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 install: $(VENV)/.installed
 
-## Train the Keras baseline for 2 epochs on CIFAR-10 (DATA=path, else $$CIFARLAB_DATA, else download).
+## Train the Keras baseline for 2 epochs on CIFAR-10 (DATA=path, else $$CIFARLAB_DATA, else download),
+## analyze it, explain a sample and write RUN_DIR/report.html.
 run: install
-	$(VENV)/bin/cifarlab train --model baseline --epochs 2 $(if $(DATA),--data $(DATA))
+	$(VENV)/bin/cifarlab run $(if $(DATA),--data $(DATA))
 
+## System packages first (Chromium for the browser tests; skipped with a note where it cannot install).
 test: install
 	bash scripts/install-system-deps.sh
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The system (Debian) packages the test suite needs beyond Python, installed by `make test`:
 #   postgresql   a throwaway server for the distributed-tuning test (tests/test_tune_postgres.py)
+#   chromium     the browser tests of `cifarlab serve` and `cifarlab report` (Playwright drives it)
 # Idempotent: installs only the missing ones, and only as root or with passwordless sudo. Otherwise it
 # prints one line and carries on; the tests that need a missing package then skip and say why.
 set -uo pipefail
-PACKAGES=(postgresql)
+PACKAGES=(postgresql chromium)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

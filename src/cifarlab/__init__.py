@@ -40,6 +40,10 @@ _LAZY = {
     "top_activating_images": "cifarlab.features",
     "embed": "cifarlab.features",
     "linear_probe": "cifarlab.transfer",
+    "report": "cifarlab.reporting",
+    "run": "cifarlab.pipeline",
+    "serve": "cifarlab.webapp",
+    "create_app": "cifarlab.webapp",
 }
 
 __all__ = sorted(_LAZY)

@@ -70,11 +70,14 @@ def predict(run_dir: str | Path | None, images: list[str | Path], *, top_k: int 
     dev = resolve_device(device)
     model, info = load_run_model(run_dir, dev)
     batch = np.stack([load_rgb_image(p)[0] for p in images])
-    logits = predict_logits(model, batch, device=dev, precision="fp32")
-    probs = logits.softmax(dim=1)
-    k = min(top_k, probs.shape[1])
-    top = probs.topk(k, dim=1)
-    classes = info["classes"]
-    return [{"image": str(path),
-             "predictions": [{"class": classes[c], "probability": float(p)} for p, c in zip(pv.tolist(), ci.tolist())]}
-            for path, pv, ci in zip(images, top.values, top.indices)]
+    return [{"image": str(path), "predictions": top}
+            for path, top in zip(images, top_k_predictions(model, info["classes"], batch, top_k, dev))]
+
+
+def top_k_predictions(model: torch.nn.Module, classes: list[str], images: np.ndarray, top_k: int,
+                      device: torch.device) -> list[list[dict[str, Any]]]:
+    """For (N, 32, 32, 3) uint8 images: the top-k {"class", "probability"} of each, most probable first."""
+    probs = predict_logits(model, images, device=device, precision="fp32").softmax(dim=1)
+    top = probs.topk(min(top_k, probs.shape[1]), dim=1)
+    return [[{"class": classes[c], "probability": float(p)} for p, c in zip(pv.tolist(), ci.tolist())]
+            for pv, ci in zip(top.values, top.indices)]

@@ -159,6 +159,33 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from .pipeline import run
+
+    settings = {k: getattr(args, k) for k in TrainConfig.__dataclass_fields__
+                if getattr(args, k, None) is not None and k not in ("model", "epochs", "data", "out", "device")}
+    if args.config:
+        settings = {**load_yaml_config(args.config), **settings}
+    run(args.data, args.out, model=args.model or "baseline", epochs=args.epochs or 2,
+        explain_per_class=args.explain_per_class, methods=args.methods, robustness_images=args.robustness_images,
+        embed_samples=args.embed_samples, overwrite=args.overwrite, device=args.device or "auto", **settings)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .reporting import report
+
+    print(report(args.path, args.out))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .webapp import serve
+
+    serve(args.run_dir, host=args.host, port=args.port, device=args.device, max_upload_mb=args.max_upload_mb)
+    return 0
+
+
 def _names(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
@@ -419,6 +446,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="read/write the feature cache under $CIFARLAB_CACHE/features (default on)")
     p.add_argument("--quiet", action="store_true", help="no progress; print the result as one JSON line")
     p.set_defaults(func=cmd_probe)
+    p = sub.add_parser("run", help="the main job: train the baseline (2 epochs), analyze it, explain a sample "
+                                   "and write the HTML report")
+    _add_train_flags(p)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.add_argument("--explain-per-class", type=int, default=1, metavar="N",
+                   help="test images per class to explain (default 1; 0 skips explanations and feature maps)")
+    p.add_argument("--methods", default="gradcam,saliency,integrated-gradients",
+                   help="explanation methods, comma-separated (default gradcam,saliency,integrated-gradients)")
+    p.add_argument("--robustness-images", default="1000", metavar="N",
+                   help="images to measure corruptions on (default 1000; 'all'; 0 skips)")
+    p.add_argument("--embed-samples", type=int, default=2000, metavar="N",
+                   help="test images in the PCA embedding (default 2000; 0 skips)")
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("compare", help="train several models on the same data and compare them")
     p.add_argument("--models", required=True, help="comma-separated model names, e.g. baseline,vgg11,resnet20")
@@ -580,6 +620,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where to write PNGs, explain.json, explain.md (default: RUN_DIR/explain)")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("report", help="one self-contained HTML report of a run, compare, tune or ablate directory")
+    p.add_argument("path", metavar="RUN_DIR|COMPARE_DIR")
+    p.add_argument("--out", metavar="HTML", help="where to write it (default: DIR/report.html)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("serve", help="a local web page to try a trained run: upload an image, see the top-5 "
+                                     "classes and the Grad-CAM overlay")
+    p.add_argument("run_dir")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the network)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--max-upload-mb", type=float, default=5.0, metavar="MB", help="largest upload accepted (default 5)")
+    p.set_defaults(func=cmd_serve)
     return parser
 
 

@@ -1,0 +1,46 @@
+"""Learning curves drawn from a run's history (metrics.jsonl): loss, accuracy and learning rate per epoch,
+one small figure each, so that a phone shows them one under the other and a wide screen side by side."""
+from __future__ import annotations
+
+import io
+from typing import Any
+
+SERIES = {
+    "loss": [("train_loss", "train"), ("val_loss", "validation")],
+    "accuracy": [("train_accuracy", "train"), ("val_accuracy", "validation")],
+    "learning rate": [("lr", "lr")],
+}
+
+
+def learning_curve_pngs(history: list[dict[str, Any]]) -> dict[str, bytes]:
+    """PNG bytes per panel ("loss", "accuracy", "learning rate"); panels without any value are left out."""
+    return {name: png for name, series in SERIES.items()
+            if (png := _panel(history, name, series)) is not None}
+
+
+def _panel(history: list[dict[str, Any]], name: str, series: list[tuple[str, str]]) -> bytes | None:
+    from matplotlib.figure import Figure
+
+    lines = []
+    for key, label in series:
+        points = [(h["epoch"], h[key]) for h in history if h.get(key) is not None]
+        if points:
+            lines.append((label, points))
+    if not lines:
+        return None
+    fig = Figure(figsize=(4.4, 3.2), layout="constrained")
+    ax = fig.subplots()
+    for label, points in lines:
+        xs, ys = zip(*points)
+        ax.plot(xs, ys, marker="o" if len(xs) <= 30 else None, markersize=4, label=label)
+    ax.set(xlabel="epoch", ylabel=name, title=name.capitalize())
+    if name == "learning rate":
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+    else:
+        ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    if len(history) and max(h["epoch"] for h in history) <= 20:  # whole epochs on a short run's axis
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    return buf.getvalue()

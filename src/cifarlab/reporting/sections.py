@@ -1,0 +1,286 @@
+"""The sections of a run directory's report: summary, config and command, learning curves, error
+analysis, feature maps, embedding and explanations. Each reads its own files; one that finds nothing
+says which command computes it."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import CifarlabError
+from .blocks import (
+    Cell,
+    Code,
+    Facts,
+    Figure,
+    Heading,
+    Section,
+    Table,
+    Text,
+    command,
+    figure_file,
+    figure_group,
+    fmt,
+    missing,
+    number,
+    png_url,
+    text,
+)
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CifarlabError(f"cannot read {path}: {e}") from None
+
+
+def read_history(path: Path) -> list[dict[str, Any]]:
+    from .._io import read_jsonl
+
+    try:
+        return read_jsonl(path)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CifarlabError(f"cannot read {path}: {e}") from None
+
+
+def run_sections(run_dir: Path) -> tuple[str, list[Section]]:
+    """(title, sections) for a run directory."""
+    info = read_json(run_dir / "config.json")
+    summary_path = run_dir / "summary.json"
+    summary = read_json(summary_path) if summary_path.exists() else None
+    history = read_history(run_dir / "metrics.jsonl")
+    model = info.get("config", {}).get("model", "?")
+    return f"{model}: {run_dir.name}", [
+        summary_section(run_dir, summary), config_section(info), curves_section(run_dir, history),
+        analysis_section(run_dir), features_section(run_dir), embedding_section(run_dir),
+        explanations_section(run_dir),
+    ]
+
+
+def summary_section(run_dir: Path, s: dict[str, Any] | None) -> Section:
+    if s is None:
+        return missing("summary", "Summary", "The run has not finished: it has no summary.json.",
+                       command("cifarlab train --resume", run_dir))
+    epochs = f"{s.get('epochs_completed', '?')} of {s.get('epochs', '?')}" + (
+        ", stopped early" if s.get("stopped_early") else "")
+    best = (f"{fmt(s.get('best_val_accuracy'))} (epoch {s['best_val_epoch']})"
+            if s.get("best_val_epoch") is not None else fmt(s.get("best_val_accuracy")))
+    items = [
+        ("test accuracy", fmt(s.get("test_accuracy"))), ("test top-3 accuracy", fmt(s.get("test_top3_accuracy"))),
+        ("test loss", fmt(s.get("test_loss"))), ("validation accuracy", fmt(s.get("val_accuracy"))),
+        ("best validation accuracy", best), ("train accuracy (last epoch)", fmt(s.get("train_accuracy"))),
+        ("epochs", epochs), ("parameters", fmt(s.get("params"), ",")),
+        ("training time", fmt(s.get("train_seconds"), ".1f", " s")),
+        ("training images/s", fmt(s.get("images_per_second"), ",.0f")),
+        ("inference images/s", fmt(s.get("inference_images_per_second"), ",.0f")),
+        ("images train / val / test", " / ".join(fmt(s.get(k), ",") for k in ("train_images", "val_images",
+                                                                                 "test_images"))),
+        ("device", f"{s.get('device', '?')} {s.get('precision', '')}".strip()),
+    ]
+    blocks: list[Any] = [Facts(items)]
+    if s.get("test_accuracy") is None:
+        blocks.append(Text("The test split was not evaluated (a tuning trial): the numbers are on validation."))
+    return Section("summary", "Summary", blocks)
+
+
+def config_section(info: dict[str, Any]) -> Section:
+    cfg = info.get("config", {})
+    blocks: list[Any] = [Heading("Command"), Code(str(info.get("command", "-"))),
+                         Facts([("data", str(info.get("data_source", "-"))),
+                                ("classes", ", ".join(map(str, info.get("classes", []))))])]
+    blocks += [Heading("Resolved config"),
+               Table(["setting", "value"], [[Cell(str(k)), text(_value(v))] for k, v in cfg.items()])]
+    versions = info.get("versions") or {}
+    if versions:
+        blocks += [Heading("Versions"), Facts([(str(k), str(v)) for k, v in versions.items()])]
+    return Section("config", "Configuration and command", blocks)
+
+
+def _value(v: Any) -> str | None:
+    return json.dumps(v) if isinstance(v, (dict, list)) else (None if v is None else str(v))
+
+
+def curves_section(run_dir: Path, history: list[dict[str, Any]]) -> Section:
+    if not history:
+        return missing("curves", "Learning curves", "No epoch finished yet (metrics.jsonl is empty or missing).",
+                       command("cifarlab train --resume", run_dir))
+    from .curves import learning_curve_pngs
+
+    figures = [Figure(png_url(png), f"{name} per epoch") for name, png in learning_curve_pngs(history).items()]
+    columns = [("epoch", "epoch", "d"), ("train loss", "train_loss", ".4f"), ("train acc", "train_accuracy", ".4f"),
+               ("val loss", "val_loss", ".4f"), ("val acc", "val_accuracy", ".4f"), ("lr", "lr", ".3g"),
+               ("seconds", "epoch_seconds", ".1f"), ("images/s", "images_per_second", ",.0f")]
+    columns = [c for c in columns if any(h.get(c[1]) is not None for h in history)]
+    rows = [[number(h.get(key), spec) for _, key, spec in columns] for h in history]
+    return Section("curves", "Learning curves", [*figure_group(figures),
+                                                 Table([c[0] for c in columns], rows, "one row per epoch")])
+
+
+def analysis_section(run_dir: Path) -> Section:
+    adir = run_dir / "analysis"
+    title = "Error analysis"
+    if not (adir / "analysis.json").exists():
+        return missing("analysis", title, "Error analysis was not computed (confusion matrix, galleries of "
+                       "mistakes, calibration, robustness).", command("cifarlab analyze", run_dir))
+    a = read_json(adir / "analysis.json")
+    files = a.get("files") or {}
+
+    def fig(key: str, caption: str, wide: bool = False):
+        return figure_file(adir / Path(files.get(key, f"{key}.png")).name, caption, wide)
+
+    m, cal, rob = a.get("metrics", {}), a.get("calibration", {}), a.get("robustness", {})
+    worst = m.get("worst_class") or {}
+    blocks: list[Any] = [
+        Text(f"On the {a.get('split', '?')} split: {fmt(a.get('images'), ',')} images "
+             f"({a.get('device', '?')}, {a.get('precision', '?')})."),
+        Facts([("accuracy", fmt(m.get("accuracy"))), ("top-3 accuracy", fmt(m.get("top3_accuracy"))),
+               ("macro F1", fmt((m.get("macro") or {}).get("f1"))),
+               ("worst class", f"{worst.get('class', '-')} (F1 {fmt(worst.get('f1'), '.3f')})"),
+               ("ECE before → after temperature scaling",
+                f"{fmt(cal.get('ece_before'))} → {fmt(cal.get('ece_after'))}"),
+               ("mean corrupted accuracy", fmt(rob.get("mean_corrupted_accuracy")))]),
+        Heading("Per class"),
+        Table(["class", "precision", "recall", "F1", "support"],
+              [[text(r.get("class")), number(r.get("precision")), number(r.get("recall")), number(r.get("f1")),
+                number(r.get("support"), "d")] for r in m.get("per_class", [])]),
+        Heading("Confusion matrix"), *figure_group([fig("confusion_matrix", "rows: true class, columns: predicted "
+                                                        "(counts and share of the row)", wide=True)]),
+        Heading("Most-confused pairs"),
+    ]
+    pairs = a.get("confused_pairs") or []
+    if pairs:
+        blocks += [Table(["true", "predicted as", "count", "share of the true class"],
+                         [[text(p.get("true")), text(p.get("predicted")), number(p.get("count"), "d"),
+                           number(p.get("rate"), ".1%")] for p in pairs]),
+                   *figure_group([fig("confused_pairs", "examples of each pair, most confident first", wide=True)])]
+    else:
+        blocks.append(Text("No mistakes on this split: there are no confused pairs."))
+    blocks += [Heading("Galleries"), *figure_group([
+        fig("confident_mistakes", "the most confident mistakes"), fig("highest_loss", "the highest-loss images")])]
+    blocks += [Heading("Calibration"), Facts([
+        ("ECE before", fmt(cal.get("ece_before"))), ("ECE after", fmt(cal.get("ece_after"))),
+        ("NLL before", fmt(cal.get("nll_before"))), ("NLL after", fmt(cal.get("nll_after"))),
+        ("temperature", f"{fmt(cal.get('temperature'), '.3f')} (fitted on {cal.get('fitted_on', '-')})")]),
+        *figure_group([fig("reliability", "reliability diagram: confidence against accuracy per bin")])]
+    blocks += [Heading("Robustness to corruptions"), *_robustness(rob, fig, run_dir)]
+    blocks += [Heading("Label check"), *_label_check(a.get("label_check") or {}, adir, run_dir)]
+    return Section("analysis", title, blocks)
+
+
+def _robustness(rob: dict[str, Any], fig, run_dir: Path) -> list[Any]:
+    if "accuracy" not in rob:
+        return [Text(f"Not measured ({rob.get('skipped', 'skipped')}):",
+                     command("cifarlab analyze", run_dir, "--robustness-images", "1000"))]
+    severities = rob.get("severities", [])
+    rows = [[text(name), *[number(v) for v in values], number((rob.get("mean_accuracy") or {}).get(name))]
+            for name, values in rob["accuracy"].items()]
+    return [Facts([("clean accuracy", fmt(rob.get("clean_accuracy"))),
+                   ("mean corrupted accuracy", fmt(rob.get("mean_corrupted_accuracy"))),
+                   ("images", str(rob.get("subset") or fmt(rob.get("images"), ",")))]),
+            Table(["corruption", *[f"severity {s}" for s in severities], "mean"], rows),
+            *figure_group([fig("robustness", "accuracy per corruption and severity")])]
+
+
+def _label_check(check: dict[str, Any], adir: Path, run_dir: Path) -> list[Any]:
+    if "flagged" not in check:
+        return [Text("Not computed (it trains K models on the training data):",
+                     command("cifarlab analyze", run_dir, "--label-check"))]
+    blocks: list[Any] = [Facts([
+        ("suspected label problems", f"{check['flagged']:,} of {fmt(check.get('images'), ',')} training images"),
+        ("out-of-sample accuracy", fmt(check.get("out_of_sample_accuracy"))),
+        ("folds × epochs", f"{check.get('folds', '?')} × {check.get('epochs', '?')}")])]
+    if check.get("picture"):
+        blocks += figure_group([figure_file(adir / Path(check["picture"]).name,
+                                            "the least self-confident flagged images", wide=True)])
+    return blocks
+
+
+def _pngs(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.png")) if folder.is_dir() else []
+
+
+def _caption(path: Path) -> str:
+    return path.stem.replace("_", " ")
+
+
+def features_section(run_dir: Path) -> Section:
+    # The story's order: what the first layer looks for, then what each layer makes of one image.
+    order = ("first_layer_filters", "features_", "channel_top_")
+    files = sorted(_pngs(run_dir / "features"),
+                   key=lambda p: (next((i for i, o in enumerate(order) if p.stem.startswith(o)), len(order)), p.name))
+    if not files:
+        return missing("features", "Feature maps", "No feature maps were drawn.",
+                       command("cifarlab features", run_dir, "--image", "IMG"))
+    return Section("features", "Feature maps", [
+        Text("What the layers respond to: the first layer's filters, feature maps of one image per layer, "
+             "and the images that excite a channel most."),
+        *figure_group([figure_file(p, _caption(p), wide=p.stem.startswith("features_")) for p in files])])
+
+
+def embedding_section(run_dir: Path) -> Section:
+    files = _pngs(run_dir / "embed")
+    if not files:
+        return missing("embedding", "Embedding", "The penultimate-layer features were not projected to 2-D.",
+                       command("cifarlab embed", run_dir))
+    return Section("embedding", "Embedding", [
+        Text("Penultimate-layer features of test images in 2-D, coloured by true class; x marks a mistake."),
+        *figure_group([figure_file(p, _caption(p)) for p in files])])
+
+
+def explanations_section(run_dir: Path) -> Section:
+    edir = run_dir / "explain"
+    title = "Explanations"
+    files = _pngs(edir)
+    report_path = edir / "explain.json"
+    if not files and not report_path.exists():
+        return missing("explanations", title, "No explanations were computed (heat maps and their faithfulness).",
+                       command("cifarlab explain", run_dir, "--samples-per-class", "1", "--evaluate", "100"))
+    r = read_json(report_path) if report_path.exists() else {}
+    blocks: list[Any] = []
+    if r:
+        layer = r.get("layer") or "-"
+        note = f" ({r['layer_note']})" if r.get("layer_note") else ""
+        blocks.append(Text(f"Methods: {', '.join(r.get('methods', []))}; CAM layer {layer}{note}. Faithfulness: "
+                           f"pixels removed (deletion) or added (insertion) in attribution order in "
+                           f"{r.get('steps', '?')} steps, removed pixels become the {r.get('baseline', '?')} "
+                           "image; the randomization check flags a method whose maps barely change when the "
+                           f"weights are randomized (|Spearman rho| > {r.get('randomization_threshold', '?')})."))
+    # explain.json knows what its latest figure shows; older figures keep their file names as captions
+    captions = {Path(f).name: f"{'gallery' if Path(f).stem.startswith('gallery') else 'explanation'}: "
+                              f"{', '.join(r.get('methods', []))}"
+                for f in [r.get("figure"), *[i.get("figure") for i in r.get("images", [])]] if f}
+    blocks += figure_group([figure_file(p, captions.get(p.name, _caption(p)), wide=True) for p in files])
+    if r.get("images"):
+        has_label = any(i.get("label") for i in r["images"])
+        headers = ["image", *(["true class"] if has_label else []), "predicted", "probability"]
+        blocks += [Heading("Explained images"), Table(headers, [
+            [text(i.get("image")), *([text(i.get("label"))] if has_label else []), text(i.get("predicted")),
+             number(i.get("probability"), ".1%")] for i in r["images"]])]
+    if r.get("metrics"):
+        blocks += [Heading(f"Faithfulness over the {len(r.get('images', []))} explained image(s)"),
+                   faithfulness_table(r["metrics"])]
+    if r.get("evaluation"):
+        ev = r["evaluation"]
+        blocks += [Heading(f"Faithfulness over {ev.get('images', '?')} test images"), faithfulness_table(ev["methods"])]
+    elif r:
+        blocks.append(Text("Every method over many test images:",
+                           command("cifarlab explain", run_dir, "--method", "all", "--evaluate", "200")))
+    return Section("explanations", title, blocks)
+
+
+def faithfulness_table(rows: dict[str, dict[str, Any]]) -> Table:
+    """The explain.json trust numbers: one row per method, plus the random-order reference."""
+    body = []
+    for name, r in rows.items():
+        if "randomization_spearman" not in r:
+            check = "-"
+        elif r["randomization_spearman"] is None:
+            check = "passed (maps changed completely)"
+        else:
+            check = "FLAGGED: maps barely change with random weights" if r.get("randomization_flagged") else "passed"
+        body.append([text(name), number(r.get("deletion_auc"), ".3f"), number(r.get("insertion_auc"), ".3f"),
+                     number(r.get("randomization_spearman"), "+.3f"), text(check),
+                     number(r.get("seconds_per_image"), ".3f")])
+    return Table(["method", "deletion AUC (lower is better)", "insertion AUC (higher is better)",
+                  "randomization rho", "sanity check", "s / image"], body)

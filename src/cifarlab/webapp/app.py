@@ -1,0 +1,115 @@
+"""The FastAPI app of `cifarlab serve`: the page, `POST /api/predict` for scripts, a random test image,
+and the OpenAPI schema at FastAPI's default /openapi.json. Uploads are checked for size, type and
+integrity; every refusal is a 4xx with a message."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from .. import __version__
+from ..errors import CifarlabError
+from .page import PAGE
+from .predictor import ALLOWED_FORMATS, Predictor, UploadError, decode_upload
+
+DEFAULT_MAX_UPLOAD_BYTES = 5 * 2**20
+MULTIPART_SLACK = 64 * 1024  # form boundaries and headers around the file
+
+
+class Prediction(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    class_: str = Field(alias="class", description="class name")
+    probability: float = Field(description="softmax probability")
+
+
+class Overlay(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    class_: str = Field(alias="class", description="the class explained")
+    method: str = Field(description="the attribution method (gradcam)")
+    layer: str | None = Field(description="the layer Grad-CAM looks at")
+    image: str = Field(description="the overlay: a data: URL of a PNG (256x256)")
+
+
+class PredictResponse(BaseModel):
+    predictions: list[Prediction] = Field(description="the top classes, most probable first")
+    image: str = Field(description="the 32x32 image the model saw, enlarged to 256x256 (PNG data: URL)")
+    overlay: Overlay
+
+
+class Info(BaseModel):
+    model: str
+    run_dir: str
+    classes: list[str]
+    test_accuracy: float | None
+    max_upload_bytes: int
+    accepted_formats: list[str]
+
+
+class RandomImage(BaseModel):
+    image: str = Field(description="the 32x32 test image (PNG data: URL)")
+    label: str = Field(description="its true class")
+    source: str = Field(description="its file in the run's data")
+    index: int
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+def create_app(run_dir: str | Path, *, device: str = "auto",
+               max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES) -> FastAPI:
+    """The app for one run directory (its model is loaded here, once: a bad run directory fails now)."""
+    predictor = Predictor(run_dir, device)
+    # No /docs or /redoc: FastAPI's pages for them load Swagger UI from a CDN, and this app works offline.
+    app = FastAPI(title="cifarlab serve", version=__version__, docs_url=None, redoc_url=None,
+                  description=f"Classify an image with the {predictor.loaded.architecture} model of {run_dir} and "
+                              "see where it looks (Grad-CAM).")
+    app.state.predictor = predictor
+    refusals = {413: {"model": Problem, "description": "the file is too large"},
+                415: {"model": Problem, "description": "not an image, or a format not accepted"},
+                400: {"model": Problem, "description": "a malformed image or an unknown class"}}
+
+    @app.middleware("http")
+    async def refuse_large_bodies(request: Request, call_next):
+        # Refuse before the body is read, when the client says how large it is.
+        length = request.headers.get("content-length")
+        if request.method == "POST" and length and length.isdigit() and \
+                int(length) > max_upload_bytes + MULTIPART_SLACK:
+            return JSONResponse({"detail": f"the upload is {int(length) / 2**20:.1f} MB; the limit is "
+                                           f"{max_upload_bytes / 2**20:g} MB"}, status_code=413)
+        return await call_next(request)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> str:
+        return PAGE
+
+    @app.get("/api/info", response_model=Info, summary="the model and its classes")
+    def info() -> dict:
+        return {**predictor.info(), "max_upload_bytes": max_upload_bytes,
+                "accepted_formats": list(ALLOWED_FORMATS.values())}
+
+    @app.post("/api/predict", response_model=PredictResponse, responses=refusals,
+              summary="top classes and the Grad-CAM overlay for an uploaded image")
+    def predict(file: Annotated[UploadFile, File(description="an image file (PNG, JPEG, GIF, BMP, WebP, TIFF)")],
+                target: Annotated[str | None, Form(description="explain this class instead of the top one")] = None,
+                top_k: Annotated[int, Form(ge=1, le=1000, description="how many classes")] = 5) -> dict:
+        try:
+            image = decode_upload(file.file.read(max_upload_bytes + 1), max_upload_bytes)
+            return predictor.predict(image, top_k=top_k, target=target or None)
+        except UploadError as e:
+            raise HTTPException(e.status, str(e)) from None
+        except CifarlabError as e:  # an unknown target class
+            raise HTTPException(400, str(e)) from None
+
+    @app.get("/api/random", response_model=RandomImage, responses={404: {"model": Problem}},
+             summary="a random image of the run's test split")
+    def random_image(seed: int | None = None) -> dict:
+        try:
+            return predictor.random_test_image(seed)
+        except UploadError as e:
+            raise HTTPException(e.status, str(e)) from None
+
+    return app

@@ -1,0 +1,219 @@
+"""`cifarlab serve`: the API (TestClient): good images, and every bad upload a 4xx with a message, never a
+500; and the page driven in headless Chromium as a person would use it."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("fastapi", reason="the serve extra is not installed (pip install 'cifarlab[serve]')")
+pytest.importorskip("multipart", reason="the serve extra is not installed (pip install 'cifarlab[serve]')")
+from fastapi.testclient import TestClient  # noqa: E402
+
+import cifarlab  # noqa: E402
+from cifarlab.cli import main  # noqa: E402
+from cifarlab.errors import CifarlabError  # noqa: E402
+from cifarlab.webapp import _is_local, serve  # noqa: E402
+from cifarlab.webapp.predictor import UploadError, decode_upload  # noqa: E402
+
+CLASSES = ["cat", "dog", "frog"]
+
+
+@pytest.fixture(scope="module")
+def client(trained_run):
+    return TestClient(cifarlab.create_app(trained_run, device="cpu"))
+
+
+def image_bytes(fmt: str = "PNG", size=(32, 32), mode: str = "RGB", seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
+    img = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).convert(mode)
+    buf = io.BytesIO()
+    img.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def a_test_file(train_tree, cls: str = "dog"):
+    return sorted((train_tree / "test" / cls).iterdir())[0]
+
+
+def decoded(url: str) -> Image.Image:
+    assert url.startswith("data:image/png;base64,")
+    return Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+
+
+def post(client, data: bytes, name="image.png", mime="image/png", **form):
+    return client.post("/api/predict", files={"file": (name, data, mime)}, data=form)
+
+
+def test_predict_a_good_image(client, train_tree):
+    r = post(client, a_test_file(train_tree).read_bytes())
+    assert r.status_code == 200
+    body = r.json()
+    preds = body["predictions"]
+    assert [p["class"] for p in preds] and {p["class"] for p in preds} == set(CLASSES)  # top-5 of 3 classes
+    probs = [p["probability"] for p in preds]
+    assert probs == sorted(probs, reverse=True) and sum(probs) == pytest.approx(1, abs=1e-4)
+    assert body["overlay"]["class"] == preds[0]["class"] and body["overlay"]["method"] == "gradcam"
+    assert body["overlay"]["layer"]
+    assert decoded(body["image"]).size == (256, 256) and decoded(body["overlay"]["image"]).size == (256, 256)
+    # the same numbers as `cifarlab predict` for the same file
+    path = a_test_file(train_tree)
+    cli = cifarlab.predict(client.app.state.predictor.run_dir, [path], top_k=3, device="cpu")[0]["predictions"]
+    assert [p["class"] for p in cli] == [p["class"] for p in preds]
+    assert [p["probability"] for p in cli] == pytest.approx(probs, abs=1e-5)
+
+
+def test_any_size_and_mode_is_accepted(client):
+    for fmt, size, mode in (("JPEG", (64, 48), "RGB"), ("PNG", (20, 20), "RGBA"), ("GIF", (32, 32), "P"),
+                            ("BMP", (33, 31), "L"), ("WEBP", (40, 40), "RGB")):
+        r = post(client, image_bytes(fmt, size, mode), name=f"x.{fmt.lower()}", mime="application/octet-stream")
+        assert r.status_code == 200, (fmt, r.json())
+
+
+def test_a_chosen_class_gets_its_own_overlay(client, train_tree):
+    top = post(client, a_test_file(train_tree).read_bytes()).json()
+    other = next(c for c in CLASSES if c != top["overlay"]["class"])
+    r = post(client, a_test_file(train_tree).read_bytes(), target=other, top_k="2")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["overlay"]["class"] == other and len(body["predictions"]) == 2
+    assert body["overlay"]["image"] != top["overlay"]["image"]
+
+
+@pytest.mark.parametrize("case, status, message", [
+    ("text", 415, "not an image"),
+    ("ico", 415, "ICO images are not accepted"),
+    ("truncated", 400, "malformed PNG image"),
+    ("garbage-png", 400, "malformed"),
+    ("empty", 400, "the file is empty"),
+    ("huge-pixels", 413, "pixels"),
+    ("oversized", 413, "the limit is 5 MB"),
+    ("unknown-class", 400, "unknown target class 'horse'"),
+])
+def test_bad_uploads_get_a_4xx_with_a_message(client, case, status, message):
+    good = image_bytes()
+    data, form = {
+        "text": (b"just some text, not a picture\n" * 10, {}),
+        "ico": (image_bytes("ICO", (32, 32)), {}),
+        "truncated": (good[: len(good) // 2], {}),
+        "garbage-png": (b"\x89PNG\r\n\x1a\n" + b"\x00garbage" * 50, {}),
+        "empty": (b"", {}),
+        "huge-pixels": (image_bytes("PNG", (5000, 4000), "1"), {}),
+        "oversized": (b"\x89PNG" + bytes(6 * 2**20), {}),
+        "unknown-class": (good, {"target": "horse"}),
+    }[case]
+    r = post(client, data, **form)
+    assert r.status_code == status, r.text
+    assert message in r.json()["detail"]
+
+
+def test_a_request_without_a_file_is_a_4xx(client):
+    r = client.post("/api/predict")
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "file"]
+
+
+def test_the_size_limit_holds_without_a_content_length(trained_run):
+    small = TestClient(cifarlab.create_app(trained_run, device="cpu", max_upload_bytes=2000))
+    data = image_bytes("PNG", (64, 64))  # ~12 KB: passes the header check (it allows for the form), not this
+    r = small.post("/api/predict", files={"file": ("a.png", data, "image/png")})
+    assert r.status_code == 413 and "limit" in r.json()["detail"]
+    with pytest.raises(UploadError) as e:
+        decode_upload(data, 2000)
+    assert e.value.status == 413
+
+
+def test_random_test_image_and_info(client):
+    r = client.get("/api/random", params={"seed": 3})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["label"] in CLASSES and body["source"].startswith("test/")
+    assert decoded(body["image"]).size == (32, 32)
+    assert client.get("/api/random", params={"seed": 3}).json()["index"] == body["index"]
+    info = client.get("/api/info").json()
+    assert info["classes"] == CLASSES and info["model"] == "baseline" and info["max_upload_bytes"] == 5 * 2**20
+
+
+def test_random_image_without_the_data_is_a_404(trained_run, tmp_path):
+    run = tmp_path / "moved"
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("checkpoints", "analysis"))
+    info = json.loads((run / "config.json").read_text())
+    info["config"]["data"] = str(tmp_path / "gone")
+    (run / "config.json").write_text(json.dumps(info))
+    r = TestClient(cifarlab.create_app(run, device="cpu")).get("/api/random")
+    assert r.status_code == 404 and "test images are not available" in r.json()["detail"]
+
+
+def test_openapi_schema_and_a_page_without_outside_resources(client):
+    schema = client.get("/openapi.json").json()
+    predict = schema["paths"]["/api/predict"]["post"]
+    assert "multipart/form-data" in predict["requestBody"]["content"]
+    assert {"200", "400", "413", "415"} <= set(predict["responses"])
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    html = page.text
+    assert "<script src" not in html and "<link" not in html and "http://" not in html and "https://" not in html
+    assert 'id="file"' in html and 'id="random"' in html
+    assert client.get("/docs").status_code == 404  # Swagger UI would come from a CDN
+
+
+def test_serve_refuses_bad_settings_with_one_line(trained_run, tmp_path, capsys):
+    assert main(["serve", str(tmp_path / "nope")]) == 2
+    assert "run directory not found" in capsys.readouterr().err
+    assert main(["serve", str(trained_run), "--port", "70000"]) == 2
+    assert "--port must be between 1 and 65535" in capsys.readouterr().err
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        with pytest.raises(CifarlabError, match="cannot listen on 127.0.0.1"):
+            serve(trained_run, port=s.getsockname()[1])
+
+
+def test_only_loopback_counts_as_local():
+    assert _is_local("127.0.0.1") and _is_local("localhost") and _is_local("::1")
+    assert not _is_local("0.0.0.0") and not _is_local("192.168.1.10")
+
+
+def test_the_page_in_a_browser_upload_predict_explain(trained_run, train_tree, tmp_path):
+    from browser_helper import browser, served
+
+    image = a_test_file(train_tree)
+    with served(trained_run) as url, browser() as b:
+        page = b.new_page(viewport={"width": 1000, "height": 720})
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url)
+        page.wait_for_function("document.getElementById('model').textContent.includes('baseline')")
+        page.set_input_files("#file", str(image))
+        page.wait_for_selector("#predictions li")
+        page.wait_for_function("document.getElementById('overlay').naturalWidth > 0")
+        assert page.evaluate("document.getElementById('input-image').naturalWidth") == 256
+        rows = page.locator("#predictions li")
+        assert rows.count() == 3
+        top = rows.first.locator(".name").inner_text()
+        assert top in CLASSES
+        assert page.inner_text("#overlay-caption").startswith(f"Grad-CAM for {top}")
+        assert rows.first.locator("button").get_attribute("aria-pressed") == "true"
+        shot = tmp_path / "serve.png"
+        page.screenshot(path=str(shot))
+        assert Image.open(shot).size == (1000, 720)
+
+        second = rows.nth(1).locator(".name").inner_text()
+        rows.nth(1).locator("button").click()  # explain another class
+        page.wait_for_function(f"document.getElementById('overlay-caption').textContent.includes('for {second}')")
+        assert page.locator("#predictions li").nth(1).locator("button").get_attribute("aria-pressed") == "true"
+
+        page.click("#random")
+        page.wait_for_selector("#truth:not([hidden])")
+        assert page.inner_text("#truth").startswith("True class: ")
+
+        page.set_input_files("#file", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello"}])
+        page.wait_for_selector("#error:not([hidden])")
+        assert "not an image" in page.inner_text("#error")
+        assert not errors, errors
