@@ -19,7 +19,7 @@ install: $(VENV)/.installed
 run: install
 	$(VENV)/bin/cifarlab run $(if $(DATA),--data $(DATA))
 
-## System packages first (Chromium for the browser tests; skipped with a note where it cannot install).
+## System packages first (PostgreSQL and Chromium for their tests; skipped with a note where they cannot install).
 test: install
 	bash scripts/install-system-deps.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
