@@ -15,8 +15,8 @@ pytest.importorskip("ipykernel")
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "examples" / "advanced_cifar10.ipynb"
-SECTIONS = ["The baseline", "Architectures", "Augmentation", "Regularization and tuning", "Error analysis",
-            "Feature maps", "Explanations"]
+SECTIONS = ["The baseline", "Architectures", "Augmentation", "Regularization and tuning", "Transfer learning",
+            "Error analysis", "Feature maps", "Explanations"]
 
 
 def _kernel_spec(tmp_path: Path, env: dict[str, str]) -> str:
