@@ -52,6 +52,10 @@ def test_the_notebook_runs_in_tiny_mode(tmp_path, monkeypatch):
         assert f"## {section}" in text
     streams = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "mode tiny:" in streams
+    # the transfer arms really start where they say (a forgotten **kw once trained all three from scratch)
+    assert "from scratch: test accuracy" in streams and "from random weights, freeze none" in streams
+    assert "from the 5-class checkpoint, freeze backbone" in streams
+    assert "from the 5-class checkpoint, freeze none" in streams
     pngs = _outputs(nb, "image/png")
     assert len(pngs) >= 15  # every section shows its plots
     sentences = "\n".join(o["data"]["text/markdown"] for o in _outputs(nb, "text/markdown"))
