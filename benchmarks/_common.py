@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,3 +40,17 @@ from cifarlab.experiments.grid import mean_std  # noqa: E402, F401
 
 def markdown_table(headers: list[str], rows: list[list]) -> str:
     return _markdown_table(headers, rows).rstrip("\n")
+
+
+def best_seconds(fn, steps: int, warmup: int = 2, repeats: int = 3) -> float:
+    """The best of `repeats` timed windows of `steps` calls, after `warmup` calls (oneDNN picks and caches
+    its kernels on the first ones), like the reference workload."""
+    for _ in range(warmup):
+        fn()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            fn()
+        best = min(best, time.perf_counter() - start)
+    return best

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from _common import markdown_table, mean_std, read_summary, reference_seconds, run_cli
+from _common import best_seconds, markdown_table, mean_std, read_summary, reference_seconds, run_cli
 
 from cifarlab.augment import create_augment
 from cifarlab.data import load_data
@@ -68,15 +68,7 @@ def training_images_per_second(name: str, images_per_window: int = 4096) -> floa
         loss.backward()
         opt.step()
 
-    for _ in range(2):
-        step()
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        best = min(best, time.perf_counter() - start)
-    return batch * steps / best
+    return batch * steps / best_seconds(step, steps)
 
 
 def loader_check(data: str, models: list[str], augments: list[str]) -> tuple[list[dict], dict[str, float]]:

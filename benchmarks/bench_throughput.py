@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from _common import markdown_table, reference_seconds
+from _common import best_seconds, markdown_table, reference_seconds
 
 from cifarlab.models import create_model, list_models
 from cifarlab.training.device import autocast
@@ -28,13 +28,7 @@ def images_per_second(fn, batch: int, min_seconds: float) -> float:
     while time.perf_counter() - t < min_seconds / 3:  # size a window to about a third of the budget
         fn()
         steps += 1
-    best = float("inf")
-    for _ in range(3):
-        t = time.perf_counter()
-        for _ in range(steps):
-            fn()
-        best = min(best, time.perf_counter() - t)
-    return batch * steps / best
+    return batch * steps / best_seconds(fn, steps, warmup=0)
 
 
 def measure(name: str, precision: str, compile_model: bool, min_seconds: float) -> dict:
