@@ -3,6 +3,7 @@ data, over several seeds, plus a check that the in-memory loader outruns trainin
 
     python benchmarks/bench_fast.py --data ../shared/data/cifar10 --seeds 0,1,2 [--epochs N] [--out DIR]
     python benchmarks/bench_fast.py --data ../shared/data/cifar10 --loader-only
+    python benchmarks/bench_fast.py --data ../shared/data/cifar10 --no-loader-check --config widths.yaml --epochs 16
 
 Like airbench, the recipe trains on all 50,000 training images and reports the test split: its
 hyperparameters are the paper's, not tuned here, so no validation split is carved out.
@@ -84,10 +85,11 @@ def loader_check(data: str, models: list[str], augments: list[str]) -> tuple[lis
     return rows, rates
 
 
-def run_seed(data: str, seed: int, out: Path, epochs: int | None) -> dict:
+def run_seed(data: str, seed: int, out: Path, epochs: int | None, recipe: str = "fast",
+             config: str | None = None) -> dict:
     run_dir = out / f"seed{seed}"
-    args = ["train", "--recipe", "fast", "--data", data, "--seed", str(seed), "--out", str(run_dir), "--overwrite",
-            "--quiet"] + (["--epochs", str(epochs)] if epochs else [])
+    args = ["train", "--recipe", recipe, "--data", data, "--seed", str(seed), "--out", str(run_dir), "--overwrite",
+            "--quiet"] + (["--epochs", str(epochs)] if epochs else []) + (["--config", config] if config else [])
     start = time.perf_counter()
     run_cli(args)
     wall = time.perf_counter() - start
@@ -101,8 +103,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True)
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--epochs", type=int, help="override the recipe's 8 epochs (for a short check)")
+    p.add_argument("--epochs", type=int, help="override the recipe's epochs")
+    p.add_argument("--recipe", default="fast", help="the `cifarlab train --recipe` to time (default: fast)")
+    p.add_argument("--config", help="a YAML of further settings for every run, e.g. model_kwargs: {widths: [...]}")
     p.add_argument("--loader-only", action="store_true", help="only the loader-vs-training throughput check")
+    p.add_argument("--no-loader-check", action="store_true", help="only the timed runs")
     p.add_argument("--models", default="baseline", help="models whose training rate the loader must beat "
                                                           "(baseline: the fastest in the zoo)")
     p.add_argument("--augments", default="none,standard,altflip+translate")
@@ -111,16 +116,19 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    report = {"uptime_before": load, "data": args.data}
+    report = {"uptime_before": load, "data": args.data, "recipe": args.recipe, "config": args.config,
+              "epochs": args.epochs}
 
-    rows, rates = loader_check(args.data, args.models.split(","), args.augments.split(","))
-    report.update(loader=rows, training_img_s=rates)
-    print("training img/s (bf16, recipe batch): " + ", ".join(f"{m} {r:,.0f}" for m, r in rates.items()))
-    print(markdown_table(["augment", "batch", "loader img/s", "× fastest training"],
-                         [[r["augment"], r["batch"], f"{r['loader_img_s']:,.0f}", f"{r['ratio']:.0f}×"] for r in rows]))
+    if not args.no_loader_check:
+        rows, rates = loader_check(args.data, args.models.split(","), args.augments.split(","))
+        report.update(loader=rows, training_img_s=rates)
+        print("training img/s (bf16, recipe batch): " + ", ".join(f"{m} {r:,.0f}" for m, r in rates.items()))
+        print(markdown_table(["augment", "batch", "loader img/s", "× fastest training"],
+                             [[r["augment"], r["batch"], f"{r['loader_img_s']:,.0f}", f"{r['ratio']:.0f}×"]
+                              for r in rows]))
     if not args.loader_only:
         ref = [reference_seconds()]
-        runs = [run_seed(args.data, int(s), out, args.epochs) for s in args.seeds.split(",")]
+        runs = [run_seed(args.data, int(s), out, args.epochs, args.recipe, args.config) for s in args.seeds.split(",")]
         ref.append(reference_seconds())
         reference = min(ref)
         for r in runs:
