@@ -266,3 +266,46 @@ def test_fast_recipe_on_cuda(train_tree, tmp_path):
                             out=str(tmp_path / "cuda"), verbose=False)
     assert result.summary["device"].startswith("cuda") and result.summary["test_accuracy"] is not None
     assert next(result.model.parameters()).is_cuda
+
+
+def test_compile_auto_follows_the_measured_default_per_device():
+    from cifarlab.training.device import COMPILE_BY_DEFAULT, resolve_compile
+
+    assert resolve_compile("auto", CPU) is COMPILE_BY_DEFAULT["cpu"] is False  # measured slower on this CPU
+    assert resolve_compile("on", CPU) is True and resolve_compile("off", CPU) is False
+    with pytest.raises(CifarlabError, match="unknown --compile 'fast'; choose one of: auto, on, off"):
+        resolve_compile("fast", CPU)
+    with pytest.raises(CifarlabError, match="unknown --compile 'yes'"):
+        TrainConfig(compile="yes").resolved()
+
+
+@pytest.mark.parametrize("mode, compiled", [("on", True), ("auto", False)])
+def test_compile_wraps_only_the_training_forward(train_tree, tmp_path, monkeypatch, mode, compiled):
+    calls = []
+
+    def fake_compile(module, **kwargs):  # the real one needs minutes of C++ compilation here
+        calls.append(module)
+        return module
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    result = cifarlab.train(model="baseline", data=str(train_tree), epochs=1, val_size=0, compile=mode,
+                            out=str(tmp_path / mode), verbose=False)
+    assert result.summary["compile"] is compiled and len(calls) == int(compiled)
+    assert json.loads((tmp_path / mode / "config.json").read_text())["config"]["compile"] == mode
+    assert not hasattr(result.model, "_orig_mod")  # the saved and returned model is the plain one
+
+
+@pytest.mark.slow
+def test_compile_on_really_compiles_and_trains(train_tree, tmp_path):
+    result = cifarlab.train(model="baseline", data=str(train_tree), epochs=1, val_size=0, compile="on",
+                            out=str(tmp_path / "compiled"), verbose=False)
+    assert result.summary["compile"] is True and result.summary["test_accuracy"] is not None
+    assert cifarlab.evaluate(tmp_path / "compiled")["accuracy"] == pytest.approx(result.summary["test_accuracy"])
+
+
+def test_bad_compile_flag_is_a_one_line_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--compile", "maybe"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'maybe'" in err and len(err.strip().splitlines()) == 1

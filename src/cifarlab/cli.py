@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import __version__
-from .config import OPTIMIZERS, SCHEDULES, TTA_MODES, TrainConfig, load_yaml_config
+from .config import COMPILE_MODES, OPTIMIZERS, SCHEDULES, TTA_MODES, TrainConfig, load_yaml_config
 from .errors import CifarlabError
 from .recipes import list_recipes
 
@@ -62,6 +62,9 @@ def _add_train_flags(p: argparse.ArgumentParser, single_run: bool = True) -> Non
     g.add_argument("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps")
     g.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"))
     g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
+    g.add_argument("--compile", choices=COMPILE_MODES,
+                   help="torch.compile the training forward; auto (default): the measured choice per device "
+                        "(off on CPUs, where it was slower)")
     g.add_argument("--eval-batch-size", type=int)
     g.add_argument("--grad-accum", type=int, metavar="K",
                    help="split each batch into K micro-batches and sum their gradients (same step, less memory)")

@@ -6,6 +6,7 @@ import functools
 
 import torch
 
+from ..config import COMPILE_MODES
 from ..errors import CifarlabError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -51,6 +52,19 @@ def resolve_precision(name: str, device: torch.device) -> str:
     if name == "fp16" and device.type == "cpu":
         raise CifarlabError("--precision fp16 needs a GPU; on the CPU use bf16 or fp32")
     return name
+
+
+# What `--compile auto` does on each device type, from measurement (BENCHMARKS.md, issue 8: bench_throughput.py
+# --compile). CPU: torch.compile slowed bf16 training of the zoo down on this 2-core AVX-512 machine, and its
+# compile time is minutes. CUDA: not measured yet (no GPU lent), so off until it is.
+COMPILE_BY_DEFAULT = {"cpu": False, "cuda": False, "mps": False}
+
+
+def resolve_compile(mode: str, device: torch.device) -> bool:
+    """Whether to torch.compile the training forward: `on`, `off`, or `auto` (the measured default per device)."""
+    if mode not in COMPILE_MODES:
+        raise CifarlabError(f"unknown --compile {mode!r}; choose one of: {', '.join(COMPILE_MODES)}")
+    return COMPILE_BY_DEFAULT.get(device.type, False) if mode == "auto" else mode == "on"
 
 
 def autocast(device: torch.device, precision: str):

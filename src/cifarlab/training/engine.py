@@ -41,7 +41,7 @@ from ..data.subsets import label_fraction_subset, select_classes
 from ..errors import CifarlabError, TrainingDiverged
 from ..transfer.setup import prepare_model
 from . import distributed, rundir
-from .device import autocast, resolve_precision
+from .device import autocast, resolve_compile, resolve_precision
 from .inference import classification_metrics, predict_logits, preprocessing
 from .optim import build_optimizer, schedule_lr
 from .regularize import EarlyStopping, build_model, evaluated_model, make_ema, update_ema, weight_penalty
@@ -93,6 +93,7 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
     verbose = verbose and ranks.is_main
     log = print if verbose else (lambda *a, **k: None)
     precision = resolve_precision(cfg.precision, device)
+    compiled = resolve_compile(cfg.compile, device)
     if cfg.tensorboard:
         require_tensorboard()
     _seed_everything(cfg.seed)
@@ -119,6 +120,8 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
                                 "to training later; use --freeze backbone or --freeze none")
         freezer.start_epoch(0)  # so that DDP registers only the parameters that train
     model, net = distributed.data_parallel(model, ranks, device, cfg.sync_bn)  # net trains: DDP(model) or model
+    if compiled:  # --compile: the training forward only; evaluation and the saved weights use the plain model
+        net = torch.compile(net)
     mean, std = preprocessing(model)
     drop_last = len(fit_set) > cfg.batch_size  # a tiny final batch makes batch norm noisy
     # Image policies run in the loader on each uint8 batch; mixup/cutmix run in the loop (augment.mix).
@@ -150,7 +153,7 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
                                     first_epoch=start_epoch)
     log(f"run {run_dir}: {cfg.model} ({params:,} params), {len(fit_set):,} train / "
         f"{len(val_set) if val_set else 0:,} val images, {cfg.epochs} epochs, batch {cfg.batch_size}, "
-        f"{cfg.optimizer} lr {cfg.lr:g}, {device.type} {precision}"
+        f"{cfg.optimizer} lr {cfg.lr:g}, {device.type} {precision}" + (", compiled" if compiled else "")
         + (f", {ranks.world_size} ranks of {cfg.batch_size // ranks.world_size}" if ranks.enabled else "")
         + (f", {cfg.grad_accum} micro-batches per step" if cfg.grad_accum > 1 else ""))
 
@@ -277,7 +280,8 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
         "test_seconds": eval_seconds, "tta": cfg.tta, "recipe": cfg.recipe,
         "train_images": len(fit_set), "val_images": len(val_set) if val_set else 0, "test_images": len(data.test),
         "batch_size": cfg.batch_size, "optimizer": cfg.optimizer, "lr": cfg.lr, "seed": cfg.seed,
-        "device": str(device), "world_size": ranks.world_size, "precision": precision, "classes": classes,
+        "device": str(device), "world_size": ranks.world_size, "precision": precision, "compile": compiled,
+        "classes": classes,
         "data_source": data.source,
         "run_dir": str(run_dir), "command": command, "versions": rundir.versions(),
         "transfer": transfer_info,
