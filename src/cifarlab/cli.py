@@ -30,7 +30,8 @@ def _add_train_flags(p: argparse.ArgumentParser, single_run: bool = True) -> Non
         g.add_argument("--model", help="registered model name, tv:NAME or timm:NAME (default: baseline)")
         g.add_argument("--recipe", choices=list_recipes(),
                        help="a named preset: fast = airbench94 (the airbench model, alternating flip + "
-                            "translate, flip-translate TTA, all training images); flags override it")
+                            "translate, flip-translate TTA, all training images); fast-progressive = fast with "
+                            "the first 4 of 9 epochs on 24x24 images (quicker on CPUs); flags override it")
     g.add_argument("--cifar-stem", action="store_true", default=None,
                    help="tv:/timm: models: adapt the stem to 32x32 images (3x3 stride-1 conv, no max-pool)")
     _add_transfer_flags(p)
@@ -46,6 +47,9 @@ def _add_train_flags(p: argparse.ArgumentParser, single_run: bool = True) -> Non
     g.add_argument("--warmup-epochs", type=float)
     g.add_argument("--label-smoothing", type=float)
     g.add_argument("--budget-minutes", type=float, help="stop after this much training time (schedule follows it)")
+    g.add_argument("--progressive-resize", metavar="SIZE:EPOCHS",
+                   help="train the first EPOCHS epochs on SIZE x SIZE images (less arithmetic), e.g. 24:4 or "
+                        "16:2,24:3; the rest, and evaluation, at full size")
     _add_regularization_flags(p)
     g = p.add_argument_group("data")
     g.add_argument("--data", help="image-folder tree, cifar-10-python.tar.gz or cifar-10-batches-py/ "

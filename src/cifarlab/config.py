@@ -40,6 +40,7 @@ class TrainConfig:
     train_size: int | None = None  # a stratified subset of the training split, for quick experiments
     val_size: int | None = None  # carved from train; None: 5,000 (10% of smaller datasets); 0: no validation
     budget_minutes: float | None = None  # stop after this much training time; the schedule follows the clock
+    progressive_resize: str | None = None  # "24:4": the first 4 epochs on 24x24 images (training/progressive.py)
     # Augmentation and regularization
     augment: str = "none"  # a spec of cifarlab.augment: "standard", "standard+cutout", "keras+mixup", ...
     l1: float = 0.0  # lambda of an L1 penalty sum|w| added to the loss (conv and linear weights, not biases)
@@ -144,6 +145,8 @@ class TrainConfig:
         from .transfer.options import validate_transfer
 
         validate_transfer(self)
+        check_progressive_resize(self.progressive_resize, self.epochs,
+                                 upsampled=self.input_size is not None or self.pretrained is not None)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -188,3 +191,38 @@ def _check_choice(flag: str, value: str | None, choices: tuple[str, ...]) -> Non
 def _check_positive(flag: str, value: int | None) -> None:
     if value is not None and value <= 0:
         raise CifarlabError(f"{flag} must be > 0, got {value}")
+
+
+PROGRESSIVE_MIN_SIZE = 8
+
+
+def parse_progressive_resize(spec: str) -> list[tuple[int, int]]:
+    """"16:2,24:3" → [(16, 2), (24, 3)]: 2 epochs at 16×16, then 3 at 24×24, then full size."""
+    stages = []
+    for part in str(spec).split(","):
+        size, sep, epochs = part.strip().partition(":")
+        try:
+            stage = (int(size), int(epochs))
+        except ValueError:
+            stage = None
+        if not sep or stage is None:
+            raise CifarlabError(f"--progressive-resize takes SIZE:EPOCHS[,SIZE:EPOCHS...], e.g. 24:4; got {spec!r}")
+        if stage[0] < PROGRESSIVE_MIN_SIZE or stage[1] <= 0:
+            raise CifarlabError(f"--progressive-resize {spec!r}: each size must be >= {PROGRESSIVE_MIN_SIZE} "
+                                "pixels and each epoch count > 0")
+        stages.append(stage)
+    return stages
+
+
+def check_progressive_resize(spec: str | None, epochs: int | None, upsampled: bool) -> None:
+    """Reject a schedule that leaves no epoch at full size, or one that --input-size would undo."""
+    if spec is None:
+        return
+    stages = parse_progressive_resize(spec)
+    if upsampled:
+        raise CifarlabError("--progressive-resize cannot be combined with --input-size (or --pretrained, which "
+                            "upsamples to the weights' size): every batch is resized to that size anyway")
+    small_epochs = sum(n for _, n in stages)
+    if epochs is not None and small_epochs >= epochs:
+        raise CifarlabError(f"--progressive-resize {spec} covers {small_epochs} of the {epochs} epochs; leave at "
+                            "least the last one at full size, the size the model is evaluated at")

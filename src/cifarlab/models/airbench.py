@@ -9,7 +9,8 @@ hlb-CIFAR10.
 The net (about 2 M parameters): a 2×2 conv of 24 filters whose weights are fixed to the whitening of
 the training images' 2×2 patches (the eigenvectors of their covariance, scaled by 1/sqrt(eigenvalue),
 and their negatives: `initialize_from_data`), GELU, then three blocks of [3×3 conv, max-pool 2, BN,
-GELU, 3×3 conv, BN, GELU] of widths 64, 256, 256, a max-pool 3, and a bias-free linear head whose
+GELU, 3×3 conv, BN, GELU] of widths 64, 256, 256, a global max-pool (airbench's max-pool 3 over the 3×3 maps
+of a 32×32 image; global, so that smaller training images fit), and a bias-free linear head whose
 output is divided by its width. Every 3×3 conv starts as the identity on its first input-width
 filters (dirac init); batch norm scales are frozen at 1 (only the shifts learn) with a stats momentum
 of 0.6 and eps 1e-12; the head is initialized to unit standard deviation.
@@ -114,7 +115,7 @@ class AirbenchNet(CifarModel):
         self.block1 = ConvGroup(WHITEN_WIDTH, widths[0])
         self.block2 = ConvGroup(widths[0], widths[1])
         self.block3 = ConvGroup(widths[1], widths[2])
-        self.pool = nn.MaxPool2d(3)
+        self.pool = nn.AdaptiveMaxPool2d(1)  # = airbench's MaxPool2d(3) at 32x32; any size for --progressive-resize
         self.head = nn.Linear(widths[2], num_classes, bias=False)
         self._init_head()
 

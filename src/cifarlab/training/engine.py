@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from .._io import append_jsonl, write_json_atomic, write_text_atomic
 from ..augment import create_augment
 from ..augment.mix import mixed_cross_entropy
-from ..config import TrainConfig
+from ..config import TrainConfig, parse_progressive_resize
 from ..data import load_data, split_train_val, stratified_subset
 from ..data.loader import DeviceLoader
 from ..data.subsets import label_fraction_subset, select_classes
@@ -44,6 +44,7 @@ from . import distributed, rundir
 from .device import autocast, resolve_compile, resolve_precision
 from .inference import classification_metrics, predict_logits, preprocessing
 from .optim import build_optimizer, schedule_lr
+from .progressive import check_model_accepts, resize_batch, size_for_epoch
 from .regularize import EarlyStopping, build_model, evaluated_model, make_ema, update_ema, weight_penalty
 from .tensorboard import TensorBoardLogger, require_tensorboard
 
@@ -123,6 +124,9 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
     if compiled:  # --compile: the training forward only; evaluation and the saved weights use the plain model
         net = torch.compile(net)
     mean, std = preprocessing(model)
+    resize_stages = parse_progressive_resize(cfg.progressive_resize) if cfg.progressive_resize else []
+    if resize_stages:  # --progressive-resize: fail now, not in epoch 1, if the model cannot take the sizes
+        check_model_accepts(model, resize_stages, fit_set.images.shape[1], device, cfg.model)
     drop_last = len(fit_set) > cfg.batch_size  # a tiny final batch makes batch norm noisy
     # Image policies run in the loader on each uint8 batch; mixup/cutmix run in the loop (augment.mix).
     augment = create_augment(cfg.augment)
@@ -155,7 +159,8 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
         f"{len(val_set) if val_set else 0:,} val images, {cfg.epochs} epochs, batch {cfg.batch_size}, "
         f"{cfg.optimizer} lr {cfg.lr:g}, {device.type} {precision}" + (", compiled" if compiled else "")
         + (f", {ranks.world_size} ranks of {cfg.batch_size // ranks.world_size}" if ranks.enabled else "")
-        + (f", {cfg.grad_accum} micro-batches per step" if cfg.grad_accum > 1 else ""))
+        + (f", {cfg.grad_accum} micro-batches per step" if cfg.grad_accum > 1 else "")
+        + (f", progressive resize {cfg.progressive_resize}" if resize_stages else ""))
 
     # 4. The epochs.
     wall_start = time.perf_counter()
@@ -165,6 +170,7 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
             if out_of_time or stopped:
                 break
             loader.set_epoch(epoch)
+            image_size = size_for_epoch(resize_stages, epoch)  # --progressive-resize; None: full size
             distributed.seed_rank(ranks, cfg.seed, epoch)  # ranks > 0: their own dropout masks
             net.train()
             freezer.start_epoch(epoch, log)  # frozen layers: no gradient, batch-norm statistics fixed
@@ -185,6 +191,7 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
                     break
                 schedule_lr(optimizer, progress, cfg.schedule, warmup)
                 x, y_a, y_b, lam = augment.mix(x, y, loader.generator)  # (x, y, y, 1.0) without mixup/cutmix
+                x = resize_batch(x, image_size)
                 batch_images = min(cfg.batch_size, loader.num_images - batch_index * cfg.batch_size)  # all ranks
                 optimizer.zero_grad(set_to_none=True)
                 # --grad-accum K: K micro-batches, each loss weighted by its share of the global batch.
@@ -218,7 +225,8 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
             record = {"epoch": epoch + seen / loader.num_images if out_of_time else epoch + 1,
                       "train_loss": train_loss, "train_accuracy": correct / seen,
                       "lr": optimizer.param_groups[0]["lr"], "epoch_seconds": epoch_seconds,
-                      "images_per_second": seen / epoch_seconds, "augment": cfg.augment}
+                      "images_per_second": seen / epoch_seconds, "augment": cfg.augment,
+                      "image_size": image_size or fit_set.images.shape[1]}
             if val_set is not None:  # the EMA's weights when --ema: they are what gets saved
                 val = _evaluate(evaluated_model(model, ema), val_set.images, val_set.labels, len(classes), device,
                                 precision, cfg, ranks)
