@@ -42,6 +42,8 @@ def test_the_config_rejects_schedules_that_cannot_work():
         TrainConfig(recipe="fast", progressive_resize="16:4,24:4").resolved()
     with pytest.raises(CifarlabError, match="cannot be combined with --input-size"):
         TrainConfig(model="resnet20", epochs=4, input_size=64, progressive_resize="24:1").resolved()
+    with pytest.raises(CifarlabError, match="or --pretrained, which upsamples"):
+        TrainConfig(model="tv:resnet18", pretrained="imagenet", epochs=4, progressive_resize="24:1").resolved()
 
 
 def test_the_fast_progressive_recipe_is_fast_with_nine_epochs_the_first_four_small():

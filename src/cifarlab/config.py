@@ -16,6 +16,7 @@ OPTIMIZERS = ("sgd", "adam", "adamw", "muon")
 SCHEDULES = ("constant", "cosine", "step", "onecycle", "linear")
 COMPILE_MODES = ("auto", "on", "off")  # torch.compile of the training forward (training/device.py)
 TTA_MODES = ("none", "flip", "flip-translate")  # test-time augmentation views (training/inference.py)
+PROGRESSIVE_MIN_SIZE = 8  # the smallest --progressive-resize image side
 RECIPE_FIELDS = ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "momentum", "nesterov", "schedule",
                  "warmup_epochs", "label_smoothing")
 
@@ -191,9 +192,6 @@ def _check_choice(flag: str, value: str | None, choices: tuple[str, ...]) -> Non
 def _check_positive(flag: str, value: int | None) -> None:
     if value is not None and value <= 0:
         raise CifarlabError(f"{flag} must be > 0, got {value}")
-
-
-PROGRESSIVE_MIN_SIZE = 8
 
 
 def parse_progressive_resize(spec: str) -> list[tuple[int, int]]:

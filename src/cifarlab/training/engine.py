@@ -124,9 +124,10 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
     if compiled:  # --compile: the training forward only; evaluation and the saved weights use the plain model
         net = torch.compile(net)
     mean, std = preprocessing(model)
+    full_size = fit_set.images.shape[1]  # (N, H, W, C)
     resize_stages = parse_progressive_resize(cfg.progressive_resize) if cfg.progressive_resize else []
     if resize_stages:  # --progressive-resize: fail now, not in epoch 1, if the model cannot take the sizes
-        check_model_accepts(model, resize_stages, fit_set.images.shape[1], device, cfg.model)
+        check_model_accepts(model, resize_stages, full_size, device, cfg.model)
     drop_last = len(fit_set) > cfg.batch_size  # a tiny final batch makes batch norm noisy
     # Image policies run in the loader on each uint8 batch; mixup/cutmix run in the loop (augment.mix).
     augment = create_augment(cfg.augment)
@@ -226,7 +227,7 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
                       "train_loss": train_loss, "train_accuracy": correct / seen,
                       "lr": optimizer.param_groups[0]["lr"], "epoch_seconds": epoch_seconds,
                       "images_per_second": seen / epoch_seconds, "augment": cfg.augment,
-                      "image_size": image_size or fit_set.images.shape[1]}
+                      "image_size": image_size or full_size}
             if val_set is not None:  # the EMA's weights when --ema: they are what gets saved
                 val = _evaluate(evaluated_model(model, ema), val_set.images, val_set.labels, len(classes), device,
                                 precision, cfg, ranks)

@@ -1,8 +1,8 @@
 """Progressive resizing (`--progressive-resize 24:4`): the first epochs train on smaller images.
 
 A convolution's arithmetic grows with the pixels, so a 24×24 batch costs about (24/32)² = 0.56× a
-32×32 one (measured 0.57× for airbench on a 2-core CPU); the epochs left at full size adapt the net to
-the size it is evaluated at. The idea is fast.ai's (Howard et al., DAWNBench 2018); FixRes (Touvron et
+32×32 one (airbench's epochs on a 2-core CPU: 0.49–0.57× the time); the epochs left at full size adapt
+the net to the size it is evaluated at. The idea is fast.ai's (Howard et al., DAWNBench 2018); FixRes (Touvron et
 al. 2019) explains why training smaller costs little accuracy. The batches are downscaled on the device
 after augmentation (bilinear with antialiasing), so the loader and its augmentations are unchanged.
 The schedule's parser and checks are in config.py (no torch).
@@ -30,10 +30,7 @@ def resize_batch(x: torch.Tensor, size: int | None) -> torch.Tensor:
     """The normalized float batch downscaled to size×size; unchanged when size is None or already so."""
     if size is None or x.shape[-1] == size and x.shape[-2] == size:
         return x
-    channels_last = x.is_contiguous(memory_format=torch.channels_last)
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
-                         align_corners=False).contiguous(memory_format=memory_format)
+    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)  # keeps the layout
 
 
 @torch.no_grad()
