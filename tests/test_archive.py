@@ -40,6 +40,21 @@ except ImportError:  # run with --import-mode=importlib: tests/ is not on sys.pa
 
 pytestmark = pytest.mark.timeout(60)
 
+# Synthetic archives are tiny and have their own md5, so most tests give them a name of their own: only a
+# file named like the official archive (or of its size) is held to the official md5.
+SMALL = "small-cifar-10.tar.gz"
+
+
+@pytest.fixture
+def as_official(monkeypatch):
+    """Make a synthetic archive count as the official one: its md5 becomes the official md5."""
+
+    def make_official(path: Path) -> Path:
+        monkeypatch.setattr(archive, "CIFAR10_MD5", md5sum(path))
+        return path
+
+    return make_official
+
 
 def _one_line(err: pytest.ExceptionInfo) -> str:
     message = str(err.value)
@@ -57,7 +72,7 @@ def test_constants():
 
 
 def test_archive_round_trip(tmp_path):
-    path = tmp_path / ARCHIVE_NAME
+    path = tmp_path / SMALL
     written = helper.make_cifar10_archive(path, n_train_per_batch=5, n_test=7, seed=3)
     data = read_cifar10(path)
 
@@ -94,9 +109,10 @@ def test_rows_are_chw_and_come_back_hwc(tmp_path):
     assert data.train.files[:2] == ["data_batch_1/a.png", "data_batch_1/b.png"]
 
 
-def test_extracted_directory_reads_the_same(tmp_path):
+def test_extracted_directory_reads_the_same(tmp_path, as_official):
     path = tmp_path / ARCHIVE_NAME
     helper.make_cifar10_archive(path, seed=5)
+    as_official(path)
     with tarfile.open(path) as tf:
         tf.extractall(tmp_path / "x", filter="data")
     from_archive = read_cifar10(path)
@@ -144,7 +160,7 @@ def test_is_cifar10_source(tmp_path):
 
 @pytest.mark.parametrize("keep", [0.05, 0.4, 0.75, 0.97])
 def test_truncated_archive_is_a_data_error(tmp_path, keep):
-    path = tmp_path / ARCHIVE_NAME
+    path = tmp_path / SMALL
     helper.make_cifar10_archive(path, n_train_per_batch=20)
     whole = path.read_bytes()
     path.write_bytes(whole[: int(len(whole) * keep)])
@@ -155,7 +171,7 @@ def test_truncated_archive_is_a_data_error(tmp_path, keep):
 
 
 def test_corrupt_and_non_archives_are_data_errors(tmp_path):
-    path = tmp_path / ARCHIVE_NAME
+    path = tmp_path / SMALL
     helper.make_cifar10_archive(path, n_train_per_batch=20)
     whole = bytearray(path.read_bytes())
     middle = len(whole) // 2
@@ -182,7 +198,7 @@ def test_corrupt_and_non_archives_are_data_errors(tmp_path):
 @pytest.mark.parametrize("layout", ["archive", "directory"])
 def test_missing_batch_is_named(tmp_path, layout):
     if layout == "archive":
-        path = tmp_path / ARCHIVE_NAME
+        path = tmp_path / SMALL
         helper.make_cifar10_archive(path, omit=("data_batch_3",))
     else:
         path = tmp_path
@@ -209,7 +225,7 @@ BAD_BATCHES = {
 @pytest.mark.parametrize("problem", list(BAD_BATCHES))
 def test_malformed_batch_is_named(tmp_path, problem):
     bad = pickle.dumps(BAD_BATCHES[problem], protocol=2)
-    path = tmp_path / ARCHIVE_NAME
+    path = tmp_path / SMALL
     helper.make_cifar10_archive(path, replace={"data_batch_2": bad})
     with pytest.raises(DataError) as err:
         read_cifar10(path)
@@ -243,7 +259,7 @@ def test_pickle_with_forbidden_global_is_refused(tmp_path, layout, how):
     }[how]
     evil = pickle.dumps({b"data": payload, b"labels": [0]}, protocol=2)
     if layout == "archive":
-        path = tmp_path / ARCHIVE_NAME
+        path = tmp_path / SMALL
         helper.make_cifar10_archive(path, replace={"test_batch": evil})
     else:
         path = tmp_path / "d"
@@ -253,6 +269,128 @@ def test_pickle_with_forbidden_global_is_refused(tmp_path, layout, how):
     message = _one_line(err)
     assert "test_batch" in message and "refusing" in message
     assert not marker.exists()
+
+
+# ----------------------------------------------------------------------------- checksums and CRC
+
+
+def _flipped(data: bytes, bit: int) -> bytes:
+    out = bytearray(data)
+    out[bit // 8] ^= 1 << (bit % 8)
+    return bytes(out)
+
+
+def _flip_positions(n_bytes: int, count: int, seed: int = 0) -> list[int]:
+    """Bit positions over the whole file: the gzip header and trailer, the first and last tar blocks
+    (member headers, end-of-archive padding), and random bits in between."""
+    rng = np.random.default_rng(seed)
+    edges = [*range(0, 10 * 8, 3), *range((n_bytes - 8) * 8, n_bytes * 8, 5)]
+    return sorted({*edges, *rng.integers(0, n_bytes * 8, size=count - len(edges)).tolist()})
+
+
+def test_every_bit_flip_of_the_official_archive_is_refused(tmp_path, as_official):
+    path = tmp_path / ARCHIVE_NAME
+    helper.make_cifar10_archive(path, n_train_per_batch=3, n_test=3)
+    good = as_official(path).read_bytes()
+    read_cifar10(path)  # the unflipped archive reads
+    positions = _flip_positions(len(good), 150)
+    for bit in positions:
+        path.write_bytes(_flipped(good, bit))
+        with pytest.raises(DataError) as err:
+            read_cifar10(path)
+        message = _one_line(err)
+        assert message.startswith(f"checksum mismatch for the CIFAR-10 archive {path}: expected md5 "), bit
+        assert "(the official archive)" in message and "download again" in message
+    assert len(positions) > 100
+
+
+def test_bit_flips_in_another_archive_never_alter_the_data(tmp_path):
+    """Without an md5 to hold it to (a re-packed archive of another name), the gzip CRC read at the very
+    end still refuses every flip that changes what is read: a flip may only pass where it changes
+    nothing (the gzip header's time or OS byte)."""
+    path = tmp_path / SMALL
+    helper.make_cifar10_archive(path, n_train_per_batch=3, n_test=3, seed=1)
+    good = path.read_bytes()
+    expected = read_cifar10(path)
+    refused = harmless = 0
+    for bit in _flip_positions(len(good), 150, seed=1):
+        path.write_bytes(_flipped(good, bit))
+        try:
+            data = read_cifar10(path)
+        except DataError as err:
+            assert str(path) in str(err) and "\n" not in str(err)
+            refused += 1
+            continue
+        assert bit // 8 < 10, f"a flip at byte {bit // 8} was read without an error"
+        np.testing.assert_array_equal(data.train.images, expected.train.images)
+        np.testing.assert_array_equal(data.train.labels, expected.train.labels)
+        np.testing.assert_array_equal(data.test.images, expected.test.images)
+        harmless += 1
+    assert refused > 120
+
+
+def test_a_bad_gzip_crc_at_the_end_is_refused(tmp_path):
+    path = tmp_path / SMALL
+    helper.make_cifar10_archive(path, n_train_per_batch=3, n_test=3)
+    good = path.read_bytes()
+    path.write_bytes(good[:-8] + bytes(b ^ 0xFF for b in good[-8:-4]) + good[-4:])  # the CRC32 of the data
+    with pytest.raises(DataError) as err:
+        read_cifar10(path)
+    message = _one_line(err)
+    assert str(path) in message and "at its end" in message and "CRC" in message
+
+
+def test_a_renamed_copy_of_the_official_size_is_still_checked(tmp_path, monkeypatch, as_official):
+    path = tmp_path / "cifar10.tgz"
+    helper.make_cifar10_archive(path, n_train_per_batch=3, n_test=3)
+    as_official(path)
+    monkeypatch.setattr(archive, "ARCHIVE_SIZE", path.stat().st_size)
+    assert archive.expected_md5(path) == archive.CIFAR10_MD5
+    read_cifar10(path)
+    path.write_bytes(_flipped(path.read_bytes(), 8 * 5))  # the gzip header's time: harmless to gzip
+    with pytest.raises(DataError, match="checksum mismatch"):
+        read_cifar10(path)
+    assert archive.expected_md5(tmp_path / "other.tar.gz") is None  # no such file: not the official one
+
+
+def test_an_explicit_md5_is_checked(tmp_path):
+    path = tmp_path / SMALL
+    helper.make_cifar10_archive(path, n_train_per_batch=3, n_test=3)
+    assert len(read_cifar10(path, md5=md5sum(path).upper()).test) == 3
+    with pytest.raises(DataError) as err:
+        read_cifar10(path, md5="0" * 32)
+    message = _one_line(err)
+    assert str(path) in message and "0" * 32 in message and md5sum(path) in message
+    assert "official" not in message
+
+
+def test_a_corrupt_archive_in_the_cache_is_refused(tmp_path, monkeypatch, as_official):
+    """The download cache's archive is checked when it is decoded, though ensure_archive does not hash it."""
+    from cifarlab.data import cache, load_data
+
+    path = cache.cache_root() / ARCHIVE_NAME
+    helper.make_cifar10_archive(path, n_train_per_batch=3, n_test=3)
+    as_official(path)
+    path.write_bytes(_flipped(path.read_bytes(), 8 * 300 + 2))
+    with pytest.raises(DataError) as err:
+        load_data(progress=False)
+    assert str(path) in _one_line(err) and "checksum mismatch" in str(err.value)
+
+
+def test_the_cli_refuses_a_flipped_archive_in_one_line(tmp_path, as_official, capsys):
+    from cifarlab.cli import main
+
+    path = tmp_path / ARCHIVE_NAME
+    helper.make_cifar10_archive(path, n_train_per_batch=3, n_test=3)
+    good = as_official(path).read_bytes()
+    for bit in (8 * 40 + 1, 8 * (len(good) // 2), 8 * (len(good) - 6)):
+        path.write_bytes(_flipped(good, bit))
+        out = tmp_path / f"run{bit}"
+        assert main(["train", "--data", str(path), "--epochs", "1", "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and "Traceback" not in err
+        assert str(path) in err and "checksum mismatch" in err
+        assert not out.exists() or not any(out.iterdir())
 
 
 # ---------------------------------------------------------------------------------------- download
@@ -466,9 +604,10 @@ def test_refused_connection_says_how_to_use_local_data(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_ensure_archive_downloads_once(tmp_path, server, monkeypatch):
+def test_ensure_archive_downloads_once(tmp_path, server, monkeypatch, as_official):
     body_path = tmp_path / "served.tar.gz"
     written = helper.make_cifar10_archive(body_path, seed=9)
+    as_official(body_path)
     body = body_path.read_bytes()
     url = server.add("/cifar.tar.gz", body)
     cache = tmp_path / "cache"

@@ -44,6 +44,7 @@ except ImportError:  # pragma: no cover - numpy < 2
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 ARCHIVE_NAME = "cifar-10-python.tar.gz"
+ARCHIVE_SIZE = 170_498_071  # bytes of the official archive: a renamed copy is still held to its md5
 BATCHES_DIR = "cifar-10-batches-py"
 
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -303,13 +304,44 @@ def ensure_archive(
 ) -> Path:
     """`cache_dir/cifar-10-python.tar.gz`, downloaded first if it isn't there.
 
-    An archive already in the cache is trusted as is: download() verified it before renaming it into
-    place, so it is not hashed again on every call.
+    An archive already in the cache is not hashed here: read_cifar10 checks its md5 whenever it decodes
+    it (the decoded cache then spares every later run that cost).
     """
     path = Path(cache_dir) / ARCHIVE_NAME
     if path.is_file():
         return path
     return download(url, path, md5, progress=progress)
+
+
+# ------------------------------------------------------------------------------------------ checking
+
+
+def expected_md5(path: Path) -> str | None:
+    """The md5 an archive file must have: the official one for a file named cifar-10-python.tar.gz or
+    of the official size (a renamed or bit-flipped copy), None for anything else (an archive the user
+    re-packed under another name, checked by its gzip CRC alone)."""
+    path = Path(path)
+    try:
+        official_size = path.stat().st_size == ARCHIVE_SIZE
+    except OSError:
+        official_size = False
+    return CIFAR10_MD5 if path.name == ARCHIVE_NAME or official_size else None
+
+
+def verify_md5(path: Path, md5: str) -> None:
+    """DataError (one line, naming the file and both sums) unless `path` has the md5 `md5`."""
+    try:
+        actual = md5sum(path)
+    except OSError as e:
+        raise DataError(f"could not read {path} ({_reason(e)})") from e
+    if actual.lower() == md5.lower():
+        return
+    official = md5.lower() == CIFAR10_MD5
+    hint = (f"delete it and download again, or point --data at a good copy; an archive you re-packed "
+            f"yourself must not be named {ARCHIVE_NAME} nor have the official size"
+            if official else "the file is corrupt or not the one expected")
+    raise DataError(f"checksum mismatch for the CIFAR-10 archive {path}: expected md5 {md5.lower()}"
+                    f"{' (the official archive)' if official else ''}, got {actual}; {hint}")
 
 
 # ------------------------------------------------------------------------------------------ reading
@@ -430,8 +462,12 @@ def _iter_tar(path: Path) -> Iterator[tuple[str, bytes]]:
                 data = stream.read()
                 at = f" after member {member.name}"
                 yield member.name, data
-                if len(seen) == len(_MEMBERS):
-                    return
+            # Read the compressed stream to its very end: gzip (and xz) check their CRC only there, and
+            # a flipped bit in a member read earlier would otherwise go unnoticed.
+            at = " at its end"
+            if tf.fileobj is not None:
+                while tf.fileobj.read(_HASH_CHUNK):
+                    pass
         except (tarfile.TarError, OSError, EOFError, zlib.error, *_LZMA_ERRORS) as e:
             raise DataError(
                 f"could not read the CIFAR-10 archive {path}{at}: truncated or corrupt ({_reason(e)}); "
@@ -439,7 +475,9 @@ def _iter_tar(path: Path) -> Iterator[tuple[str, bytes]]:
             ) from e
 
 
-def _load_tar(path: Path) -> dict[str, tuple[str, Any]]:
+def _load_tar(path: Path, md5: str | None) -> dict[str, tuple[str, Any]]:
+    if md5 is not None:
+        verify_md5(path, md5)
     loaded: dict[str, tuple[str, Any]] = {}
     for member, data in _iter_tar(path):
         where = f"{path} (member {member})"
@@ -501,27 +539,29 @@ def _image_set(loaded: dict[str, tuple[str, Any]], batches: tuple[str, ...], cla
     return ImageSet(images, labels, classes, files)
 
 
-def read_cifar10(path: Path) -> CifarData:
+def read_cifar10(path: Path, *, md5: str | None = None) -> CifarData:
     """Read CIFAR-10 in the official python format into memory.
 
     `path` is the `cifar-10-python.tar.gz` archive (batches are read straight from the tar, nothing is
     extracted), an extracted `cifar-10-batches-py` directory, or a directory containing either. Images
-    come back as (N, 32, 32, 3) uint8. Raises DataError (one line, naming the file) for anything
-    missing, truncated, corrupt or not in the expected format.
+    come back as (N, 32, 32, 3) uint8. An archive must have the md5 `md5`, by default the official one
+    when it is the official archive (see expected_md5), and its compressed stream is read to the end so
+    that its CRC is checked. Raises DataError (one line, naming the file) for anything missing,
+    truncated, corrupt, not matching its checksum or not in the expected format.
     """
     path = Path(path)
     if path.is_dir():
         directory = _find_batches_dir(path)
         if directory is None:
             if (path / ARCHIVE_NAME).is_file():
-                return read_cifar10(path / ARCHIVE_NAME)
+                return read_cifar10(path / ARCHIVE_NAME, md5=md5)
             raise DataError(
                 f"{path} holds no CIFAR-10 batches (expected {BATCHES_DIR}/ with data_batch_1..5, test_batch "
                 f"and batches.meta, or {ARCHIVE_NAME})"
             )
         loaded = _load_dir(directory)
     elif path.is_file():
-        loaded = _load_tar(path)
+        loaded = _load_tar(path, md5 or expected_md5(path))
     else:
         raise DataError(
             f"{path} does not exist; point --data at {ARCHIVE_NAME} or an extracted {BATCHES_DIR}/"

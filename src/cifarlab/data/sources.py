@@ -42,7 +42,9 @@ def load_data(data: str | Path | None = None, *, use_cache: bool = True, progres
         return _cached(("folder", rows), lambda: read_image_folder(path), use_cache, f"image folders {path}")
     from .archive import is_cifar10_source, read_cifar10
 
-    if is_cifar10_source(path):
+    # A file named like an archive is read as one even when its first members do not parse: the reader
+    # then says what is wrong with it (checksum, CRC, truncation) instead of "not a data source".
+    if is_cifar10_source(path) or (path.is_file() and path.name.lower().endswith((".tar.gz", ".tgz", ".tar"))):
         st = path.stat()
         rows = [str(path.name), st.st_size, st.st_mtime_ns] if path.is_file() else _dir_rows(path)
         return _cached(("archive", rows), lambda: read_cifar10(path), use_cache, f"CIFAR-10 archive {path}")
