@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .data import load_data
-from .data.folder import load_rgb_image
+from .data.images import load_rgb_image
 from .data.subsets import select_classes
 from .errors import CifarlabError
 from .training.device import resolve_device, resolve_precision

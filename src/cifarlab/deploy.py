@@ -180,7 +180,7 @@ def load_onnx(path: str | Path, threads: int | None = None) -> tuple[Any, dict[s
 
 def predict_onnx(model_path: str | Path, images: list[str | Path], *, top_k: int = 3) -> list[dict]:
     """`cifarlab.predict` with ONNX Runtime: the same preprocessing and the same result format."""
-    from .data.folder import load_rgb_image
+    from .data.images import load_rgb_image
 
     if top_k < 1:
         raise CifarlabError(f"--top-k must be >= 1, got {top_k}")

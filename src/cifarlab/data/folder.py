@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, DataWarning
+from .images import IMAGE_SIZE, load_rgb_image  # noqa: F401  (load_rgb_image: the one safe way to open an image)
 from .types import CifarData, ImageSet
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
-IMAGE_SIZE = 32
 _CHUNK = 2000  # files per worker task: large enough to amortize pickling, small enough to balance
 
 
@@ -113,24 +113,6 @@ def decode_images(files: list[str] | list[Path], workers: int | None = None) -> 
     if not results:
         return np.zeros((0, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
     return np.concatenate([a for a, _, _ in results])
-
-
-def load_rgb_image(path: str | Path, size: int = IMAGE_SIZE) -> tuple[np.ndarray, bool, bool]:
-    """One image as (size, size, 3) uint8, and whether it had to be resized / converted to RGB."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            img.load()
-            converted = img.mode != "RGB"
-            rgb = img.convert("RGB") if converted else img
-            resized = rgb.size != (size, size)
-            if resized:
-                rgb = rgb.resize((size, size), Image.Resampling.BICUBIC)
-            return np.asarray(rgb, dtype=np.uint8), resized, converted
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        reason = "not an image" if isinstance(e, UnidentifiedImageError) else f"corrupt image ({e})"
-        raise DataError(f"cannot read {path}: {reason}") from None
 
 
 def _decode_chunk(files: list[str]) -> tuple[np.ndarray, list[str], list[str]]:

@@ -53,7 +53,7 @@ def load(run: RunLike, device: str | torch.device = "auto", classes: list[str] |
 
 def load_images(images: ImageLike | list[ImageLike]) -> np.ndarray:
     """(N, 32, 32, 3) uint8 from an image file, a folder of images, an array (H, W, 3) / (N, H, W, 3), or a list."""
-    from ..data.folder import load_rgb_image
+    from ..data.images import load_rgb_image
 
     if isinstance(images, np.ndarray):
         arr = images[None] if images.ndim == 3 else images

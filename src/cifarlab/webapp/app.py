@@ -6,14 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi import FastAPI, File, Form, HTTPException, Query, UploadFile
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from .. import __version__
 from ..errors import CifarlabError
 from .page import PAGE
-from .predictor import ALLOWED_FORMATS, Predictor, UploadError, decode_upload
+from .limits import BodyLimit
+from .predictor import ALLOWED_FORMATS, Predictor, UploadError, decode_upload, upload_name
 
 DEFAULT_MAX_UPLOAD_BYTES = 5 * 2**20
 MULTIPART_SLACK = 64 * 1024  # form boundaries and headers around the file
@@ -72,15 +73,8 @@ def create_app(run_dir: str | Path, *, device: str = "auto",
                 415: {"model": Problem, "description": "not an image, or a format not accepted"},
                 400: {"model": Problem, "description": "a malformed image or an unknown class"}}
 
-    @app.middleware("http")
-    async def refuse_large_bodies(request: Request, call_next):
-        # Refuse before the body is read, when the client says how large it is.
-        length = request.headers.get("content-length")
-        if request.method == "POST" and length and length.isdigit() and \
-                int(length) > max_upload_bytes + MULTIPART_SLACK:
-            return JSONResponse({"detail": f"the upload is {int(length) / 2**20:.1f} MB; the limit is "
-                                           f"{max_upload_bytes / 2**20:g} MB"}, status_code=413)
-        return await call_next(request)
+    # Bodies are read by BodyLimit, which stops at the limit even when no Content-Length was sent.
+    app.add_middleware(BodyLimit, limit=max_upload_bytes + MULTIPART_SLACK, shown_limit=max_upload_bytes)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
@@ -94,10 +88,11 @@ def create_app(run_dir: str | Path, *, device: str = "auto",
     @app.post("/api/predict", response_model=PredictResponse, responses=refusals,
               summary="top classes and the Grad-CAM overlay for an uploaded image")
     def predict(file: Annotated[UploadFile, File(description="an image file (PNG, JPEG, GIF, BMP, WebP, TIFF)")],
-                target: Annotated[str | None, Form(description="explain this class instead of the top one")] = None,
+                target: Annotated[str | None, Form(description="explain this class (a name or an index) instead "
+                                                               "of the top one")] = None,
                 top_k: Annotated[int, Form(ge=1, le=1000, description="how many classes")] = 5) -> dict:
         try:
-            image = decode_upload(file.file.read(max_upload_bytes + 1), max_upload_bytes)
+            image = decode_upload(file.file.read(max_upload_bytes + 1), max_upload_bytes, upload_name(file.filename))
             return predictor.predict(image, top_k=top_k, target=target or None)
         except UploadError as e:
             raise HTTPException(e.status, str(e)) from None
@@ -106,7 +101,8 @@ def create_app(run_dir: str | Path, *, device: str = "auto",
 
     @app.get("/api/random", response_model=RandomImage, responses={404: {"model": Problem}},
              summary="a random image of the run's test split")
-    def random_image(seed: int | None = None) -> dict:
+    def random_image(seed: Annotated[int | None, Query(ge=0, le=2**32 - 1, description="for a repeatable pick")]
+                     = None) -> dict:
         try:
             return predictor.random_test_image(seed)
         except UploadError as e:

@@ -1,0 +1,129 @@
+"""How much work one request may cause, bounded before the work starts.
+
+`BodyLimit` (ASGI middleware) reads a POST body itself, stopping at the limit whether or not the client
+announced a Content-Length (a chunked upload has none), so a 30 MB upload costs 5 MB of memory and gets
+a 413 that states the limit (the rest of its body is read and dropped, up to 64 MB, so that the client is
+not reset before it reads the answer); it also caps how many bodies are held at the same time. The endpoint then sees the body
+from memory. Decoding and inference are capped separately (predictor.DECODE_SLOTS, the model's lock).
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from starlette.responses import JSONResponse
+
+Scope = dict[str, Any]
+BODY_METHODS = {"POST", "PUT", "PATCH"}
+DRAIN_BYTES = 64 * 2**20  # before a 413, read (and drop) at most this much more, so the client sees the answer
+DRAIN_SECONDS = 5.0
+BODY_SECONDS = 60.0  # a client that trickles its body for longer gets a 408
+
+
+def megabytes(n: int) -> str:
+    return f"{n / 2**20:.1f}".rstrip("0").rstrip(".") + " MB"
+
+
+class BodyLimit:
+    """Refuse request bodies over `limit` bytes with a 413 that states the limit, reading no more than
+    `limit + 1` bytes of them; hold at most `slots` bodies in memory at once (the others wait)."""
+
+    def __init__(self, app: Any, limit: int, shown_limit: int, slots: int = 8) -> None:
+        self.app = app
+        self.limit = limit
+        self.shown_limit = shown_limit  # the file size limit users are told (limit allows for the form)
+        self.n_slots = slots
+        self._slots: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def slots(self) -> asyncio.Semaphore:
+        """The semaphore of the running event loop (a test client may run each request in a new one)."""
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._loop is not loop:
+            self._slots, self._loop = asyncio.Semaphore(self.n_slots), loop
+        return self._slots
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] not in BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+        length = _content_length(scope)
+        if length is not None and length > self.limit:
+            await self._refuse(scope, receive, send, f"the upload is {megabytes(length)}; "
+                                                     f"the limit is {megabytes(self.shown_limit)}")
+            return
+        async with self.slots():
+            try:
+                body = await asyncio.wait_for(self._read(receive), BODY_SECONDS)
+            except asyncio.TimeoutError:
+                await JSONResponse({"detail": f"the upload took longer than {BODY_SECONDS:g} s"},
+                                   status_code=408, headers={"Connection": "close"})(scope, receive, send)
+                return
+            if body is None:  # the client went away
+                return
+            if len(body) > self.limit:
+                await self._refuse(scope, receive, send, f"the upload is over the limit of "
+                                                         f"{megabytes(self.shown_limit)} (it was not read further)")
+                return
+            await self.app(scope, _replay(body, receive), send)
+
+    async def _read(self, receive: Any) -> bytes | None:
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            chunks.append(chunk)
+            if size > self.limit:  # stop reading here: the rest of the body is never held
+                return b"".join(chunks)[: self.limit + 1]
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def _refuse(self, scope: Scope, receive: Any, send: Any, detail: str) -> None:
+        await _drain(receive)
+        await JSONResponse({"detail": detail}, status_code=413, headers={"Connection": "close"})(
+            scope, receive, send)
+
+
+async def _drain(receive: Any) -> None:
+    """Read and drop what the client still sends, a bounded amount, before answering: a server that
+    closes a connection with unread data makes the kernel reset it, and the client would lose the 413.
+    Nothing read here is kept."""
+    loop = asyncio.get_running_loop()
+    deadline, dropped = loop.time() + DRAIN_SECONDS, 0
+    while dropped < DRAIN_BYTES:
+        left = deadline - loop.time()
+        if left <= 0:
+            return
+        try:
+            message = await asyncio.wait_for(receive(), left)
+        except asyncio.TimeoutError:
+            return
+        if message["type"] != "http.request":
+            return
+        dropped += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
+
+
+def _content_length(scope: Scope) -> int | None:
+    for key, value in scope.get("headers", []):
+        if key == b"content-length":
+            text = value.decode("latin-1").strip()
+            return int(text) if text.isdigit() else None
+    return None
+
+
+def _replay(body: bytes, receive: Any) -> Any:
+    sent = False
+
+    async def replayed() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()  # after the body: wait for the disconnect, as the server would
+
+    return replayed
