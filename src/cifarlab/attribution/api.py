@@ -55,7 +55,8 @@ def resolve_target(target: str | int | None, classes: list[str]) -> int | None:
         return None
     if isinstance(target, str) and target in classes:
         return classes.index(target)
-    if isinstance(target, int) or (isinstance(target, str) and target.isdigit()):
+    # isdecimal, not isdigit ("²" is a digit int() refuses); short, since int() refuses over 4300 digits
+    if isinstance(target, int) or (isinstance(target, str) and target.isdecimal() and len(target) < 20):
         index = int(target)
         if 0 <= index < len(classes):
             return index
