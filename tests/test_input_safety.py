@@ -340,7 +340,7 @@ def test_quick_load_test_of_serve(trained_run, tmp_path):
         capture_output=True, text=True, timeout=240, env={**__import__("os").environ, "PYTHONPATH": str(ROOT / "src")})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(out.read_text())
-    assert result["requests"] == 40 and result["n_5xx"] == 0 and result["n_dropped"] == 0
+    assert result["requests"] == 40 + 2 * 8 and result["n_5xx"] == 0 and result["n_dropped"] == 0
     assert all(r["sent"] >= 1 and r["ok"] for r in result["kinds"])
     assert result["rss_after_mb"] <= result["rss_before_mb"] + 150
     assert "5xx: 0" in proc.stdout
