@@ -4,8 +4,8 @@ Starts `cifarlab serve RUN_DIR` on a free port of 127.0.0.1 (nothing else is eve
 then sends --requests requests drawn from a fixed mix (good images of several formats and sizes, a
 4096x4096 PNG, a class chosen by name and by index, an unknown class, text, a truncated PNG, a
 decompression bomb, too many pixels, a 6 MB file with a Content-Length and a 30 MB one sent chunked,
-/api/random with good and bad seeds), --concurrency at a time, then two bursts of --concurrency
-simultaneous 4096x4096 uploads (the worst case for memory), and stops the server. Every kind has the
+/api/random with good and bad seeds), --concurrency at a time, then two bursts of --burst (default
+--concurrency) simultaneous 4096x4096 uploads (the worst case for memory), and stops the server. Every kind has the
 status it must get; the server's resident memory (RSS) is sampled throughout.
 
 Passes (exit 0) when no answer is a 5xx or a dropped connection, every kind got its expected status, and
@@ -14,7 +14,7 @@ warm-up. Without RUN_DIR it trains a tiny throwaway run first (3 classes of synt
 
     python benchmarks/load_serve.py [RUN_DIR] [--requests 300] [--concurrency 20] [--json out.json]
 
-Bounded: at most --requests + 2 x --concurrency requests and --deadline seconds (then it stops sending), and the server is
+Bounded: at most --requests + 2 x --burst requests and --deadline seconds (then it stops sending), and the server is
 always stopped at the end.
 """
 from __future__ import annotations
@@ -221,7 +221,7 @@ def tiny_run(workdir: Path) -> Path:
 
 
 def load_test(run_dir: Path, n_requests: int = 300, concurrency: int = 20, deadline_s: float = 600.0,
-              big_mb: int = 30, rest_s: float = 3.0, seed: int = 0) -> dict:
+              big_mb: int = 30, rest_s: float = 3.0, burst: int | None = None, seed: int = 0) -> dict:
     port = free_port()
     server = start_server(run_dir, port)
     try:
@@ -271,8 +271,8 @@ def load_test(run_dir: Path, n_requests: int = 300, concurrency: int = 20, deadl
 
         with ThreadPoolExecutor(concurrency) as pool:
             list(pool.map(one, plan))
-            # then the worst case for memory: `concurrency` large images at the same moment, twice
-            list(pool.map(one, ["png 4096x4096"] * (2 * concurrency)))
+            # then the worst case for memory: `burst` large images at the same moment, twice
+            list(pool.map(one, ["png 4096x4096"] * (2 * (concurrency if burst is None else burst))))
         wall = time.monotonic() - started
         time.sleep(rest_s)
         after = rss_mb(server.pid)
@@ -343,13 +343,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=20)
     p.add_argument("--deadline", type=float, default=600.0, help="stop sending after this many seconds")
     p.add_argument("--big-mb", type=int, default=30, help="size of the chunked upload (MB)")
+    p.add_argument("--burst", type=int, help="simultaneous 4096x4096 uploads at the end, twice (default: "
+                                              "--concurrency)")
+    p.add_argument("--rest", type=float, default=3.0, help="idle seconds before RSS is read")
     p.add_argument("--rss-bound-mb", type=float, default=150.0,
                    help="RSS after the load may exceed RSS after the warm-up by at most this much")
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="cifarlab-load-") as tmp:
         run_dir = Path(args.run_dir) if args.run_dir else tiny_run(Path(tmp))
-        result = load_test(run_dir, args.requests, args.concurrency, args.deadline, args.big_mb)
+        result = load_test(run_dir, args.requests, args.concurrency, args.deadline, args.big_mb, args.rest,
+                           args.burst)
     print_table(result, args.rss_bound_mb)
     problems = passed(result, args.rss_bound_mb)
     result["problems"] = problems

@@ -12,8 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .. import __version__
 from ..errors import CifarlabError
-from .page import PAGE
 from .limits import BodyLimit
+from .page import PAGE
 from .predictor import ALLOWED_FORMATS, Predictor, UploadError, decode_upload, upload_name
 
 DEFAULT_MAX_UPLOAD_BYTES = 5 * 2**20

@@ -1,10 +1,11 @@
-"""How much work one request may cause, bounded before the work starts.
+"""How much work one request may cost, bounded before the work starts.
 
 `BodyLimit` (ASGI middleware) reads a POST body itself, stopping at the limit whether or not the client
-announced a Content-Length (a chunked upload has none), so a 30 MB upload costs 5 MB of memory and gets
-a 413 that states the limit (the rest of its body is read and dropped, up to 64 MB, so that the client is
-not reset before it reads the answer); it also caps how many bodies are held at the same time. The endpoint then sees the body
-from memory. Decoding and inference are capped separately (predictor.DECODE_SLOTS, the model's lock).
+announced a Content-Length (a chunked upload has none), so a 30 MB upload holds 5 MB of memory and gets a
+413 that states the limit (the rest of its body is read and dropped, up to 64 MB, so that the client is
+not reset before it reads the answer); it also caps how many bodies are held at the same time. The
+endpoint then reads the body from memory. Decoding is bounded apart (predictor.DECODER: two threads),
+and so is inference (the model's lock).
 """
 from __future__ import annotations
 
@@ -21,7 +22,10 @@ BODY_SECONDS = 60.0  # a client that trickles its body for longer gets a 408
 
 
 def megabytes(n: int) -> str:
-    return f"{n / 2**20:.1f}".rstrip("0").rstrip(".") + " MB"
+    """5 MB, 5.1 MB; small sizes in bytes (4,500 bytes)."""
+    if n < 2**20 // 10:
+        return f"{n:,} bytes"
+    return f"{n / 2**20:.1f}".removesuffix(".0") + " MB"
 
 
 class BodyLimit:
@@ -55,19 +59,22 @@ class BodyLimit:
         async with self.slots():
             try:
                 body = await asyncio.wait_for(self._read(receive), BODY_SECONDS)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 await JSONResponse({"detail": f"the upload took longer than {BODY_SECONDS:g} s"},
                                    status_code=408, headers={"Connection": "close"})(scope, receive, send)
                 return
             if body is None:  # the client went away
                 return
+            body, complete = body
             if len(body) > self.limit:
                 await self._refuse(scope, receive, send, f"the upload is over the limit of "
-                                                         f"{megabytes(self.shown_limit)} (it was not read further)")
+                                                         f"{megabytes(self.shown_limit)} (it was not read further)",
+                                   drain=not complete)
                 return
             await self.app(scope, _replay(body, receive), send)
 
-    async def _read(self, receive: Any) -> bytes | None:
+    async def _read(self, receive: Any) -> tuple[bytes, bool] | None:
+        """(the body, or its first limit + 1 bytes; whether it was read to its end), None on a disconnect."""
         chunks, size = [], 0
         while True:
             message = await receive()
@@ -76,13 +83,15 @@ class BodyLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             chunks.append(chunk)
+            complete = not message.get("more_body", False)
             if size > self.limit:  # stop reading here: the rest of the body is never held
-                return b"".join(chunks)[: self.limit + 1]
-            if not message.get("more_body", False):
-                return b"".join(chunks)
+                return b"".join(chunks)[: self.limit + 1], complete
+            if complete:
+                return b"".join(chunks), True
 
-    async def _refuse(self, scope: Scope, receive: Any, send: Any, detail: str) -> None:
-        await _drain(receive)
+    async def _refuse(self, scope: Scope, receive: Any, send: Any, detail: str, drain: bool = True) -> None:
+        if drain:
+            await _drain(receive)
         await JSONResponse({"detail": detail}, status_code=413, headers={"Connection": "close"})(
             scope, receive, send)
 
@@ -99,7 +108,7 @@ async def _drain(receive: Any) -> None:
             return
         try:
             message = await asyncio.wait_for(receive(), left)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return
         if message["type"] != "http.request":
             return

@@ -54,8 +54,7 @@ def decode_upload(data: bytes, max_bytes: int, name: str = "the upload") -> np.n
 
 def _decode(data: bytes, name: str) -> np.ndarray:
     """decode_upload's work, on a DECODER thread."""
-    from ..data.images import (ImageFormatError, ImageTooLargeError, NotAnImageError, open_image,
-                               to_rgb_array)
+    from ..data.images import ImageFormatError, ImageTooLargeError, NotAnImageError, open_image, to_rgb_array
 
     accepted = ", ".join(ALLOWED_FORMATS.values())
     try:
