@@ -358,3 +358,40 @@ def test_quick_load_test_of_serve(trained_run, tmp_path):
     assert all(r["sent"] >= 1 and r["ok"] for r in result["kinds"])
     assert result["rss_after_mb"] <= result["rss_before_mb"] + 150
     assert "5xx: 0" in proc.stdout
+
+
+# ------------------------------------------------------------------------------- generated requests
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_GOOD = png((40, 30))
+uploads = st.one_of(
+    st.just(_GOOD),
+    st.binary(max_size=300),
+    st.binary(max_size=300).map(lambda b: b"\x89PNG\r\n\x1a\n" + b),
+    st.integers(1, len(_GOOD) - 1).map(lambda n: _GOOD[:n]),
+    st.tuples(st.integers(0, len(_GOOD) - 1), st.integers(0, 7)).map(
+        lambda p: _GOOD[:p[0]] + bytes([_GOOD[p[0]] ^ (1 << p[1])]) + _GOOD[p[0] + 1:]),
+)
+form_text = st.one_of(st.none(), st.text(max_size=20), st.integers(-5, 2000).map(str))
+
+
+@settings(max_examples=40, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=uploads, target=form_text, top_k=form_text, filename=st.text(max_size=40))
+def test_generated_uploads_never_get_a_5xx(client, data, target, top_k, filename):
+    form = {k: v for k, v in (("target", target), ("top_k", top_k)) if v is not None}
+    r = client.post("/api/predict", files={"file": (filename or "x", data, "application/octet-stream")}, data=form)
+    assert r.status_code < 500, r.text
+    if r.status_code >= 400:
+        assert r.json()["detail"]
+
+
+@settings(max_examples=40, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.one_of(st.text(max_size=30), st.integers(-2**70, 2**70).map(str)))
+def test_generated_seeds_never_get_a_5xx(client, seed):
+    r = client.get("/api/random", params={"seed": seed})
+    assert r.status_code < 500, r.text
