@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from ._registry import create_model, get_model_entry, list_models
+from ..errors import CifarlabError
+from ._registry import create_model, get_model_entry, is_model, list_models
 
 
 def describe_model(name: str, **kwargs) -> dict:
@@ -30,6 +31,19 @@ def describe_model(name: str, **kwargs) -> dict:
     }
 
 
-def describe_models(names: list[str] | None = None) -> list[dict]:
-    """describe_model for each name (default: every registered model, in registration order)."""
+def describe_models(names: str | list[str] | None = None) -> list[dict]:
+    """describe_model for each name: a list of names, one glob pattern ('resnet*', or one exact name such as
+    'resnet20' or 'tv:resnet18'), or None for every registered model, in registration order."""
+    if isinstance(names, str):
+        names = _matching(names)
     return [describe_model(n) for n in (list_models() if names is None else names)]
+
+
+def _matching(pattern: str) -> list[str]:
+    names = list_models(pattern)
+    if not names and is_model(pattern):  # tv:NAME / timm:NAME are not listed, but can be described
+        names = [pattern]
+    if not names:
+        raise CifarlabError(f"no model matches {pattern!r} (cifarlab models lists them; tv:NAME and timm:NAME "
+                            "name torchvision and timm models)")
+    return names
