@@ -235,3 +235,15 @@ def test_tab_completion_lists_the_lazy_api():
 
     names = dir(cifarlab)
     assert {"train", "load_run", "predict", "analyze", "explain", "__version__"} <= set(names)
+
+
+def test_models_summary_is_a_layer_table(capsys):
+    from cifarlab.cli import main
+
+    assert main(["models", "baseline", "--summary"]) == 0
+    out = capsys.readouterr().out
+    assert "fc1" in out and "[1, 512]" in out and "1,180,160" in out and "Total params: 1,250,858" in out
+    assert "Units." not in out
+    assert main(["models", "resnet*", "--summary"]) == 2
+    assert "--summary describes one model" in capsys.readouterr().err
+    assert main(["models", "nosuch", "--summary"]) == 2

@@ -7,6 +7,8 @@ counted. Nothing is cached.
 """
 from __future__ import annotations
 
+import re
+
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -47,3 +49,17 @@ def _matching(pattern: str) -> list[str]:
         raise CifarlabError(f"no model matches {pattern!r} (cifarlab models lists them; tv:NAME and timm:NAME "
                             "name torchvision and timm models)")
     return names
+
+
+def model_summary(name: str, depth: int = 3, **kwargs) -> str:
+    """A Keras-style `model.summary()` of one model: each layer with its output shape and parameters,
+    for a batch of one image at the model's input size (torchinfo)."""
+    from torchinfo import summary
+
+    model = create_model(name, **kwargs).eval()
+    input_size = tuple(getattr(model, "default_cfg", {}).get("input_size", (3, 32, 32)))
+    stats = summary(model, input_size=(1, *input_size), depth=depth, verbose=0,
+                    col_names=("output_size", "num_params"), row_settings=("var_names",))
+    # torchinfo 1.8 prints its unit enum on Python >= 3.11 ("Total mult-adds (Units.MEGABYTES)"): say "M".
+    text = re.sub(r"\(Units\.([A-Z])[A-Z]*\)", r"(\1)", str(stats))
+    return text + "\n(one mult-add is 2 FLOPs in the MFLOPs column of `cifarlab models`)"
