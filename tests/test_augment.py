@@ -202,3 +202,14 @@ def test_augment_preview_writes_a_png(tiny_tree, tmp_path, capsys):
 def test_register_augment_refuses_duplicates():
     with pytest.raises(ValueError):
         register_augment("keras", lambda: None)
+
+
+def test_augment_preview_shows_every_class_in_turn():
+    from cifarlab.augment.preview import _one_per_class
+
+    labels = np.repeat(np.arange(4), 5)
+    pick = _one_per_class(labels, 6, seed=0)
+    assert [int(labels[i]) for i in pick] == [0, 1, 2, 3, 0, 1]
+    assert len(set(pick.tolist())) == 6
+    assert _one_per_class(labels, 6, seed=0).tolist() == pick.tolist()  # seeded
+    assert len(_one_per_class(labels, 50, seed=0)) == 20  # never more than there are

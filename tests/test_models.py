@@ -211,3 +211,39 @@ def test_every_model_has_its_own_recipe_and_description():
         assert entry.description, name
         assert entry.recipe.schedule and entry.recipe.epochs > 0, name
     assert list_models()[0] == "baseline"
+
+
+def test_describe_models_takes_a_pattern_or_one_name():
+    assert [r["name"] for r in describe_models("resnet20")] == ["resnet20"]
+    assert {r["name"] for r in describe_models("resnet*")} >= {"resnet20", "resnet56"}
+    with pytest.raises(CifarlabError, match="no model matches 'nosuch'"):
+        describe_models("nosuch")
+
+
+def test_models_command_with_one_name(capsys):
+    from cifarlab.cli import main
+
+    assert main(["models", "resnet20"]) == 0
+    out = capsys.readouterr().out
+    assert "resnet20" in out and "resnet56" not in out
+    assert main(["models", "nosuch*"]) == 2
+    assert "no model matches" in capsys.readouterr().err
+
+
+def test_tab_completion_lists_the_lazy_api():
+    import cifarlab
+
+    names = dir(cifarlab)
+    assert {"train", "load_run", "predict", "analyze", "explain", "__version__"} <= set(names)
+
+
+def test_models_summary_is_a_layer_table(capsys):
+    from cifarlab.cli import main
+
+    assert main(["models", "baseline", "--summary"]) == 0
+    out = capsys.readouterr().out
+    assert "fc1" in out and "[1, 512]" in out and "1,180,160" in out and "Total params: 1,250,858" in out
+    assert "Units." not in out
+    assert main(["models", "resnet*", "--summary"]) == 2
+    assert "--summary describes one model" in capsys.readouterr().err
+    assert main(["models", "nosuch", "--summary"]) == 2

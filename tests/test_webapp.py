@@ -190,6 +190,7 @@ def test_the_page_in_a_browser_upload_predict_explain(trained_run, train_tree, t
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(url)
         page.wait_for_function("document.getElementById('model').textContent.includes('baseline')")
+        assert page.is_hidden("#result") and page.is_hidden("#input-image")  # no broken images before an upload
         page.set_input_files("#file", str(image))
         page.wait_for_selector("#predictions li")
         page.wait_for_function("document.getElementById('overlay').naturalWidth > 0")
@@ -216,4 +217,5 @@ def test_the_page_in_a_browser_upload_predict_explain(trained_run, train_tree, t
         page.set_input_files("#file", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello"}])
         page.wait_for_selector("#error:not([hidden])")
         assert "not an image" in page.inner_text("#error")
+        assert page.is_hidden("#result") and page.is_hidden("#truth")  # not the previous image's prediction
         assert not errors, errors

@@ -49,6 +49,10 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
+def __dir__() -> list[str]:  # so that `cifarlab.<TAB>` completes the lazy names too
+    return sorted({*globals(), *_LAZY})
+
+
 def __getattr__(name: str):
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)

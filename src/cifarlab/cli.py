@@ -335,6 +335,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from .models.profile import describe_models
 
+    if args.summary:
+        from .models.profile import model_summary
+
+        if not args.pattern or any(ch in args.pattern for ch in "*?["):
+            raise CifarlabError("--summary describes one model: name it, e.g. cifarlab models resnet20 --summary")
+        describe_models(args.pattern)  # the one-line error for an unknown name
+        print(model_summary(args.pattern))
+        return 0
     rows = describe_models(args.pattern)
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -549,7 +557,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("models", help="list the registered models with parameters and FLOPs")
-    p.add_argument("pattern", nargs="?", help="glob filter, e.g. 'resnet*'")
+    p.add_argument("pattern", nargs="?", help="glob filter, e.g. 'resnet*', or one model name")
+    p.add_argument("--summary", action="store_true",
+                   help="one model's layers with output shapes and parameters, like Keras' model.summary()")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
 

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from .._io import atomic_path
 from ..errors import CifarlabError
@@ -23,7 +22,7 @@ def augment_preview(spec: str, out: str | Path, *, data: str | None = None, n: i
         raise CifarlabError("--n, --views and --scale must be > 0")
     augment = create_augment(spec)
     train = load_data(data, progress=False).train
-    pick = np.sort(np.random.default_rng(seed).choice(len(train), size=min(n, len(train)), replace=False))
+    pick = _one_per_class(np.asarray(train.labels), n, seed)
     x = torch.from_numpy(np.ascontiguousarray(train.images[pick])).permute(0, 3, 1, 2)
     y = torch.from_numpy(np.asarray(train.labels[pick], dtype=np.int64))
     columns = [x]
@@ -33,24 +32,53 @@ def augment_preview(spec: str, out: str | Path, *, data: str | None = None, n: i
         if augment.mixers:
             xv = augment.mix(xv.float(), y, gen)[0].round().clamp(0, 255).to(torch.uint8)
         columns.append(xv)
-    grid = _grid(torch.stack(columns, 1).permute(0, 1, 3, 4, 2).numpy(), scale)
-    out = Path(out)
-    with atomic_path(out) as tmp:
-        Image.fromarray(grid).save(tmp, format="PNG")
-    return out
+    views_hwc = torch.stack(columns, 1).permute(0, 1, 3, 4, 2).numpy()
+    names = [train.classes[int(c)] for c in y]
+    return _save_grid(views_hwc, names, spec, scale, Path(out))
 
 
-def _grid(images: np.ndarray, scale: int, gap: int = 2) -> np.ndarray:
-    """(rows, cols, H, W, 3) uint8 -> one image, each tile enlarged `scale` times, white gaps, and a wider
-    gap after the first (original) column."""
+def _one_per_class(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """n image indices, seeded: the classes in turn (one image each, then a second round), so a grid of
+    10 shows every CIFAR-10 class once."""
+    rng = np.random.default_rng(seed)
+    pools = [rng.permutation(np.flatnonzero(labels == c)).tolist() for c in np.unique(labels)]
+    pick: list[int] = []
+    while len(pick) < min(n, len(labels)):
+        for pool in pools:
+            if pool and len(pick) < n:
+                pick.append(pool.pop())
+    return np.array(pick)
+
+
+def _save_grid(images: np.ndarray, names: list[str], spec: str, scale: int, out: Path) -> Path:
+    """(rows, cols, H, W, 3) uint8 as a labelled grid: the class of each row beside its original, the
+    original column set apart from the views, each pixel `scale` screen pixels (nearest neighbour)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
     rows, cols, h, w, _ = images.shape
-    big = images.repeat(scale, axis=2).repeat(scale, axis=3)
-    th, tw = h * scale, w * scale
-    extra = 3 * gap  # sets the originals apart
-    canvas = np.full((rows * (th + gap) + gap, cols * (tw + gap) + gap + extra, 3), 255, np.uint8)
+    dpi = 100
+    tile = max(h * scale / dpi, 0.5)  # inches; labels stay readable on tiny scales
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * tile + 1.2, rows * tile + 0.6), dpi=dpi, squeeze=False,
+                             layout="constrained")
+    fig.get_layout_engine().set(w_pad=0.01, h_pad=0.01, wspace=0.01, hspace=0.01)
     for r in range(rows):
         for c in range(cols):
-            x0 = gap + c * (tw + gap) + (extra if c else 0)
-            y0 = gap + r * (th + gap)
-            canvas[y0:y0 + th, x0:x0 + tw] = big[r, c]
-    return canvas
+            ax = axes[r, c]
+            ax.imshow(images[r, c], interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for side in ax.spines.values():  # the original in a dark frame, the views in a light one
+                side.set_edgecolor("#222" if c == 0 else "#bbb")
+                side.set_linewidth(2 if c == 0 else 0.8)
+        axes[r, 0].set_ylabel(names[r], rotation=0, ha="right", va="center", fontsize=11)
+    axes[0, 0].set_title("original", fontsize=11)
+    for c in range(1, cols):
+        axes[0, c].set_title(f"view {c}", fontsize=11)
+    fig.suptitle(f"--augment {spec}", fontsize=12)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return out

@@ -76,11 +76,21 @@ def plot_learning_curves(outcomes: dict[str, list[RunOutcome]], path: Path) -> N
         ax_loss.plot(epochs, [h["train_loss"] for h in run.history], marker=".", label=name)
     ax_acc.set(xlabel="epoch", ylabel="validation accuracy", title="Validation accuracy")
     ax_loss.set(xlabel="epoch", ylabel="training loss", title="Training loss", yscale="log")
+    plain_log_ticks(ax_loss.yaxis)
     for ax in (ax_acc, ax_loss):
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
     save_figure(fig, path)
+
+
+def plain_log_ticks(axis) -> None:
+    """Label a log axis with plain numbers (0.5, 1, 2) instead of matplotlib's 2.2×10⁰, minor ticks
+    included when the axis spans less than about two decades (a loss curve's usual range)."""
+    from matplotlib.ticker import LogFormatter
+
+    axis.set_major_formatter(LogFormatter())
+    axis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
 
 
 def plot_bars(labels: list[str], series: dict[str, list[list[float]]], ylabel: str, title: str, path: Path) -> None:

@@ -389,5 +389,11 @@ def _default_run_dir(model: str) -> Path:
 
 def _epoch_line(r: dict, epochs: int) -> str:
     val = f"  val loss {r['val_loss']:.4f} acc {r['val_accuracy']:.4f}" if "val_accuracy" in r else ""
-    return (f"epoch {r['epoch']}/{epochs}  train loss {r['train_loss']:.4f} acc {r['train_accuracy']:.4f}{val}"
+    return (f"epoch {_epoch_number(r['epoch'])}/{epochs}  train loss {r['train_loss']:.4f} "
+            f"acc {r['train_accuracy']:.4f}{val}"
             f"  {r['epoch_seconds']:.1f} s ({r['images_per_second']:,.0f} img/s)")
+
+
+def _epoch_number(epoch: float) -> str:
+    """3 for a whole epoch; 1.07 for one cut short by --budget-minutes (not 1.0683760683760684)."""
+    return f"{epoch:.2f}".rstrip("0").rstrip(".")

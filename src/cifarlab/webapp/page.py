@@ -26,6 +26,7 @@ button.main { font: inherit; padding: .45rem .9rem; border-radius: 6px; border: 
               background: #fff; cursor: pointer; }
 button.main:hover { border-color: var(--accent); }
 #error { color: var(--bad); font-weight: 600; }
+[hidden] { display: none !important; }  /* else #result's display:flex shows it before any upload */
 #result { display: flex; flex-wrap: wrap; gap: 1.5rem; margin: 1rem 0 2rem; }
 .pictures { display: flex; gap: 1rem; flex-wrap: wrap; }
 figure { margin: 0; }
@@ -87,7 +88,15 @@ footer { color: var(--muted); font-size: .85rem; max-width: 980px; margin: 0 aut
   var $ = function (id) { return document.getElementById(id); };
 
   function status(text) { $('status').textContent = text; }
-  function error(text) { $('error').textContent = text; $('error').hidden = !text; if (text) { status(''); } }
+  function error(text) {
+    $('error').textContent = text;
+    $('error').hidden = !text;
+    if (text) {  // the previous image's prediction does not belong to the file that failed
+      status('');
+      $('result').hidden = true;
+      $('truth').hidden = true;
+    }
+  }
   function detail(body, response) {
     var d = body && body.detail;
     if (Array.isArray(d)) { return d.map(function (x) { return x.msg; }).join('; '); }
