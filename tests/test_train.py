@@ -25,7 +25,8 @@ def test_one_epoch_run_writes_a_complete_run_directory(train_tree, tmp_path):
     run = result.run_dir
     for name in ("config.json", "metrics.jsonl", "summary.json", "model.safetensors", "command.txt"):
         assert (run / name).is_file(), name
-    assert (run / "checkpoints" / "epoch_001" / "state.pt").is_file()
+    assert (run / "checkpoints" / "epoch_001" / "state.json").is_file()
+    assert (run / "checkpoints" / "epoch_001" / "state.safetensors").is_file()
     summary = json.loads((run / "summary.json").read_text())
     for key in ("model", "epochs", "params", "test_accuracy", "test_loss", "val_accuracy", "train_seconds",
                 "images_per_second", "inference_images_per_second", "versions", "command"):
