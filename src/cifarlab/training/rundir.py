@@ -163,10 +163,14 @@ def load_checkpoint_state(ckpt: Path) -> dict[str, Any]:
         tensors = load_file(str(path))
         state = safestate.decode(tree, tensors)
     except (OSError, SafetensorError, safestate.StateFormatError) as e:
-        raise CifarlabError(f"cannot read the checkpoint {ckpt}: {str(e).splitlines()[0] if str(e) else e!r}") from None
+        raise CifarlabError(f"cannot read the checkpoint {ckpt}: {_first_line(e)}") from None
     if not isinstance(state, dict):
         raise CifarlabError(f"cannot read the checkpoint {ckpt}: its state is not a mapping")
     return state
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 def _read_state_json(ckpt: Path) -> dict[str, Any]:
@@ -184,7 +188,7 @@ def load_weights_into(model: nn.Module, path: Path) -> None:
     try:
         state = load_file(str(path))
     except (OSError, SafetensorError) as e:
-        raise CifarlabError(f"cannot read the weights {path}: {str(e).splitlines()[0] if str(e) else e!r}") from None
+        raise CifarlabError(f"cannot read the weights {path} (not a safetensors file?): {_first_line(e)}") from None
     missing, unexpected = unwrap(model).load_state_dict(state, strict=False)
     if missing or unexpected:
         raise CifarlabError(f"weights in {path} do not fit the model "
