@@ -135,6 +135,35 @@ def test_a_state_pt_beside_the_safe_state_is_never_read(small_run, tiny_tree, tm
     assert result.summary["epochs_completed"] == 3 and not marker.exists()
 
 
+def _edit_state(ckpt: Path, change) -> None:
+    doc = json.loads((ckpt / rundir.STATE_JSON).read_text())
+    change(doc["state"])
+    (ckpt / rundir.STATE_JSON).write_text(json.dumps(doc))
+
+
+DAMAGE = {
+    "state.json not JSON": (lambda c: (c / rundir.STATE_JSON).write_text("{oops"), "cannot read"),
+    "epoch not a number": (lambda c: _edit_state(c, lambda s: s.update(epoch="two")), "no valid epoch number"),
+    "optimizer emptied": (lambda c: _edit_state(c, lambda s: s.update(optimizer={})), "does not fit this run"),
+    "rng missing": (lambda c: _edit_state(c, lambda s: s.pop("rng")), "does not fit this run"),
+    "a tensor missing": (lambda c: _edit_state(c, lambda s: s["rng"].update(torch={"$tensor": "nope"})),
+                         "is missing from the state's tensors"),
+    "state.safetensors truncated": (lambda c: (c / rundir.STATE_TENSORS).write_bytes(b"\x08" + bytes(7)),
+                                    "cannot read the checkpoint"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_a_damaged_checkpoint_state_is_a_one_line_error(small_run, tmp_path, capsys, damage):
+    run = copy_run(small_run, tmp_path / "run")
+    change, message = DAMAGE[damage]
+    change(rundir.latest_checkpoint(run))
+    code = main(["train", "--resume", str(run), "--epochs", "3", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and message in err, err
+    assert not (run / "checkpoints" / "epoch_003").exists()
+
+
 def poison(run: Path, marker: Path, *, keep_state_json: bool) -> None:
     """Every binary file of the run becomes a pickle payload (a plain pickle or torch.save's zip)."""
     for path in [run / rundir.WEIGHTS, *run.glob("checkpoints/*/*.safetensors")]:
@@ -278,8 +307,9 @@ def _lines(path: Path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
-@pytest.mark.parametrize("fault, error_number", [(f, errno.ENOSPC) for f in FAULTS] + [
-    ("checkpoint state.safetensors", errno.EIO), ("final weights", errno.EIO)])
+@pytest.mark.parametrize("fault, error_number", [
+    *(pytest.param(f, errno.ENOSPC, id=f"ENOSPC {f}") for f in FAULTS),
+    *(pytest.param(f, errno.EIO, id=f"EIO {f}") for f in ("checkpoint state.safetensors", "final weights"))])
 def test_a_failed_write_leaves_a_run_that_resumes_to_the_same_result(reference, tiny_tree, tmp_path, monkeypatch,
                                                                       fault, error_number):
     out = tmp_path / "run"
@@ -291,6 +321,8 @@ def test_a_failed_write_leaves_a_run_that_resumes_to_the_same_result(reference, 
     assert len(failed) == 1 and "\n" not in message
     assert message.startswith("disk full: " if error_number == errno.ENOSPC else "cannot write ")
     assert f" to {out / named}" in message
+    if "checkpoint" in fault:
+        assert message.endswith(f"(the checkpoint of epoch 1 is intact: continue with cifarlab train --resume {out})")
     assert leftovers(out) == []
     ckpt = rundir.latest_checkpoint(out)
     assert ckpt.name == f"epoch_{epochs_left:03d}"
@@ -314,6 +346,7 @@ def test_disk_full_on_the_first_checkpoint_leaves_nothing_behind(tiny_tree, tmp_
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err
     assert "disk full: cannot write the checkpoint of epoch 1 to " in err and ".epoch_001.tmp" in err
+    assert err.endswith("; free some space")  # no checkpoint to resume from: the run is removed
     assert not out.exists()  # no epoch saved: nothing worth keeping
 
 

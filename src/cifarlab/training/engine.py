@@ -348,13 +348,17 @@ def _restore(run_dir: Path, model, optimizer, scaler, ema, stopper) -> tuple[int
     ckpt = rundir.resumable_checkpoint(run_dir)
     rundir.load_weights_into(model, ckpt / rundir.WEIGHTS)
     state = rundir.load_checkpoint_state(ckpt)
-    optimizer.load_state_dict(state["optimizer"])
-    scaler.load_state_dict(state["scaler"])
-    if ema is not None and state.get("ema") is not None:
-        ema.load_state_dict(state["ema"])
-    stopper.load_state_dict(state.get("early_stopping"))
-    _set_rng_state(state["rng"])
-    return state["epoch"], state["step"], state["history"], state["train_seconds"]
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        if ema is not None and state.get("ema") is not None:
+            ema.load_state_dict(state["ema"])
+        stopper.load_state_dict(state.get("early_stopping"))
+        _set_rng_state(state["rng"])
+        return int(state["epoch"]), int(state["step"]), list(state["history"]), float(state["train_seconds"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:  # a damaged or hand-edited state
+        raise CifarlabError(f"the checkpoint {ckpt} does not fit this run ({type(e).__name__}: "
+                            f"{str(e).splitlines()[0] if str(e) else ''})") from None
 
 
 def _weights_metadata(cfg: TrainConfig, classes, mean, std, epoch: int) -> dict[str, Any]:

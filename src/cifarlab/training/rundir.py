@@ -107,11 +107,14 @@ def save_checkpoint(run_dir: Path, epoch: int, model: nn.Module, state: dict[str
     files = {WEIGHTS: _weights_bytes(model, metadata),
              STATE_TENSORS: safetensors_bytes(tensors),
              STATE_JSON: json.dumps({"format": 1, "state": tree}).encode()}
-    hint = f" (the run can continue from its last complete checkpoint: cifarlab train --resume {run_dir})"
+    previous = latest_checkpoint(run_dir)
+    hint = (f" (the checkpoint of epoch {previous.name.removeprefix('epoch_').lstrip('0') or 0} is intact: "
+            f"continue with cifarlab train --resume {run_dir})" if previous is not None else "")
     with writing(tmp, f"the checkpoint of epoch {epoch}", hint):
         try:
             root.mkdir(parents=True, exist_ok=True)
-            shutil.rmtree(tmp, ignore_errors=True)
+            for stale in root.glob(".epoch_*.tmp"):  # left by a kill -9 in the middle of a checkpoint
+                shutil.rmtree(stale, ignore_errors=True)
             tmp.mkdir()
             for name, data in files.items():
                 write_file(tmp / name, data)
