@@ -414,11 +414,13 @@ def test_every_file_a_run_writes_gets_the_usual_mode(tiny_tree, tmp_path, umask)
     old = os.umask(umask)
     try:
         cifarlab.train(**KW, data=str(tiny_tree), epochs=2, out=str(out))
+        assert main(["analyze", str(out), "--robustness-images", "0"]) == 0
+        assert main(["report", str(out)]) == 0
     finally:
         os.umask(old)
     modes = {str(p.relative_to(out)): stat.S_IMODE(p.stat().st_mode) for p in out.rglob("*")}
     files = {k: v for k, v in modes.items() if (out / k).is_file()}
-    assert {"model.safetensors", "checkpoints/epoch_002/model.safetensors",
-            "checkpoints/epoch_002/state.safetensors", "config.json", "command.txt"} <= set(files)
+    assert {"model.safetensors", "checkpoints/epoch_002/model.safetensors", "checkpoints/epoch_002/state.safetensors",
+            "config.json", "command.txt", "analysis/predictions.npz", "report.html"} <= set(files)
     assert {k: v for k, v in files.items() if v != 0o666 & ~umask} == {}
     assert {k: v for k, v in modes.items() if k not in files and v != 0o777 & ~umask} == {}
