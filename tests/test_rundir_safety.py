@@ -164,6 +164,17 @@ def test_a_damaged_checkpoint_state_is_a_one_line_error(small_run, tmp_path, cap
     assert not (run / "checkpoints" / "epoch_003").exists()
 
 
+@pytest.mark.parametrize("text", ["[1, 2]", '{"config": {}}', '{"config": [], "classes": ["a"]}',
+                                  '{"config": {}, "classes": [1]}', "\udcff"])
+def test_a_malformed_config_json_is_a_one_line_error(small_run, tmp_path, capsys, text):
+    run = copy_run(small_run, tmp_path / "run")
+    (run / rundir.CONFIG).write_bytes(text.encode("utf-8", "surrogateescape"))
+    for argv in (["train", "--resume", str(run), "--epochs", "3"], ["evaluate", str(run)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and str(run / rundir.CONFIG) in err, err
+
+
 def poison(run: Path, marker: Path, *, keep_state_json: bool) -> None:
     """Every binary file of the run becomes a pickle payload (a plain pickle or torch.save's zip)."""
     for path in [run / rundir.WEIGHTS, *run.glob("checkpoints/*/*.safetensors")]:

@@ -207,9 +207,15 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
     if not path.exists():
         raise CifarlabError(f"not a cifarlab run directory (no {CONFIG}): {run_dir}")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CifarlabError(f"cannot read {path}: {e}") from None
+    classes = info.get("classes") if isinstance(info, dict) else None
+    if (not isinstance(info.get("config") if isinstance(info, dict) else None, dict) or not isinstance(classes, list)
+            or not classes or not all(isinstance(c, str) for c in classes)):
+        raise CifarlabError(f"{path} is not a cifarlab run config (it needs a \"config\" mapping and a "
+                            "\"classes\" list of names)")
+    return info
 
 
 def find_weights(run_dir: Path) -> Path:
