@@ -361,6 +361,16 @@ def test_disk_full_on_the_first_checkpoint_leaves_nothing_behind(tiny_tree, tmp_
     assert not out.exists()  # no epoch saved: nothing worth keeping
 
 
+def test_resume_removes_what_a_kill_9_left_half_written(small_run, tmp_path):
+    run = copy_run(small_run, tmp_path / "run")
+    (run / rundir.SUMMARY).unlink()  # killed after the last checkpoint, while writing the summary
+    (run / ".summary.json.k2j3.tmp").write_text('{"half": ')
+    shutil.copytree(rundir.latest_checkpoint(run), run / "checkpoints" / ".epoch_003.tmp")
+    (run / "checkpoints" / ".epoch_003.tmp" / rundir.STATE_JSON).unlink()
+    cifarlab.train(resume=run, verbose=False)
+    assert leftovers(run) == [] and (run / rundir.SUMMARY).is_file()
+
+
 def test_a_failed_rename_keeps_the_previous_checkpoint(reference, tiny_tree, tmp_path, monkeypatch):
     out = tmp_path / "run"
     real_replace = os.replace
@@ -419,7 +429,7 @@ def test_an_interrupted_run_may_not_be_shortened_either(small_run, tmp_path):
 
 # File modes ------------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("umask", [0o022, 0o027])
+@pytest.mark.parametrize("umask", [0o022, 0o027], ids=["umask-022", "umask-027"])
 def test_every_file_a_run_writes_gets_the_usual_mode(tiny_tree, tmp_path, umask):
     out = tmp_path / "run"
     old = os.umask(umask)

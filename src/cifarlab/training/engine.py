@@ -147,6 +147,8 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
     start_epoch, step, history, train_seconds = 0, 0, [], init_seconds  # the data-dependent init is training time
     if resume is not None:
         start_epoch, step, history, train_seconds = _restore(run_dir, model, optimizer, scaler, ema, stopper)
+        if ranks.is_main:
+            rundir.remove_temporaries(run_dir)  # what a kill -9 in the middle of a write left
     elif ranks.is_main:
         rundir.prepare_run_dir(run_dir, overwrite=overwrite)
     run_info = {"command": command}

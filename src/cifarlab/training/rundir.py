@@ -113,8 +113,7 @@ def save_checkpoint(run_dir: Path, epoch: int, model: nn.Module, state: dict[str
     with writing(tmp, f"the checkpoint of epoch {epoch}", hint):
         try:
             root.mkdir(parents=True, exist_ok=True)
-            for stale in root.glob(".epoch_*.tmp"):  # left by a kill -9 in the middle of a checkpoint
-                shutil.rmtree(stale, ignore_errors=True)
+            remove_temporaries(run_dir)
             tmp.mkdir()
             for name, data in files.items():
                 write_file(tmp / name, data)
@@ -128,6 +127,15 @@ def save_checkpoint(run_dir: Path, epoch: int, model: nn.Module, state: dict[str
         if old != final:
             shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def remove_temporaries(run_dir: Path) -> None:
+    """Delete what a kill -9 in the middle of a write left: .NAME.XXXX.tmp files, .epoch_NNN.tmp folders."""
+    for stale in [*Path(run_dir).glob(".*.tmp"), *(Path(run_dir) / CHECKPOINTS).glob(".epoch_*.tmp")]:
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
