@@ -175,6 +175,18 @@ def test_a_malformed_config_json_is_a_one_line_error(small_run, tmp_path, capsys
         assert len(err.splitlines()) == 1 and str(run / rundir.CONFIG) in err, err
 
 
+def test_weights_of_another_shape_are_a_one_line_error(small_run, tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    run = copy_run(small_run, tmp_path / "run")
+    weights = load_file(str(run / rundir.WEIGHTS))
+    save_file({k: torch.zeros(3, *v.shape[1:]) if v.ndim else v for k, v in weights.items()}, str(run / rundir.WEIGHTS))
+    assert main(["evaluate", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "do not fit the model (size mismatch for " in err, err
+    assert str(run / rundir.WEIGHTS) in err
+
+
 def poison(run: Path, marker: Path, *, keep_state_json: bool) -> None:
     """Every binary file of the run becomes a pickle payload (a plain pickle or torch.save's zip)."""
     for path in [run / rundir.WEIGHTS, *run.glob("checkpoints/*/*.safetensors")]:

@@ -200,7 +200,11 @@ def load_weights_into(model: nn.Module, path: Path) -> None:
         state = load_file(str(path))
     except (OSError, SafetensorError) as e:
         raise CifarlabError(f"cannot read the weights {path} (not a safetensors file?): {_first_line(e)}") from None
-    missing, unexpected = unwrap(model).load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = unwrap(model).load_state_dict(state, strict=False)
+    except RuntimeError as e:  # same names, other shapes: weights of another model or another config
+        lines = [ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln] or [_first_line(e)]
+        raise CifarlabError(f"weights in {path} do not fit the model ({lines[0]})") from None
     if missing or unexpected:
         raise CifarlabError(f"weights in {path} do not fit the model "
                             f"(missing: {missing[:3]}, unexpected: {unexpected[:3]})")
