@@ -81,5 +81,5 @@ def save_predictions(pred: Predictions, path: Path) -> Path:
 
 def load_predictions(path: Path) -> Predictions:
     """Read back a predictions.npz written by `save_predictions`."""
-    with np.load(path) as z:
+    with np.load(path, allow_pickle=False) as z:  # never unpickle what a file hands us
         return Predictions(z["logits"], z["label"], z["file_name"].tolist(), z["classes"].tolist())

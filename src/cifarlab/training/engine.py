@@ -31,7 +31,6 @@ import torch.nn as nn
 import torch.nn.functional as F  # noqa: F401 - the loss is augment.mix.mixed_cross_entropy; tests patch F
 from tqdm.auto import tqdm
 
-from .._io import append_jsonl, write_json_atomic, write_text_atomic
 from ..augment import create_augment
 from ..augment.mix import mixed_cross_entropy
 from ..config import TrainConfig, parse_progressive_resize
@@ -85,6 +84,7 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
                                   **{k: overrides[k] for k in ("epochs", "augment", "dist_timeout")
                                      if overrides.get(k)})
         cfg = cfg.resolved()
+        _check_resume_epochs(run_dir, cfg.epochs)
     else:
         cfg = dataclasses.replace(cfg or TrainConfig(), **{k: v for k, v in overrides.items() if v is not None})
         cfg = cfg.resolved()
@@ -147,13 +147,15 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
     start_epoch, step, history, train_seconds = 0, 0, [], init_seconds  # the data-dependent init is training time
     if resume is not None:
         start_epoch, step, history, train_seconds = _restore(run_dir, model, optimizer, scaler, ema, stopper)
-        if start_epoch >= cfg.epochs and (run_dir / rundir.SUMMARY).exists():
-            log(f"{run_dir} is already complete ({start_epoch} epochs); pass --epochs N to train longer")
+        if ranks.is_main:
+            rundir.remove_temporaries(run_dir)  # what a kill -9 in the middle of a write left
     elif ranks.is_main:
         rundir.prepare_run_dir(run_dir, overwrite=overwrite)
-    if ranks.is_main:
-        rundir.write_run_config(run_dir, cfg, classes, data.source, command)
-        _rewrite_metrics(run_dir, history)  # drops lines of an epoch whose checkpoint never landed
+    run_info = {"command": command}
+    if ranks.is_main:  # a resume keeps the command that made the run and adds its own
+        run_info = rundir.write_run_config(run_dir, cfg, classes, data.source, command,
+                                           resumed_from=start_epoch if resume is not None else None)
+        rundir.rewrite_metrics(run_dir, history)  # drops lines of an epoch whose checkpoint never landed
     tensorboard = TensorBoardLogger(run_dir, enabled=cfg.tensorboard and ranks.is_main,  # no-op unless on
                                     first_epoch=start_epoch)
     log(f"run {run_dir}: {cfg.model} ({params:,} params), {len(fit_set):,} train / "
@@ -241,7 +243,7 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
                     "train_seconds": train_seconds, "ema": ema.state_dict() if ema is not None else None,
                     "early_stopping": stopper.state_dict(),
                 }, _weights_metadata(cfg, classes, mean, std, epoch + 1))
-                append_jsonl(run_dir / rundir.METRICS, record)
+                rundir.append_metrics(run_dir, record)
             tensorboard.log_epoch(record)
             log(_epoch_line(record, cfg.epochs))
             if stopped:
@@ -255,8 +257,8 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
         raise
     except BaseException:
         tensorboard.close()
-        if not history and resume is None and ranks.is_main:
-            shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping: leave no half-made run behind
+        if resume is None and ranks.is_main and rundir.latest_checkpoint(run_dir) is None:
+            shutil.rmtree(run_dir, ignore_errors=True)  # no epoch saved: leave no half-made run behind
         raise
 
     # 5. The end: the test split, once (never in tuning trials); final weights (the EMA's with --ema); summary.
@@ -292,12 +294,12 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
         "device": str(device), "world_size": ranks.world_size, "precision": precision, "compile": compiled,
         "classes": classes,
         "data_source": data.source,
-        "run_dir": str(run_dir), "command": command, "versions": rundir.versions(),
+        "run_dir": str(run_dir), "command": run_info["command"], "resumes": run_info.get("resumes", []),
+        "versions": rundir.versions(),
         "transfer": transfer_info,
     }
     if ranks.is_main:
-        write_json_atomic(run_dir / rundir.SUMMARY, summary)
-        write_text_atomic(run_dir / "command.txt", command + "\n")
+        rundir.write_summary(run_dir, summary)
     distributed.teardown(ranks)
     result = f"test accuracy {test['accuracy']:.4f} (loss {test['loss']:.4f})" if test else "no test evaluation"
     log(f"{result} after {last.get('epoch', 0):g} epochs, {train_seconds:.1f} s of training; run directory: {run_dir}")
@@ -332,29 +334,33 @@ def _evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, num_clas
                                                                     f"top{min(3, num_classes)}_accuracy"])
 
 
+def _check_resume_epochs(run_dir: Path, epochs: int) -> None:
+    """Refuse, before anything is loaded or written, a resume that would shorten the run or redo a
+    finished one (its summary would then say fewer epochs than were trained)."""
+    done = rundir.checkpoint_epoch(rundir.resumable_checkpoint(run_dir))
+    if epochs < done:
+        raise CifarlabError(f"--epochs {epochs} is fewer than the {done} epochs {run_dir} has already trained; "
+                            f"the run is left as it is (pass --epochs N with N > {done} to train it longer)")
+    if epochs == done and (run_dir / rundir.SUMMARY).exists():
+        raise CifarlabError(f"{run_dir} is already complete ({done} epochs); the run is left as it is "
+                            f"(pass --epochs N with N > {done} to train it longer)")
+
+
 def _restore(run_dir: Path, model, optimizer, scaler, ema, stopper) -> tuple[int, int, list[dict], float]:
-    ckpt = rundir.latest_checkpoint(run_dir)
-    if ckpt is None:
-        raise CifarlabError(f"nothing to resume in {run_dir}: no completed epoch checkpoint")
+    ckpt = rundir.resumable_checkpoint(run_dir)
     rundir.load_weights_into(model, ckpt / rundir.WEIGHTS)
     state = rundir.load_checkpoint_state(ckpt)
-    optimizer.load_state_dict(state["optimizer"])
-    scaler.load_state_dict(state["scaler"])
-    if ema is not None and state.get("ema") is not None:
-        ema.load_state_dict(state["ema"])
-    stopper.load_state_dict(state.get("early_stopping"))
-    _set_rng_state(state["rng"])
-    return state["epoch"], state["step"], state["history"], state["train_seconds"]
-
-
-def _rewrite_metrics(run_dir: Path, history: list[dict]) -> None:
-    write_text_atomic(run_dir / rundir.METRICS, "".join(_json_line(h) for h in history))
-
-
-def _json_line(record: dict) -> str:
-    import json
-
-    return json.dumps(record) + "\n"
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        if ema is not None and state.get("ema") is not None:
+            ema.load_state_dict(state["ema"])
+        stopper.load_state_dict(state.get("early_stopping"))
+        _set_rng_state(state["rng"])
+        return int(state["epoch"]), int(state["step"]), list(state["history"]), float(state["train_seconds"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:  # a damaged or hand-edited state
+        raise CifarlabError(f"the checkpoint {ckpt} does not fit this run ({type(e).__name__}: "
+                            f"{str(e).splitlines()[0] if str(e) else ''})") from None
 
 
 def _weights_metadata(cfg: TrainConfig, classes, mean, std, epoch: int) -> dict[str, Any]:

@@ -1,32 +1,49 @@
 """The run directory, the unit of work: `train` writes it; evaluate, predict, analyze, explain and report
 read it.
 
-    config.json            the resolved TrainConfig, the classes and the command that made the run
+    config.json            the resolved TrainConfig, the classes, the command that made the run and each resume's
+    command.txt            that command, then one line per resume
     metrics.jsonl          one line of metrics per epoch
-    checkpoints/epoch_NNN/ model.safetensors + state.pt (optimizer, scheduler, RNG, history), per epoch
+    checkpoints/epoch_NNN/ model.safetensors, state.safetensors + state.json (optimizer, scaler, RNG, history,
+                           EMA, early stopping: safestate.py), the latest epoch only
     model.safetensors      the final weights, with the config in their metadata
     summary.json           the final numbers, versions and the command
+
+Nothing read from a run directory can run code: weights and tensors are safetensors, the rest JSON. Every
+file is written whole under a temporary name and renamed, with the usual mode (0666 minus the umask); a
+failed write (a full disk) removes its temporary files, keeps the previous checkpoint and ends in a
+one-line CifarlabError.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import platform
 import shutil
 import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 
-from .._io import write_json_atomic
+from .._io import append_jsonl, atomic_path, write_json_atomic, write_text_atomic
 from ..config import TrainConfig
 from ..errors import CifarlabError
+from . import safestate
 
-CONFIG, METRICS, SUMMARY = "config.json", "metrics.jsonl", "summary.json"
+CONFIG, METRICS, SUMMARY, COMMAND = "config.json", "metrics.jsonl", "summary.json", "command.txt"
 WEIGHTS, CHECKPOINTS = "model.safetensors", "checkpoints"
+STATE_TENSORS, STATE_JSON = "state.safetensors", "state.json"  # a checkpoint's training state
+LEGACY_STATE = "state.pt"  # pickled by cifarlab before the safetensors + JSON state: never loaded
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -46,47 +63,148 @@ def state_dict_for_saving(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_weights(path: Path, model: nn.Module, metadata: dict[str, Any]) -> None:
-    from .._io import atomic_path
+    data = _weights_bytes(model, metadata)
+    with writing(path, "the final weights"), atomic_path(path) as tmp:
+        write_file(tmp, data)
 
-    with atomic_path(path) as tmp:
-        save_file(state_dict_for_saving(model), str(tmp), metadata=_json_metadata(metadata))
+
+def _weights_bytes(model: nn.Module, metadata: dict[str, Any]) -> bytes:
+    # Serialized in memory and written by write_file: safetensors' own save_file makes 0600 files.
+    return safetensors_bytes(state_dict_for_saving(model), metadata=_json_metadata(metadata))
 
 
 def _json_metadata(metadata: dict[str, Any]) -> dict[str, str]:
     return {k: json.dumps(v) for k, v in metadata.items()}
 
 
+def write_file(path: Path, data: bytes) -> None:
+    """Write `data` to a new file and flush it to disk (mode 0666 minus the umask, as open() makes it)."""
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+@contextlib.contextmanager
+def writing(path: Path, what: str, hint: str = "") -> Iterator[None]:
+    """Turn a failed write into a one-line error that names the file: "disk full" when it is."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno in _DISK_FULL:
+            raise CifarlabError(f"disk full: cannot write {what} to {path}; free some space{hint}") from None
+        raise CifarlabError(f"cannot write {what} to {path}: {e.strerror or e}{hint}") from None
+
+
 def save_checkpoint(run_dir: Path, epoch: int, model: nn.Module, state: dict[str, Any], metadata: dict) -> Path:
-    """Write checkpoints/epoch_NNN atomically (built under a temporary name, then renamed) and keep only it."""
+    """Write checkpoints/epoch_NNN (built under a temporary name, then renamed) and keep only it.
+
+    A failed write (a full disk) removes the temporary folder and leaves the previous checkpoint as it was."""
     root = Path(run_dir) / CHECKPOINTS
-    root.mkdir(parents=True, exist_ok=True)
     final = root / f"epoch_{epoch:03d}"
     tmp = root / f".epoch_{epoch:03d}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    save_file(state_dict_for_saving(model), str(tmp / WEIGHTS), metadata=_json_metadata(metadata))
-    torch.save(state, tmp / "state.pt")
-    _fsync_dir_files(tmp)
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
+    tree, tensors = safestate.encode(state)
+    files = {WEIGHTS: _weights_bytes(model, metadata),
+             STATE_TENSORS: safetensors_bytes(tensors),
+             STATE_JSON: json.dumps({"format": 1, "state": tree}).encode()}
+    previous = latest_checkpoint(run_dir)
+    hint = (f" (the checkpoint of epoch {previous.name.removeprefix('epoch_').lstrip('0') or 0} is intact: "
+            f"continue with cifarlab train --resume {run_dir})" if previous is not None else "")
+    with writing(tmp, f"the checkpoint of epoch {epoch}", hint):
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            remove_temporaries(run_dir)
+            tmp.mkdir()
+            for name, data in files.items():
+                write_file(tmp / name, data)
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # a partial checkpoint would only keep the disk full
+            raise
+    _fsync_dir(root)
     for old in root.glob("epoch_*"):
         if old != final:
             shutil.rmtree(old, ignore_errors=True)
     return final
 
 
+def remove_temporaries(run_dir: Path) -> None:
+    """Delete what a kill -9 in the middle of a write left: .NAME.XXXX.tmp files, .epoch_NNN.tmp folders."""
+    for stale in [*Path(run_dir).glob(".*.tmp"), *(Path(run_dir) / CHECKPOINTS).glob(".epoch_*.tmp")]:
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    done = sorted(p for p in (Path(run_dir) / CHECKPOINTS).glob("epoch_*") if (p / "state.pt").exists())
+    """The checkpoint of the last completed epoch (a temporary .epoch_NNN.tmp never counts)."""
+    done = sorted(p for p in (Path(run_dir) / CHECKPOINTS).glob("epoch_*")
+                  if (p / WEIGHTS).is_file() and ((p / STATE_JSON).is_file() or (p / LEGACY_STATE).is_file()))
     return done[-1] if done else None
 
 
+def resumable_checkpoint(run_dir: Path) -> Path:
+    """The checkpoint that --resume continues from; a one-line error when there is none to trust."""
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:
+        raise CifarlabError(f"nothing to resume in {run_dir}: no completed epoch checkpoint")
+    if not (ckpt / STATE_JSON).is_file():
+        raise CifarlabError(
+            f"{ckpt / LEGACY_STATE} was written by an older cifarlab as a pickle, which could run code when "
+            "loaded, so it is not read: this run cannot be resumed; retrain it (its weights still work with "
+            f"evaluate, analyze and --init-from {run_dir})")
+    return ckpt
+
+
+def checkpoint_epoch(ckpt: Path) -> int:
+    """The number of epochs a checkpoint holds (from its state.json alone, without the tensors)."""
+    epoch = _read_state_json(ckpt).get("epoch")
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise CifarlabError(f"{ckpt / STATE_JSON} has no valid epoch number; the checkpoint is damaged")
+    return epoch
+
+
 def load_checkpoint_state(ckpt: Path) -> dict[str, Any]:
-    return torch.load(ckpt / "state.pt", map_location="cpu", weights_only=False)
+    """The training state saved with a checkpoint: JSON and safetensors, never unpickled."""
+    tree = _read_state_json(ckpt)
+    path = ckpt / STATE_TENSORS
+    try:
+        tensors = load_file(str(path))
+        state = safestate.decode(tree, tensors)
+    except (OSError, SafetensorError, safestate.StateFormatError) as e:
+        raise CifarlabError(f"cannot read the checkpoint {ckpt}: {_first_line(e)}") from None
+    if not isinstance(state, dict):
+        raise CifarlabError(f"cannot read the checkpoint {ckpt}: its state is not a mapping")
+    return state
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+def _read_state_json(ckpt: Path) -> dict[str, Any]:
+    path = Path(ckpt) / STATE_JSON
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CifarlabError(f"cannot read {path}: {e}") from None
+    if not isinstance(doc, dict) or doc.get("format") != 1 or not isinstance(doc.get("state"), dict):
+        raise CifarlabError(f"{path} is not a cifarlab checkpoint state (format 1)")
+    return doc["state"]
 
 
 def load_weights_into(model: nn.Module, path: Path) -> None:
-    state = load_file(str(path))
-    missing, unexpected = unwrap(model).load_state_dict(state, strict=False)
+    try:
+        state = load_file(str(path))
+    except (OSError, SafetensorError) as e:
+        raise CifarlabError(f"cannot read the weights {path} (not a safetensors file?): {_first_line(e)}") from None
+    try:
+        missing, unexpected = unwrap(model).load_state_dict(state, strict=False)
+    except RuntimeError as e:  # same names, other shapes: weights of another model or another config
+        lines = [ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln] or [_first_line(e)]
+        raise CifarlabError(f"weights in {path} do not fit the model ({lines[0]})") from None
     if missing or unexpected:
         raise CifarlabError(f"weights in {path} do not fit the model "
                             f"(missing: {missing[:3]}, unexpected: {unexpected[:3]})")
@@ -101,9 +219,15 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
     if not path.exists():
         raise CifarlabError(f"not a cifarlab run directory (no {CONFIG}): {run_dir}")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CifarlabError(f"cannot read {path}: {e}") from None
+    classes = info.get("classes") if isinstance(info, dict) else None
+    if (not isinstance(info.get("config") if isinstance(info, dict) else None, dict) or not isinstance(classes, list)
+            or not classes or not all(isinstance(c, str) for c in classes)):
+        raise CifarlabError(f"{path} is not a cifarlab run config (it needs a \"config\" mapping and a "
+                            "\"classes\" list of names)")
+    return info
 
 
 def find_weights(run_dir: Path) -> Path:
@@ -132,11 +256,51 @@ def load_run_model(run_dir: str | Path, device: torch.device | str = "cpu") -> t
     return model.to(device).eval(), info
 
 
-def write_run_config(run_dir: Path, cfg: TrainConfig, classes: list[str], data_source: str, command: str) -> None:
-    write_json_atomic(Path(run_dir) / CONFIG, {
-        "config": cfg.to_dict(), "classes": classes, "data_source": data_source,
-        "command": command, "versions": versions(),
-    })
+def write_run_config(run_dir: Path, cfg: TrainConfig, classes: list[str], data_source: str, command: str,
+                     resumed_from: int | None = None) -> dict[str, Any]:
+    """Write config.json and command.txt, and return what config.json holds.
+
+    A new run records its command. A resume (`resumed_from`: the epochs already done) keeps the command
+    that made the run and adds its own to "resumes", with the time and the epochs, so the history stays."""
+    info = {"config": cfg.to_dict(), "classes": classes, "data_source": data_source, "command": command,
+            "versions": versions()}
+    if resumed_from is not None:
+        before = read_run_config(run_dir)
+        resumes = before.get("resumes") if isinstance(before.get("resumes"), list) else []
+        resumes.append({"command": command, "time": datetime.now(UTC).isoformat(timespec="seconds"),
+                        "from_epoch": resumed_from, "epochs": cfg.epochs, "cifarlab": info["versions"]["cifarlab"]})
+        info.update(command=before.get("command", command), versions=before.get("versions", info["versions"]),
+                    resumes=resumes)
+    commands = [info["command"]] + [r.get("command", "") for r in info.get("resumes", []) if isinstance(r, dict)]
+    write_json(Path(run_dir) / CONFIG, info, "the run's config")
+    write_text(Path(run_dir) / COMMAND, "".join(f"{c}\n" for c in commands), "the run's commands")
+    return info
+
+
+def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
+    write_json(Path(run_dir) / SUMMARY, summary, "the run's summary")
+
+
+def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
+    path = Path(run_dir) / METRICS
+    with writing(path, "the epoch's metrics"):
+        append_jsonl(path, record)
+
+
+def rewrite_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
+    """metrics.jsonl as the checkpoint's history: drops lines of an epoch whose checkpoint never landed."""
+    write_text(Path(run_dir) / METRICS, "".join(json.dumps(h) + "\n" for h in history),
+               "the run's metrics")
+
+
+def write_json(path: Path, obj: Any, what: str) -> None:
+    with writing(path, what):
+        write_json_atomic(path, obj)
+
+
+def write_text(path: Path, text: str, what: str) -> None:
+    with writing(path, what):
+        write_text_atomic(path, text)
 
 
 def versions() -> dict[str, str]:
@@ -164,7 +328,15 @@ def prepare_run_dir(out: Path, overwrite: bool = False) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def _fsync_dir_files(folder: Path) -> None:
-    for f in folder.iterdir():
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable (where the platform can open a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems cannot sync a folder; the rename itself already happened
+    finally:
+        os.close(fd)

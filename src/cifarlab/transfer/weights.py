@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,8 +89,12 @@ def read_state_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         except (SafetensorError, OSError) as e:
             raise CifarlabError(f"cannot read {path}: {str(e).splitlines()[0]}") from None
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(path, map_location="cpu", weights_only=True)  # never unpickles code
     except Exception as e:  # pickle, zip and torch errors all mean "not a readable state dict"
+        if isinstance(e, pickle.UnpicklingError) and "Weights only load failed" in str(e):
+            raise CifarlabError(f"cannot read {path}: it holds pickled Python objects besides tensors, which "
+                                "could run code, so it is not loaded; give a .safetensors file or a plain state "
+                                "dict") from None
         raise CifarlabError(f"cannot read {path} as a PyTorch state dict ({type(e).__name__}: "
                             f"{str(e).splitlines()[0] if str(e) else ''})") from None
     if isinstance(obj, dict):
@@ -266,7 +271,7 @@ def _tv_state_dict(name: str, weights_file: str | None) -> tuple[dict[str, torch
     why = "cifarlab is offline (CIFARLAB_OFFLINE/HF_HUB_OFFLINE is set)" if is_offline() else None
     if why is None:
         try:
-            return weights.get_state_dict(progress=False, check_hash=True), weights.url
+            return weights.get_state_dict(progress=False, check_hash=True, weights_only=True), weights.url
         except Exception as e:  # no network, a proxy refusing, a bad hash: all end the same way
             why = f"the download failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
     raise CifarlabError(f"no ImageNet weights for tv:{name}: {weights} is not in the torch hub cache ({cached}) and "
