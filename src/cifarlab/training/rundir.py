@@ -22,6 +22,7 @@ import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
 from .._io import write_json_atomic
+from .._threads import describe as describe_threads
 from ..config import TrainConfig
 from ..errors import CifarlabError
 
@@ -149,6 +150,7 @@ def versions() -> dict[str, str]:
         "cifarlab": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
         "torchvision": torchvision.__version__, "numpy": numpy.__version__, "platform": platform.platform(),
         "cpu_threads": str(torch.get_num_threads()),
+        **describe_threads(),  # the --threads setting and OpenMP wait policy, when set
     }
 
 
