@@ -44,10 +44,11 @@ def affinity_cpus() -> list[int]:
     return list(range(os.cpu_count() or 1))
 
 
-def cgroup_cpu_limit(root: Path = CGROUP_ROOT) -> float | None:
+def cgroup_cpu_limit(root: Path | None = None) -> float | None:
     """The cgroup CPU quota in CPUs (1.5 = one and a half), or None when there is none.
     cgroup v2: cpu.max "QUOTA PERIOD" or "max PERIOD"; v1: cpu.cfs_quota_us (-1: none) / cpu.cfs_period_us.
     Inside a container these files are the container's own."""
+    root = CGROUP_ROOT if root is None else root
     text = _read(root / "cpu.max")
     if text:
         quota, _, period = text.partition(" ")
