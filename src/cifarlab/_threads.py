@@ -14,7 +14,8 @@ Why: two cifarlab processes with torch's default threads on a 2-core machine did
   `--threads N` (or OMP_NUM_THREADS in the environment) turns that off: N threads, bit-for-bit
   repeatable results.
 - `--thread-wait auto` sleeps idle OpenMP threads (OMP_WAIT_POLICY=PASSIVE) when other processes are
-  busy on this process's cores at start, and leaves OpenMP's default (spin a while, then sleep) otherwise.
+  busy on this process's cores at start, and leaves OpenMP's default (spin a while, then sleep) otherwise;
+  `default` always leaves OpenMP's, `active` / `passive` set it. OMP_WAIT_POLICY in the environment wins.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from pathlib import Path
 
 from .errors import CifarlabError
 
-WAIT_POLICIES = ("auto", "active", "passive")
+WAIT_POLICIES = ("auto", "default", "active", "passive")
 CHECK_SECONDS = 2.0  # how often `adapt` measures the other processes' load (a /proc read: microseconds)
 BUSY_THRESHOLD = 0.5  # cores of other processes' work that count as "something else holds a core"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -171,6 +172,8 @@ def describe() -> dict[str, str]:
 def _set_wait_policy(wait: str, threads: int) -> str:
     if "OMP_WAIT_POLICY" in os.environ:
         return f"{os.environ['OMP_WAIT_POLICY']} (from the environment)"
+    if wait == "default":
+        return "default (--thread-wait default: OpenMP's own, spin a while then sleep)"
     if wait == "auto":
         if threads == 1:
             return "default (one thread: nothing waits)"

@@ -105,8 +105,9 @@ def _add_thread_flags(p: argparse.ArgumentParser) -> None:
                    help="CPU threads for this process's computing; auto (default): the CPUs it may use (affinity "
                         "and cgroup quota), fewer while other processes keep some of them busy; N: exactly N")
     g.add_argument("--thread-wait", choices=WAIT_POLICIES, default="auto",
-                   help="how idle threads wait: active spins, passive sleeps (gives the core to other processes); "
-                        "auto (default): passive when other processes are busy on these cores at start")
+                   help="how idle threads wait: active spins, passive sleeps (gives the core to other processes), "
+                        "default: OpenMP's own; auto (default): passive when other processes are busy on these "
+                        "cores at start, else OpenMP's own")
 
 
 def _at_least_one(text: str) -> int:
