@@ -67,7 +67,8 @@ def test_omp_num_threads_in_the_environment_fixes_the_count(monkeypatch):
     monkeypatch.setattr(_threads, "available_cpus", lambda: 4)
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     plan = _threads.configure(None)
-    assert plan.threads == 2 and not plan.adaptive and _threads.explicit_threads()
+    assert plan.threads == 2 and not plan.adaptive and plan.setting == "OMP_NUM_THREADS=2"
+    assert not _threads.explicit_threads()  # torchrun sets it for every rank: its own division may apply
 
 
 def test_threads_flag_is_applied_inside_the_job(tiny_tree, tmp_path, capsys):

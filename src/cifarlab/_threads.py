@@ -160,8 +160,21 @@ def current_plan() -> ThreadPlan | None:
 
 
 def explicit_threads() -> bool:
-    """Whether the thread count was fixed by the user (--threads N or OMP_NUM_THREADS)."""
-    return _plan is not None and _plan.setting != "auto"
+    """Whether --threads N fixed the count (OMP_NUM_THREADS alone does not: torchrun sets it to 1 per rank)."""
+    return _plan is not None and _plan.setting.isdigit()
+
+
+def fix_threads(n: int, why: str) -> None:
+    """A fixed count chosen by cifarlab itself (torchrun's ranks share the cores): no adapting."""
+    global _plan, _governor
+    import torch
+
+    torch.set_num_threads(n)
+    _governor = None
+    if _plan is None:
+        _plan = ThreadPlan(n, why, available_cpus(), adaptive=False, wait="default (not set by cifarlab)", used=[n])
+    else:
+        _plan.threads, _plan.setting, _plan.adaptive, _plan.used = n, why, False, [n]
 
 
 def describe() -> dict[str, str]:
@@ -318,3 +331,8 @@ def set_threads(threads: str | int | None = "auto", wait: str = "auto") -> Threa
     """The Python API's `--threads`: `cifarlab.set_threads(1)` in a notebook beside a training terminal.
     The wait policy only takes effect before torch is imported (else set OMP_WAIT_POLICY yourself)."""
     return configure(threads, wait)
+
+
+def configured_threads() -> int | None:
+    """The thread count `configure` set (for libraries with pools of their own, e.g. ONNX Runtime)."""
+    return _plan.threads if _plan else None

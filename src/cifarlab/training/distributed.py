@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from .._threads import available_cpus, explicit_threads
+from .._threads import available_cpus, explicit_threads, fix_threads
 from ..errors import CifarlabError
 from .device import resolve_device
 
@@ -72,7 +72,7 @@ def setup(device_name: str, timeout_seconds: float) -> tuple[Ranks, torch.device
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
                                 timeout=datetime.timedelta(seconds=timeout_seconds))
     if device.type == "cpu" and not explicit_threads():  # the ranks of one machine share its cores
-        torch.set_num_threads(max(1, available_cpus() // local_world))  # (torchrun's default is 1 thread)
+        fix_threads(max(1, available_cpus() // local_world), f"CPUs // {local_world} ranks")  # (torchrun: 1)
     ranks = Ranks(dist.get_rank(), local_rank, dist.get_world_size(), local_world, owns)
     return ranks, device
 
