@@ -52,8 +52,23 @@ def fake_cgroup(root: Path, v2: str | None = None, quota: str | None = None, per
 ])
 def test_available_cpus_from_affinity_and_cgroup_quota(tmp_path, monkeypatch, files, cpus, expected):
     monkeypatch.setattr(_threads, "CGROUP_ROOT", fake_cgroup(tmp_path / "cg", **files))
+    monkeypatch.setattr(_threads, "SYSFS_CPU", tmp_path / "no-topology")  # unknown: every CPU counts
     monkeypatch.setattr(_threads, "affinity_cpus", lambda: list(range(cpus)))
     assert _threads.available_cpus() == expected
+
+
+def test_hyperthread_siblings_count_once(tmp_path, monkeypatch):
+    for cpu, (package, core) in enumerate([(0, 0), (0, 1), (0, 0), (0, 1), (1, 0)]):  # 2 and 3: siblings of 0, 1
+        topology = tmp_path / f"cpu{cpu}" / "topology"
+        topology.mkdir(parents=True)
+        (topology / "physical_package_id").write_text(f"{package}\n")
+        (topology / "core_id").write_text(f"{core}\n")
+    assert _threads.physical_cores([0, 1, 2, 3, 4], root=tmp_path) == 3
+    assert _threads.physical_cores([0, 2], root=tmp_path) == 1
+    monkeypatch.setattr(_threads, "SYSFS_CPU", tmp_path)
+    monkeypatch.setattr(_threads, "CGROUP_ROOT", tmp_path / "no-cgroup")
+    monkeypatch.setattr(_threads, "affinity_cpus", lambda: [0, 1, 2, 3])
+    assert _threads.available_cpus() == 2
 
 
 def test_the_default_thread_count_is_the_available_cpus(monkeypatch):

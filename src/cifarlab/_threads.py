@@ -6,8 +6,8 @@ torch loads its OpenMP runtime (GNU libgomp here reads OMP_WAIT_POLICY once, whe
 Why: two cifarlab processes with torch's default threads on a 2-core machine did 0.58x the work of one
 (threads that spin-wait for a core another process holds); one thread each did 1.02x (issue 21).
 
-- The default thread count is the CPUs this process may use: its affinity mask and its cgroup CPU quota
-  (v2 cpu.max, v1 cfs_quota_us / cfs_period_us), not the host's count.
+- The default thread count is the CPUs this process may use: the physical cores of its affinity mask,
+  capped by its cgroup CPU quota (v2 cpu.max, v1 cfs_quota_us / cfs_period_us), not the host's count.
 - `--threads auto` (the default) also adapts while training: every CHECK_SECONDS the training loop asks
   `adapt()`, which measures how many of this process's cores other processes keep busy (/proc/stat
   minus this process's own CPU time) and uses the cores they leave free (at least 1). A fixed
@@ -34,6 +34,7 @@ WAIT_POLICIES = ("auto", "default", "active", "passive")
 CHECK_SECONDS = 2.0  # how often `adapt` measures the other processes' load (a /proc read: microseconds)
 BUSY_THRESHOLD = 0.5  # cores of other processes' work that count as "something else holds a core"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+SYSFS_CPU = Path("/sys/devices/system/cpu")
 
 
 # --- What this process may use ---------------------------------------------------------------------
@@ -78,10 +79,26 @@ def _read(path: Path) -> str | None:
         return None
 
 
+def physical_cores(cpus: list[int], root: Path | None = None) -> int:
+    """How many physical cores these logical CPUs are on (hyperthread siblings count once), from sysfs
+    topology; the number of CPUs where it cannot be read."""
+    root = SYSFS_CPU if root is None else root
+    cores = set()
+    for cpu in cpus:
+        package = _read(root / f"cpu{cpu}" / "topology" / "physical_package_id")
+        core = _read(root / f"cpu{cpu}" / "topology" / "core_id")
+        if package is None or core is None:
+            return len(cpus)
+        cores.add((package, core))
+    return len(cores) or len(cpus)
+
+
 def available_cpus() -> int:
-    """CPUs this process may use: its affinity mask, capped by the cgroup quota rounded down (a thread
-    beyond the quota gets throttled; uber-go/automaxprocs rounds down for the same reason), at least 1."""
-    n = len(affinity_cpus())
+    """Threads this process should use at most: the physical cores of its affinity mask (torch's own
+    default counts physical cores too: a hyperthread sibling adds little to oneDNN's arithmetic), capped
+    by the cgroup quota rounded down (a thread beyond the quota gets throttled; uber-go/automaxprocs
+    rounds down for the same reason), at least 1."""
+    n = physical_cores(affinity_cpus())
     limit = cgroup_cpu_limit()
     if limit is not None:
         n = min(n, max(1, math.floor(limit)))
