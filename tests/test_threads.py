@@ -177,3 +177,17 @@ def test_more_threads_than_cpus_are_allowed_with_a_warning(monkeypatch):
     with pytest.warns(UserWarning, match="--threads 3 is more than the 2 CPU"):
         _threads.configure(3)
     assert torch.get_num_threads() == 3
+
+
+def test_a_failed_job_stops_the_other_workers_at_once():
+    import contextlib
+    import time
+
+    from cifarlab._parallel import run_parallel
+
+    start = time.perf_counter()
+    jobs = [("1/0",), ("__import__('time').sleep(300)",)]
+    with pytest.raises(ZeroDivisionError), contextlib.closing(run_parallel(eval, jobs, 2)) as futures:
+        for future in futures:
+            future.result()
+    assert time.perf_counter() - start < 120  # the sleeping worker was ended, not waited for

@@ -52,7 +52,15 @@ def run_parallel(fn: Callable[..., Any], jobs: Sequence[tuple], workers: int, *,
             raise
     try:
         yield from futures
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
+    except BaseException:  # also GeneratorExit: the caller stopped early (an error, Ctrl-C)
+        _stop(pool)
         raise
     pool.shutdown()
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Cancel what has not started and end the workers now, rather than wait for their jobs (hours)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # no public API before 3.14
+    pool.shutdown(wait=False, cancel_futures=True)  # (this forgets the processes: taken above)
+    for process in processes:
+        process.terminate()

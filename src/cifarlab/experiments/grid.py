@@ -3,6 +3,7 @@ memory, diverged, bad settings for that model) becomes a row with its error; the
 A run whose summary.json already exists is reused, so re-running an interrupted experiment continues it."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import statistics
@@ -77,14 +78,15 @@ def run_many(jobs: list[tuple[str, TrainConfig, Path]], log: Callable[[str], Non
 
     from .._parallel import run_parallel
 
-    futures = run_parallel(_run_one_in_worker, [(*job, verbose) for job in jobs], parallel, pin=pin)
-    for (key, cfg, run_dir), future in zip(jobs, futures):
-        try:
-            yield future.result()
-        except BrokenProcessPool:  # a worker was killed (out of memory?): this run and the ones it held fail
-            outcome = RunOutcome(key, cfg.seed, run_dir, error="worker process died (killed, out of memory?)")
-            log(f"{key} seed {cfg.seed} failed: {outcome.error}")
-            yield outcome
+    with contextlib.closing(run_parallel(_run_one_in_worker, [(*job, verbose) for job in jobs], parallel,
+                                         pin=pin)) as futures:
+        for (key, cfg, run_dir), future in zip(jobs, futures):
+            try:
+                yield future.result()
+            except BrokenProcessPool:  # a worker was killed (out of memory?): this run and those after it fail
+                outcome = RunOutcome(key, cfg.seed, run_dir, error="worker process died (killed, out of memory?)")
+                log(f"{key} seed {cfg.seed} failed: {outcome.error}")
+                yield outcome
 
 
 def _read_history(run_dir: Path) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ number of finished (complete or pruned) trials the study should hold.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -175,8 +176,8 @@ def tune(base: TrainConfig | None = None, out: str | Path = "tune", *, trials: i
         log(f"{workers} worker processes on this machine, the cores divided among them")
         jobs = [(storage_url, study_name, pruner, base, out, space, trials, timeout, command, session, verbose)
                 for _ in range(workers)]
-        ran = sorted(n for future in run_parallel(_run_trials_in_worker, jobs, workers, pin=pin_cores)
-                     for n in future.result())
+        with contextlib.closing(run_parallel(_run_trials_in_worker, jobs, workers, pin=pin_cores)) as futures:
+            ran = sorted(n for future in futures for n in future.result())  # a failed worker stops the others
     else:
         ran = _run_trials(study, base, out, space, trials, timeout, command, session, log) if done < trials else []
     result = write_report(study, out, storage_url)
