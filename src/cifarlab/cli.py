@@ -102,8 +102,8 @@ def _add_thread_flags(p: argparse.ArgumentParser) -> None:
 
     g = p.add_argument_group("threads (see the README's Several jobs on one machine)")
     g.add_argument("--threads", type=_threads_arg, metavar="N|auto",
-                   help="CPU threads for this process's computing; auto (default): the CPUs it may use (affinity "
-                        "and cgroup quota), fewer while other processes keep some of them busy; N: exactly N")
+                   help="CPU threads for this process's computing; auto (default): the cores it may use (affinity "
+                        "mask, cgroup quota), fewer while other processes keep some of them busy; N: exactly N")
     g.add_argument("--thread-wait", choices=WAIT_POLICIES, default="auto",
                    help="how idle threads wait: active spins, passive sleeps (gives the core to other processes), "
                         "default: OpenMP's own; auto (default): passive when other processes are busy on these "
