@@ -77,7 +77,10 @@ def run_many(jobs: list[tuple[str, TrainConfig, Path]], log: Callable[[str], Non
     from concurrent.futures.process import BrokenProcessPool
 
     from .._parallel import run_parallel
+    from ..data import load_data
 
+    for data in dict.fromkeys(cfg.data for _, cfg, _ in jobs):  # decode the images here, once, into the cache:
+        load_data(data, progress=False)                         # not K times at once in the workers
     with contextlib.closing(run_parallel(_run_one_in_worker, [(*job, verbose) for job in jobs], parallel,
                                          pin=pin)) as futures:
         for (key, cfg, run_dir), future in zip(jobs, futures):

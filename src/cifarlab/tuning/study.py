@@ -172,7 +172,9 @@ def tune(base: TrainConfig | None = None, out: str | Path = "tune", *, trials: i
     session = uuid.uuid4().hex  # marks this call's trials, so that its workers stop at `trials` together
     if done < trials and workers > 1:
         from .._parallel import run_parallel
+        from ..data import load_data
 
+        load_data(base.data, progress=verbose)  # decoded here, once, into the cache: not N times at once
         log(f"{workers} worker processes on this machine, the cores divided among them")
         jobs = [(storage_url, study_name, pruner, base, out, space, trials, timeout, command, session, verbose)
                 for _ in range(workers)]
