@@ -15,6 +15,9 @@ sys.path.insert(0, str(Path(__file__).parent))  # so tests can import sibling he
 # Tiny test batches gain nothing from a second thread, and OpenMP threads that spin-wait for a busy
 # core make them many times slower on a shared 2-core machine.
 torch.set_num_threads(1)
+# The same for `main([...])` in this process and the cifarlab processes tests start: a fixed count, so
+# --threads auto never adapts to the machine's load in the middle of a test that compares two runs.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 CLASSES = ["cat", "dog", "frog"]
 

@@ -43,6 +43,7 @@ _LAZY = {
     "report": "cifarlab.reporting",
     "run": "cifarlab.pipeline",
     "serve": "cifarlab.webapp",
+    "set_threads": "cifarlab._threads",
     "create_app": "cifarlab.webapp",
 }
 

@@ -79,10 +79,52 @@ def _add_train_flags(p: argparse.ArgumentParser, single_run: bool = True) -> Non
     g.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation of the final test: none (default), "
                                                     "flip, flip-translate (flip + 1-pixel shifts, 6 views)")
     g.add_argument("--config", metavar="FILE", help="YAML file of settings; flags override it")
+    _add_thread_flags(p)
     if single_run:
         g.add_argument("--out", metavar="RUN_DIR", help="run directory (default: runs/MODEL-TIME)")
         g.add_argument("--tensorboard", action="store_true", default=None,
                        help="also log the epoch metrics for TensorBoard in RUN_DIR/tensorboard (needs tensorboard)")
+
+
+def _threads_arg(text: str) -> str:
+    from ._threads import parse_threads  # no torch
+
+    try:
+        parse_threads(text)
+    except CifarlabError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--threads ")) from None
+    return text
+
+
+def _add_thread_flags(p: argparse.ArgumentParser) -> None:
+    """--threads and --thread-wait, for every command that computes (applied once, in main)."""
+    from ._threads import WAIT_POLICIES  # no torch
+
+    g = p.add_argument_group("threads (see the README's Several jobs on one machine)")
+    g.add_argument("--threads", type=_threads_arg, metavar="N|auto",
+                   help="CPU threads for this process's computing; auto (default): the cores it may use (affinity "
+                        "mask, cgroup quota), fewer while other processes keep some of them busy; N: exactly N")
+    g.add_argument("--thread-wait", choices=WAIT_POLICIES, default="auto",
+                   help="how idle threads wait: active spins, passive sleeps (gives the core to other processes), "
+                        "default: OpenMP's own; auto (default): passive when other processes are busy on these "
+                        "cores at start, else OpenMP's own")
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _add_worker_flags(p: argparse.ArgumentParser, flag: str, what: str) -> None:
+    p.add_argument(flag, type=_at_least_one, default=1, metavar="N",
+                   help=f"{what} side by side on this machine, the cores divided among them (default 1)")
+    p.add_argument("--pin-cores", action="store_true",
+                   help=f"with {flag} N: give each process CPUs of its own (affinity) instead of sharing them all")
 
 
 def _add_transfer_flags(p: argparse.ArgumentParser) -> None:
@@ -230,7 +272,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .experiments import compare
 
     rows = compare(_names(args.models), args.out, seeds=args.seeds, same_recipe=args.same_recipe,
-                   budget_minutes=args.budget_minutes, base=_train_config(args))
+                   budget_minutes=args.budget_minutes, base=_train_config(args), parallel=args.parallel,
+                   pin_cores=args.pin_cores)
     failed = [r["model"] for r in rows if r["error"]]
     print((Path(args.out) / "compare.md").read_text())
     if failed:
@@ -262,14 +305,16 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from .tuning import tune
 
     r = tune(_train_config(args), args.out, trials=args.trials, timeout=args.timeout, storage=args.storage,
-             study_name=args.study, space=args.space, pruner=args.pruner)
+             study_name=args.study, space=args.space, pruner=args.pruner, workers=args.workers,
+             pin_cores=args.pin_cores)
     print((Path(args.out) / "trials.md").read_text())
     if r.best_params:
         print(f"best: trial {r.best_trial}, val accuracy {r.best_value:.4f}: "
               + ", ".join(f"{k}={v}" for k, v in r.best_params.items()))
     if r.seconds_saved is not None:
         print(f"pruning saved {r.pruned_epochs_saved:g} epochs ≈ {r.seconds_saved:.1f} s")
-    print(f"this process ran {len(r.ran)} trial(s): {' '.join(f'#{n}' for n in r.ran) or '-'}")
+    who = f"its {args.workers} worker processes" if args.workers > 1 else "this process"
+    print(f"{who} ran {len(r.ran)} trial(s): {' '.join(f'#{n}' for n in r.ran) or '-'}")
     print(f"retrain the best on train + val and test it once: cifarlab train --from-study {args.out}"
           + (f" --study {r.study_name}" if args.storage else ""))
     return 0
@@ -278,7 +323,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
 def cmd_ablate(args: argparse.Namespace) -> int:
     from .experiments import ablate
 
-    rows = ablate(args.model, args.vary, args.out, seeds=args.seeds, base=_train_config(args))
+    rows = ablate(args.model, args.vary, args.out, seeds=args.seeds, base=_train_config(args),
+                  parallel=args.parallel, pin_cores=args.pin_cores)
     print((Path(args.out) / "ablation.md").read_text())
     failed = [r["value"] for r in rows if r["error"]]
     if failed:
@@ -481,6 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--same-recipe", action="store_true",
                    help="one shared recipe for every model (flags, else SGD 0.1 batch 128 cosine)")
     p.add_argument("--out", required=True, metavar="DIR")
+    _add_worker_flags(p, "--parallel", "train N runs")
     _add_train_flags(p, single_run=False)
     p.set_defaults(func=cmd_compare)
 
@@ -492,6 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--views", type=int, default=5, help="augmented views per image (default 5)")
     p.add_argument("--scale", type=int, default=4, help="nearest-neighbour enlargement (default 4)")
     p.add_argument("--seed", type=int, default=0)
+    _add_thread_flags(p)
     p.set_defaults(func=cmd_augment_preview)
 
     p = sub.add_parser("lr-find", help="learning-rate range test: loss against an exponentially growing lr")
@@ -516,6 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pruner", choices=("median", "hyperband", "none"), default="median")
     p.add_argument("--seed", type=int, help="training seed of every trial (default 0)")
     p.add_argument("--out", required=True, metavar="DIR")
+    _add_worker_flags(p, "--workers", "run N worker processes sharing the study")
     _add_train_flags(p, single_run=False)
     p.set_defaults(func=cmd_tune)
 
@@ -524,6 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vary", required=True, metavar="FIELD=V1,V2", help="e.g. augment=none,keras,standard")
     p.add_argument("--seeds", type=_ints("--seeds"), default=[0], help="comma-separated seeds (default 0)")
     p.add_argument("--out", required=True, metavar="DIR")
+    _add_worker_flags(p, "--parallel", "train N runs")
     _add_train_flags(p, single_run=False)
     p.set_defaults(func=cmd_ablate)
 
@@ -535,6 +585,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
     p.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation (default: the run's own --tta)")
     p.add_argument("--json", action="store_true")
+    _add_thread_flags(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="classify image files with a trained run (or an exported ONNX model)",
@@ -546,6 +597,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--onnx", metavar="MODEL.onnx",
                    help="run this model (from cifarlab export) with ONNX Runtime on the CPU; no RUN_DIR")
     p.add_argument("--json", action="store_true")
+    _add_thread_flags(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", help="export a trained run's model to ONNX, checked against PyTorch")
@@ -554,6 +606,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE", help="where to write the model (default: RUN_DIR/model.onnx)")
     p.add_argument("--opset", type=int, help="ONNX opset version (default: the exporter's)")
     p.add_argument("--json", action="store_true")
+    _add_thread_flags(p)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("models", help="list the registered models with parameters and FLOPs")
@@ -580,6 +633,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="images of the split to measure corruptions on (default 1000; 'all'; 0 skips)")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
+    _add_thread_flags(p)
     p.set_defaults(func=cmd_analyze)
     p = sub.add_parser("features", help="feature maps of chosen layers for one image, first-layer filters, "
                                         "and the test images that excite a channel most")
@@ -592,6 +646,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="data for --channel-top-images (default: the run's own)")
     p.add_argument("--out", metavar="DIR", help="where to write the PNGs (default: RUN_DIR/features)")
     p.add_argument("--device", default="auto")
+    _add_thread_flags(p)
     p.set_defaults(func=cmd_features)
 
     p = sub.add_parser("embed", help="penultimate-layer features of the test split in 2-D (PCA, t-SNE, UMAP)")
@@ -603,6 +658,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="data to embed (default: the run's own)")
     p.add_argument("--out", metavar="DIR", help="where to write embed_METHOD.png (default: RUN_DIR/embed)")
     p.add_argument("--device", default="auto")
+    _add_thread_flags(p)
     p.set_defaults(func=cmd_embed)
 
     from .attribution.methods import list_explainers  # no torch: the registry is light
@@ -636,6 +692,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR",
                    help="where to write PNGs, explain.json, explain.md (default: RUN_DIR/explain)")
     p.add_argument("--device", default="auto")
+    _add_thread_flags(p)
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("report", help="one self-contained HTML report of a run, compare, tune or ablate directory")
@@ -651,6 +708,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--device", default="auto")
     p.add_argument("--max-upload-mb", type=float, default=5.0, metavar="MB", help="largest upload accepted (default 5)")
+    _add_thread_flags(p)
     p.set_defaults(func=cmd_serve)
     return parser
 
@@ -668,6 +726,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.showwarning = _one_line_warning
     func: Callable[[argparse.Namespace], int] = args.func
     try:
+        if hasattr(args, "threads"):  # once, before the command loads torch: the wait policy must come first
+            from ._threads import configure
+
+            configure(args.threads, args.thread_wait)
         return func(args)
     except CifarlabError as e:
         print(f"cifarlab {args.command}: error: {e}", file=sys.stderr)

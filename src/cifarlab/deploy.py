@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ._io import atomic_path
+from ._threads import configured_threads
 from .errors import CifarlabError
 
 FORMATS = ("onnx",)
@@ -144,6 +145,7 @@ def _session(path: Path, threads: int | None = None):
 
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only: no optimizer notices on stderr
+    threads = threads or configured_threads()  # --threads (else ONNX Runtime counts the host's cores)
     if threads:
         options.intra_op_num_threads = threads
     try:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._threads import available_cpus
 from ..errors import DataError, DataWarning
 from .images import IMAGE_SIZE, load_rgb_image  # noqa: F401  (load_rgb_image: the one safe way to open an image)
 from .types import CifarData, ImageSet
@@ -89,7 +90,7 @@ def read_image_folder(root: str | Path, workers: int | None = None) -> CifarData
 
 def decode_images(files: list[str] | list[Path], workers: int | None = None) -> np.ndarray:
     """Decode files to (N, 32, 32, 3) uint8 in parallel; warn once per kind of fix-up applied."""
-    workers = workers or os.cpu_count() or 1
+    workers = workers or available_cpus()  # the CPUs this process may use, not the host's
     if "fork" not in get_all_start_methods():
         workers = 1
     chunks = [files[i:i + _CHUNK] for i in range(0, len(files), _CHUNK)]

@@ -18,7 +18,7 @@ from typing import Any
 from .._io import write_json_atomic, write_text_atomic
 from ..config import TrainConfig
 from ..errors import CifarlabError
-from .grid import RunOutcome, format_mean_std, markdown_table, mean_std, run_one, write_csv
+from .grid import RunOutcome, format_mean_std, markdown_table, mean_std, run_many, write_csv
 
 NOT_VARIED = {"out", "model_kwargs"}
 STATS = ("val_accuracy", "test_accuracy", "train_seconds")
@@ -59,9 +59,12 @@ def _parse(name: str, text: str) -> Any:
 
 def ablate(model: str, vary: str | tuple[str, list[Any]], out: str | Path, *, seeds: list[int] | None = None,
            budget_minutes: float | None = None, base: TrainConfig | None = None,
-           verbose: bool = True) -> list[dict[str, Any]]:
-    """Train `model` once per (value, seed) and write the ablation table and plots; returns the rows."""
+           verbose: bool = True, parallel: int = 1, pin_cores: bool = False) -> list[dict[str, Any]]:
+    """Train `model` once per (value, seed) and write the ablation table and plots; returns the rows.
+    `parallel=K`: K runs side by side, the cores divided (as in `compare`)."""
     log = print if verbose else (lambda *a, **k: None)
+    if parallel < 1:
+        raise CifarlabError(f"--parallel must be >= 1, got {parallel}")
     name, values = parse_vary(vary) if isinstance(vary, str) else vary
     seeds = seeds or [0]
     base = dataclasses.replace(base or TrainConfig(), model=model)
@@ -77,13 +80,14 @@ def ablate(model: str, vary: str | tuple[str, list[Any]], out: str | Path, *, se
         configs[_label(value)] = cfg
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    jobs = [(label, dataclasses.replace(cfg, seed=s), out / "runs" / f"{_slug(name)}-{_slug(label)}-seed{s}")
+            for label, cfg in configs.items() for s in seeds]
     rows, outcomes = [], {}
-    for label, cfg in configs.items():
-        runs = [run_one(label, dataclasses.replace(cfg, seed=s), out / "runs" / f"{_slug(name)}-{_slug(label)}-seed{s}",
-                        log) for s in seeds]
-        outcomes[label] = runs
-        rows.append(_row(name, label, runs))
-        _write_outputs(out, name, model, rows, outcomes, seeds, base)
+    for outcome in run_many(jobs, log, parallel=parallel, pin=pin_cores, verbose=verbose):  # in job order
+        outcomes.setdefault(outcome.key, []).append(outcome)
+        if len(outcomes[outcome.key]) == len(seeds):
+            rows.append(_row(name, outcome.key, outcomes[outcome.key]))
+            _write_outputs(out, name, model, rows, outcomes, seeds, base)
     log(f"ablation written to {out}/ablation.md")
     return rows
 

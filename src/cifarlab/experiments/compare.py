@@ -16,7 +16,7 @@ from .._io import write_json_atomic, write_text_atomic
 from ..config import RECIPE_FIELDS, TrainConfig
 from ..errors import CifarlabError
 from ..models import Recipe, get_model_entry
-from .grid import RunOutcome, format_mean_std, markdown_table, mean_std, run_one, write_csv
+from .grid import RunOutcome, format_mean_std, markdown_table, mean_std, run_many, write_csv
 
 COLUMNS = ["model", "params", "mflops", "train_seconds", "train_images_per_second", "inference_images_per_second",
            "val_accuracy", "test_accuracy", "epochs", "seeds", "error"]
@@ -24,13 +24,17 @@ COLUMNS = ["model", "params", "mflops", "train_seconds", "train_images_per_secon
 
 def compare(models: list[str], out: str | Path, *, seeds: list[int] | None = None, same_recipe: bool = False,
             budget_minutes: float | None = None, base: TrainConfig | None = None,
-            verbose: bool = True) -> list[dict[str, Any]]:
+            verbose: bool = True, parallel: int = 1, pin_cores: bool = False) -> list[dict[str, Any]]:
     """Train each model (per seed) and write the comparison into `out`; returns the table rows.
 
     Each model trains with its own default recipe; `same_recipe=True` gives every model one shared
     recipe instead (the settings of `base`, the rest from `Recipe()`: SGD 0.1, batch 128, cosine).
+    `parallel=K` trains K runs side by side in worker processes that divide the cores (`pin_cores`: CPUs of
+    their own); the table is the same, in the same order.
     """
     log = print if verbose else (lambda *a, **k: None)
+    if parallel < 1:
+        raise CifarlabError(f"--parallel must be >= 1, got {parallel}")
     if not models:
         raise CifarlabError("--models needs at least one model name")
     for name in models:
@@ -44,19 +48,24 @@ def compare(models: list[str], out: str | Path, *, seeds: list[int] | None = Non
 
     from ..models.profile import describe_model
 
-    rows, outcomes = [], {}
+    configs = {}
     for name in models:
         cfg = dataclasses.replace(base, model=name)
         if same_recipe:
             shared = Recipe().as_dict()
             cfg = dataclasses.replace(cfg, **{k: getattr(base, k) if getattr(base, k) is not None else shared[k]
                                               for k in RECIPE_FIELDS})
-        runs = [run_one(name, dataclasses.replace(cfg, seed=s), out / "runs" / f"{name.replace(':', '-')}-seed{s}",
-                        log) for s in seeds]
-        outcomes[name] = runs
-        facts = _model_facts(describe_model, name, cfg)
-        rows.append(_row(name, facts, runs))
-        _write_outputs(out, rows, outcomes)  # after every model, so a long compare shows progress
+        configs[name] = cfg
+    jobs = [(name, dataclasses.replace(cfg, seed=s), out / "runs" / f"{name.replace(':', '-')}-seed{s}")
+            for name, cfg in configs.items() for s in seeds]
+    rows, outcomes = [], {}
+    for outcome in run_many(jobs, log, parallel=parallel, pin=pin_cores, verbose=verbose):  # in job order
+        outcomes.setdefault(outcome.key, []).append(outcome)
+        if len(outcomes[outcome.key]) == len(seeds):
+            name = outcome.key
+            facts = _model_facts(describe_model, name, configs[name])
+            rows.append(_row(name, facts, outcomes[name]))
+            _write_outputs(out, rows, outcomes)  # after every model, so a long compare shows progress
     log(f"comparison written to {out}/compare.md")
     return rows
 

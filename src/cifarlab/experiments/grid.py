@@ -3,11 +3,12 @@ memory, diverged, bad settings for that model) becomes a row with its error; the
 A run whose summary.json already exists is reused, so re-running an interrupted experiment continues it."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import statistics
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,8 @@ class RunOutcome:
     error: str | None = None
 
 
-def run_one(key: str, cfg: TrainConfig, run_dir: Path, log: Callable[[str], None] = print) -> RunOutcome:
+def run_one(key: str, cfg: TrainConfig, run_dir: Path, log: Callable[[str], None] = print,
+            verbose: bool = True) -> RunOutcome:
     from ..training import train
 
     outcome = RunOutcome(key, cfg.seed, run_dir)
@@ -35,8 +37,10 @@ def run_one(key: str, cfg: TrainConfig, run_dir: Path, log: Callable[[str], None
         outcome.summary = json.loads((run_dir / rundir.SUMMARY).read_text())
     else:
         try:
-            result = train(dataclasses.replace(cfg, out=str(run_dir)), overwrite=True, verbose=True)
+            result = train(dataclasses.replace(cfg, out=str(run_dir)), overwrite=True, verbose=verbose)
             outcome.summary = result.summary
+            if not verbose:  # side by side: one line per run instead of interleaved progress bars
+                log(f"{key} seed {cfg.seed}: {_result_line(result.summary)} in {run_dir}")
         except KeyboardInterrupt:
             raise
         except Exception as e:  # noqa: BLE001 - one failed model must not stop the experiment
@@ -47,6 +51,45 @@ def run_one(key: str, cfg: TrainConfig, run_dir: Path, log: Callable[[str], None
             return outcome
     outcome.history = _read_history(run_dir)
     return outcome
+
+
+def _result_line(summary: dict[str, Any]) -> str:
+    for name in ("test_accuracy", "val_accuracy"):
+        if summary.get(name) is not None:
+            return f"{name.replace('_', ' ')} {summary[name]:.4f} after {summary['train_seconds']:.1f} s"
+    return f"trained for {summary['train_seconds']:.1f} s"
+
+
+def _run_one_in_worker(key: str, cfg: TrainConfig, run_dir: Path, show: bool) -> RunOutcome:
+    return run_one(key, cfg, run_dir, print if show else (lambda *a, **k: None), verbose=False)
+
+
+def run_many(jobs: list[tuple[str, TrainConfig, Path]], log: Callable[[str], None] = print, *, parallel: int = 1,
+             pin: bool = False, verbose: bool = True) -> Iterator[RunOutcome]:
+    """run_one for each (key, cfg, run_dir), yielded in the order given. `parallel` K > 1: K worker
+    processes side by side, the cores divided among them (threads = CPUs // K each, `pin`: CPUs of their
+    own); the seeds are the runs' own, so the results are those of running them one after another with
+    the same thread count."""
+    if parallel <= 1:
+        for job in jobs:
+            yield run_one(*job, log)
+        return
+    from concurrent.futures.process import BrokenProcessPool
+
+    from .._parallel import run_parallel
+    from ..data import load_data
+
+    for data in dict.fromkeys(cfg.data for _, cfg, _ in jobs):  # decode the images here, once, into the cache:
+        load_data(data, progress=False)                         # not K times at once in the workers
+    with contextlib.closing(run_parallel(_run_one_in_worker, [(*job, verbose) for job in jobs], parallel,
+                                         pin=pin)) as futures:
+        for (key, cfg, run_dir), future in zip(jobs, futures):
+            try:
+                yield future.result()
+            except BrokenProcessPool:  # a worker was killed (out of memory?): this run and those after it fail
+                outcome = RunOutcome(key, cfg.seed, run_dir, error="worker process died (killed, out of memory?)")
+                log(f"{key} seed {cfg.seed} failed: {outcome.error}")
+                yield outcome
 
 
 def _read_history(run_dir: Path) -> list[dict[str, Any]]:

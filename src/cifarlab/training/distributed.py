@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
+from .._threads import available_cpus, explicit_threads, fix_threads
 from ..errors import CifarlabError
 from .device import resolve_device
 
@@ -70,8 +71,8 @@ def setup(device_name: str, timeout_seconds: float) -> tuple[Ranks, torch.device
     if owns:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
                                 timeout=datetime.timedelta(seconds=timeout_seconds))
-    if device.type == "cpu":  # the ranks of one machine share its cores (torchrun's default is 1 thread)
-        torch.set_num_threads(max(1, _cpu_count() // local_world))
+    if device.type == "cpu" and not explicit_threads():  # the ranks of one machine share its cores
+        fix_threads(max(1, available_cpus() // local_world), f"CPUs // {local_world} ranks")  # (torchrun: 1)
     ranks = Ranks(dist.get_rank(), local_rank, dist.get_world_size(), local_world, owns)
     return ranks, device
 
@@ -79,10 +80,6 @@ def setup(device_name: str, timeout_seconds: float) -> tuple[Ranks, torch.device
 def teardown(ranks: Ranks) -> None:
     if ranks.owns_group and dist.is_initialized():
         dist.destroy_process_group()
-
-
-def _cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def check_batch(ranks: Ranks, batch_size: int, grad_accum: int, train_images: int) -> None:

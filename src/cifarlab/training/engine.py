@@ -31,6 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F  # noqa: F401 - the loss is augment.mix.mixed_cross_entropy; tests patch F
 from tqdm.auto import tqdm
 
+from .._threads import adapt as adapt_threads
 from ..augment import create_augment
 from ..augment.mix import mixed_cross_entropy
 from ..config import TrainConfig, parse_progressive_resize
@@ -212,6 +213,7 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
                 scaler.update()
                 update_ema(ema, model)  # no-op unless --ema
                 step += 1
+                adapt_threads()  # --threads auto: use the cores other processes leave free (every 2 s)
                 if batch_index % 25 == 0 and not bar.disable:
                     rate = seen / max(1e-9, time.perf_counter() - epoch_start)
                     bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}",

@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .._threads import adapt as adapt_threads
 from ..data.loader import DeviceLoader
 from ..data.types import CIFAR10_MEAN, CIFAR10_STD
 from ..errors import CifarlabError
@@ -63,6 +64,7 @@ def predict_logits(model: nn.Module, images: np.ndarray, *, device: torch.device
     for x, _ in loader:
         with autocast(device, precision):
             outputs.append(tta_logits(model, x, tta).cpu())
+        adapt_threads()  # --threads auto: use the cores other processes leave free
     model.train(was_training)
     return torch.cat(outputs) if outputs else torch.zeros(0)
 

@@ -35,6 +35,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
 from .._io import append_jsonl, atomic_path, write_json_atomic, write_text_atomic
+from .._threads import describe as describe_threads
 from ..config import TrainConfig
 from ..errors import CifarlabError
 from . import safestate
@@ -313,6 +314,7 @@ def versions() -> dict[str, str]:
         "cifarlab": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
         "torchvision": torchvision.__version__, "numpy": numpy.__version__, "platform": platform.platform(),
         "cpu_threads": str(torch.get_num_threads()),
+        **describe_threads(),  # the --threads setting and OpenMP wait policy, when set
     }
 
 

@@ -15,11 +15,14 @@ number of finished (complete or pruned) trials the study should hold.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import os
 import shlex
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,18 +129,21 @@ def resolve_storage(source: str | Path) -> str:
 
 def tune(base: TrainConfig | None = None, out: str | Path = "tune", *, trials: int = 20, timeout: float | None = None,
          storage: str | None = None, study_name: str | None = None, space: dict | str | Path | None = None,
-         pruner: Any = "median", verbose: bool = True, **overrides: Any) -> TuneResult:
+         pruner: Any = "median", verbose: bool = True, workers: int = 1, pin_cores: bool = False,
+         **overrides: Any) -> TuneResult:
     """Run trials until the study holds `trials` complete or pruned ones (or `timeout` seconds pass).
 
     `base` (and keyword overrides) are the fixed settings; `space` is a YAML file, a mapping in the same
     schema, or None for `default_space`. `pruner` is median, hyperband, none or an Optuna pruner.
+    `workers` N > 1 runs N worker processes on this machine sharing the study, the cores divided among them
+    (threads = CPUs // N each; `pin_cores`: CPUs of their own). Other machines may join through `storage`.
     """
-    from ..training import train
-
     optuna = _optuna()
     log = print if verbose else (lambda *a, **k: None)
     if trials <= 0:
         raise CifarlabError(f"--trials must be > 0, got {trials}")
+    if workers < 1:
+        raise CifarlabError(f"--workers must be >= 1, got {workers}")
     base = dataclasses.replace(base or TrainConfig(), **{k: v for k, v in overrides.items() if v is not None})
     base = dataclasses.replace(base, evaluate_test=False, out=None)
     if base.data and Path(base.data).exists():  # the study remembers it: --from-study may run from elsewhere
@@ -162,11 +168,49 @@ def tune(base: TrainConfig | None = None, out: str | Path = "tune", *, trials: i
     done = len(study.get_trials(deepcopy=False, states=finished))
     log(f"study {study_name} in {storage_url}: {done} of {trials} trials finished; searching "
         f"{', '.join(space)}; pruner {pruner if isinstance(pruner, str) else type(pruner).__name__}")
-    ran: list[int] = []
     command = shlex.join(sys.argv)
+    session = uuid.uuid4().hex  # marks this call's trials, so that its workers stop at `trials` together
+    if done < trials and workers > 1:
+        from .._parallel import run_parallel
+        from ..data import load_data
+
+        load_data(base.data, progress=verbose)  # decoded here, once, into the cache: not N times at once
+        log(f"{workers} worker processes on this machine, the cores divided among them")
+        jobs = [(storage_url, study_name, pruner, base, out, space, trials, timeout, command, session, verbose)
+                for _ in range(workers)]
+        with contextlib.closing(run_parallel(_run_trials_in_worker, jobs, workers, pin=pin_cores)) as futures:
+            ran = sorted(n for future in futures for n in future.result())  # a failed worker stops the others
+    else:
+        ran = _run_trials(study, base, out, space, trials, timeout, command, session, log) if done < trials else []
+    result = write_report(study, out, storage_url)
+    result.ran = ran
+    return result
+
+
+def _run_trials_in_worker(storage_url: str, study_name: str, pruner: Any, base: TrainConfig, out: Path,
+                          space: dict[str, Param], trials: int, timeout: float | None, command: str, session: str,
+                          verbose: bool) -> list[int]:
+    """One of `tune --workers N`'s processes: the same study, its own trials."""
+    optuna = _optuna()
+    study = optuna.load_study(study_name=study_name, storage=open_storage(storage_url),
+                              pruner=make_pruner(pruner, base.resolved().epochs))
+    return _run_trials(study, base, out, space, trials, timeout, command, session,
+                       print if verbose else (lambda *a, **k: None))
+
+
+def _run_trials(study, base: TrainConfig, out: Path, space: dict[str, Param], trials: int, timeout: float | None,
+                command: str, session: str, log) -> list[int]:
+    """Run trials in this process until the study holds `trials` finished ones (counting the trials this
+    call's other workers are running); returns the numbers of the trials run here."""
+    from ..training import train
+
+    optuna = _optuna()
+    ran: list[int] = []
 
     def objective(trial) -> float:
         ran.append(trial.number)
+        trial.set_user_attr("session", session)
+        trial.set_user_attr("pid", os.getpid())  # which process ran it (tune --workers)
         params = {name: p.suggest(trial) for name, p in space.items()}
         run_dir = out / "trials" / f"trial_{trial.number:04d}"
         cfg = dataclasses.replace(base, **params, out=str(run_dir))
@@ -194,12 +238,22 @@ def tune(base: TrainConfig | None = None, out: str | Path = "tune", *, trials: i
             f"{s['train_seconds']:.1f} s; {shown}")
         return s["val_accuracy"]
 
+    state = optuna.trial.TrialState
+
+    def enough(study, _trial) -> None:
+        # Like Optuna's MaxTrialsCallback, but the trials this call's other workers are running count too:
+        # N workers do not start N - 1 trials past `trials` at the end.
+        all_trials = study.get_trials(deepcopy=False)
+        finished = sum(t.state in (state.COMPLETE, state.PRUNED) for t in all_trials)
+        running = sum(t.state == state.RUNNING and t.user_attrs.get("session") == session for t in all_trials)
+        if finished + running >= trials:
+            study.stop()
+
+    done = len(study.get_trials(deepcopy=False, states=(state.COMPLETE, state.PRUNED)))
     if done < trials:
         study.optimize(objective, n_trials=trials - done, timeout=timeout, catch=(TrainingDiverged,),
-                       callbacks=[optuna.study.MaxTrialsCallback(trials, states=finished)])
-    result = write_report(study, out, storage_url)
-    result.ran = ran
-    return result
+                       callbacks=[enough])
+    return ran
 
 
 def _space(space, base: TrainConfig) -> tuple[dict[str, Param], str]:
