@@ -524,7 +524,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="data to evaluate on (default: the run's own)")
     p.add_argument("--split", choices=("test", "val"), default="test")
     p.add_argument("--device", default="auto")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                   help="auto: fp32 (exact logits); bf16/fp16 run the body in low precision, the head in fp32")
     p.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation (default: the run's own --tta)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
@@ -569,7 +570,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--robustness-images", default="1000", metavar="N",
                    help="images of the split to measure corruptions on (default 1000; 'all'; 0 skips)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                   help="auto: fp32 (exact logits); bf16/fp16 run the body in low precision, the head in fp32")
     p.set_defaults(func=cmd_analyze)
     p = sub.add_parser("features", help="feature maps of chosen layers for one image, first-layer filters, "
                                         "and the test images that excite a channel most")
