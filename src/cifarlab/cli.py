@@ -333,9 +333,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    from .models import list_models
     from .models.profile import describe_models
 
-    rows = describe_models(args.pattern)
+    names = list_models(args.pattern)  # a glob filter, not a list of names
+    if not names:
+        raise CifarlabError(f"no registered model matches {args.pattern!r}; see `cifarlab models`")
+    rows = describe_models(names)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -344,6 +348,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         rec = r["recipe"]
         recipe = f"{rec['optimizer']} lr {rec['lr']:g} bs {rec['batch_size']} {rec['schedule']} {rec['epochs']} ep"
         print(f"{r['name']:<20} {r['params']:>12,} {r['mflops']:>10,.1f}  {recipe:<40} {r['description']}")
+    print("MFLOPs: forward pass of one 3x32x32 image, a multiply-add counted as 2 FLOPs (fvcore and papers that "
+          "quote MACs give half)")
     print("also: tv:NAME (any torchvision classification model), timm:NAME (any timm model); --cifar-stem adapts")
     return 0
 
@@ -549,7 +555,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("models", help="list the registered models with parameters and FLOPs")
+    p = sub.add_parser("models", help="list the registered models with parameters and FLOPs "
+                                      "(a multiply-add counted as 2 FLOPs)")
     p.add_argument("pattern", nargs="?", help="glob filter, e.g. 'resnet*'")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
