@@ -412,6 +412,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
                if getattr(args, k) is not None}
     common = {"layer": args.layer, "out": out, "steps": args.steps, "baseline": args.baseline,
               "device": args.device, **options}
+    if args.method is None and (args.image or given):
+        from .attribution.choice import choose_method
+
+        choice = choose_method(args.run_dir)
+        print(f"method {choice.caption()}")
     if args.image:
         r = explain(args.run_dir, args.image, args.method, target=args.target, trust_checks=args.trust, **common)
         print(f"{r.figure}  (top: {r.predicted} {r.probability:.1%}"
@@ -426,7 +431,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         if g.metrics:
             print(metrics_table(g.metrics))
     if args.evaluate:
-        ev = evaluate_explanations(args.run_dir, args.evaluate, args.method, data=args.data, **common)
+        ev = evaluate_explanations(args.run_dir, args.evaluate, args.method or "all", data=args.data, **common)
         print(f"evaluation over {ev['images']} test images:")
         print(metrics_table(ev["methods"]))
     print(f"numbers: {out / 'explain.json'} and {out / 'explain.md'}")
@@ -615,10 +620,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--samples-per-class", type=int, metavar="N", help="N test images per class: one gallery")
     g.add_argument("--mistakes", action="store_true", help="with --samples-per-class: only misclassified images")
     g.add_argument("--evaluate", type=int, metavar="N",
-                   help="deletion/insertion AUC and the randomization check over N test images")
+                   help="deletion/insertion AUC and the randomization check over N test images, for every method "
+                        "unless --method is given; later explains, run's report and serve show the most faithful")
     g = p.add_argument_group("method")
-    g.add_argument("--method", choices=[*list_explainers(), "all"], default="gradcam",
-                   help="all: every method side by side (default: gradcam)")
+    g.add_argument("--method", choices=[*list_explainers(), "all"],
+                   help="all: every method side by side (default: the run's most faithful method by its measured "
+                        "deletion AUC, from an earlier explain --evaluate or run; gradcam without measurements)")
     g.add_argument("--target", metavar="CLASS", help="also explain this class (name or index)")
     g.add_argument("--layer", metavar="NAME", help="CAM layer (default: the model's default_cfg cam_layer)")
     g.add_argument("--ig-steps", type=int, metavar="N", help="integrated-gradients steps (default 32)")
