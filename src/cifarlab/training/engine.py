@@ -102,10 +102,8 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
     _seed_everything(cfg.seed)
 
     # 2. Data: decoded once and cached; the test split is only touched at the very end.
-    if dataset is None:
-        data = select_classes(load_data(cfg.data, progress=verbose), cfg.classes)  # --classes: those only, relabelled
-    else:
-        data = dataset
+    # --classes: those only, relabelled; `dataset` (the label check's folds) is used as given
+    data = select_classes(load_data(cfg.data, progress=verbose), cfg.classes) if dataset is None else dataset
     classes = data.classes
     fit_set, val_set = split_train_val(data.train, cfg.val_size, cfg.seed)
     if cfg.train_size:
