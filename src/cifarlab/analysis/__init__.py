@@ -88,7 +88,7 @@ def analyze(run_dir: str | Path, split: str = "test", data: str | Path | None = 
     report: dict[str, Any] = {
         "run_dir": str(run_dir), "model": run.cfg.model, "split": split, "images": len(pred),
         "classes": run.classes, "data_source": run.data.source, "device": str(run.device), "precision": run.precision,
-        "logits": "float32 (head in fp32" + (")" if run.precision == "fp32" else f", body in {run.precision})"),
+        "logits": "float32" + ("" if run.precision == "fp32" else f" (body in {run.precision}, head in fp32)"),
     }
     with step("metrics"):
         report.update(_metrics(pred, f"{run.cfg.model} on {split}", out_dir, files))
