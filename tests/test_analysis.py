@@ -5,6 +5,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -158,6 +159,42 @@ def test_label_check_flags_a_planted_mislabeled_image(tmp_path):
     assert (tmp_path / "label_issues.png").exists() and report["seconds"] > 0
 
 
+def test_label_check_trains_each_fold_with_the_runs_own_recipe(tmp_path, monkeypatch):
+    """A fast-recipe run's fold models are the engine's airbench: whitening init from the fold's images,
+    the recipe's augmentation and optimizer, the asked-for epochs (the recipe's 8 would win otherwise)."""
+    import torch
+
+    from cifarlab.models.airbench import AirbenchNet
+    from cifarlab.training import engine
+
+    whitened, configs = [], []
+    original_init, original_train = AirbenchNet.initialize_from_data, engine.train
+
+    def counting_init(self, images):
+        whitened.append(len(images))
+        return original_init(self, images)
+
+    def recording_train(cfg, **kwargs):
+        result = original_train(cfg, **kwargs)
+        configs.append(TrainConfig.from_dict(json.loads((Path(cfg.out) / "config.json").read_text())["config"]))
+        return result
+
+    monkeypatch.setattr(AirbenchNet, "initialize_from_data", counting_init)
+    monkeypatch.setattr(engine, "train", recording_train)
+    images, labels = synthetic_images(10, CLASSES, seed=5)
+    train_set = ImageSet(images, labels, list(CLASSES))
+    run_cfg = TrainConfig(recipe="fast", batch_size=8, seed=4).resolved()
+    report = label_issues.label_check(train_set, run_cfg, tmp_path, folds=2, epochs=1, device=torch.device("cpu"),
+                                      precision="fp32", log=lambda *a: None)
+    assert whitened == [15, 15]  # each fold model whitened from its own 15 training images
+    assert [c.seed for c in configs] == [4, 5] and all(c.epochs == 1 for c in configs)
+    for cfg in configs:
+        assert (cfg.model, cfg.augment, cfg.optimizer, cfg.lr, cfg.label_smoothing) == (
+            "airbench", run_cfg.augment, run_cfg.optimizer, run_cfg.lr, run_cfg.label_smoothing)
+        assert cfg.evaluate_test is False and cfg.val_size == 0
+    assert report["model"] == "airbench" and report["recipe"] == "fast" and report["images"] == 30
+
+
 def test_fold_indices_cover_every_example_once():
     labels = np.repeat(np.arange(3), 7)
     folds = label_issues.fold_indices(labels, 3, seed=0)
@@ -274,3 +311,55 @@ def test_cli_rejects_an_unknown_split(capsys):
         main(["analyze", "some-run", "--split", "train"])
     assert exit_info.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+# --- exact logits ----------------------------------------------------------------------------------------
+
+def _reference_fp32_logits(trained_run, images):
+    """The fp32 model on the images, normalized by hand: what every analysis number must come from."""
+    import torch
+
+    from cifarlab.api import load_run
+
+    model, _ = load_run(trained_run, "cpu")
+    mean, std = model.default_cfg["mean"], model.default_cfg["std"]
+    x = (torch.from_numpy(images).float() / 255 - torch.tensor(mean)) / torch.tensor(std)
+    with torch.no_grad():
+        return model.float().eval()(x.permute(0, 3, 1, 2).contiguous()).numpy()
+
+
+def _tied_top1(logits) -> set[int]:
+    top2 = np.sort(logits, axis=1)[:, -2:]
+    return set(np.flatnonzero(top2[:, 0] == top2[:, 1]).tolist())
+
+
+def test_analysis_logits_are_the_fp32_models(trained_run, train_tree, tmp_path):
+    from cifarlab.data import load_data
+
+    report = analyze(trained_run, out=tmp_path, robustness_images=0, verbose=False)  # precision "auto"
+    assert report["precision"] == "fp32"
+    pred = load_predictions(tmp_path / "predictions.npz")
+    reference = _reference_fp32_logits(trained_run, load_data(train_tree, progress=False).test.images)
+    np.testing.assert_allclose(pred.logits, reference, rtol=1e-5, atol=1e-5)
+    assert _tied_top1(pred.logits) <= _tied_top1(reference)
+    assert report["metrics"]["accuracy"] == pytest.approx(float((reference.argmax(1) == pred.labels).mean()))
+
+
+def test_bf16_body_keeps_the_head_and_the_logits_in_fp32(trained_run, train_tree):
+    """Asked for bf16, only the body is rounded: the logits are fp32 sums (not bf16 numbers), close to fp32's."""
+    import torch
+
+    from cifarlab.api import evaluate, load_run
+    from cifarlab.data import load_data
+    from cifarlab.training.inference import predict_logits
+
+    images = load_data(train_tree, progress=False).test.images
+    model, _ = load_run(trained_run, "cpu")
+    bf16 = predict_logits(model, images, device=torch.device("cpu"), precision="bf16").numpy()
+    reference = _reference_fp32_logits(trained_run, images)
+    assert bf16.dtype == np.float32
+    rounded = torch.from_numpy(bf16).to(torch.bfloat16).float().numpy()
+    assert (rounded != bf16).mean() > 0.9  # a bf16 head would leave every logit on bf16's grid
+    np.testing.assert_allclose(bf16, reference, atol=0.05 * np.abs(reference).max())
+    assert _tied_top1(bf16) <= _tied_top1(reference)
+    assert evaluate(trained_run, device="cpu")["precision"] == "fp32"  # auto means fp32 for evaluate too

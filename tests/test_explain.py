@@ -379,3 +379,100 @@ def test_cli_errors_are_one_line(args, fragment, trained_run, train_tree, tmp_pa
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and fragment in err[0], err
+
+
+# --- which explanation to show (attribution.choice) -------------------------------------------------------
+
+def trust_rows(gradcam=0.40, saliency=0.30, ig=0.20, random=0.35, ig_flagged=False) -> dict:
+    """Evaluation rows as evaluate_explanations writes them: Grad-CAM worse than random order by default."""
+    def row(auc, flagged=False):
+        return {"deletion_auc": auc, "insertion_auc": 0.5, "images": 50, "randomization_spearman": 0.1,
+                "randomization_flagged": flagged, "randomization_undefined": 0}
+    return {"gradcam": row(gradcam), "saliency": row(saliency),
+            "integrated-gradients": row(ig, ig_flagged),
+            "random order": {"deletion_auc": random, "insertion_auc": 0.4, "images": 50}}
+
+
+def test_the_most_faithful_unmarked_method_is_chosen_and_the_others_marked():
+    from cifarlab.attribution.choice import FAILS_RANDOMIZATION, WORSE_THAN_RANDOM, choose_from_report
+
+    choice = choose_from_report({"evaluation": {"images": 50, "methods": trust_rows(ig_flagged=True)}})
+    assert choice.measured and choice.method == "saliency"  # IG is lower but fails the randomization check
+    assert choice.marks == {"gradcam": [WORSE_THAN_RANDOM], "saliency": [],
+                            "integrated-gradients": [FAILS_RANDOMIZATION]}
+    assert "0.300" in choice.measurement and "50 test images" in choice.measurement and "0.350" in choice.measurement
+    best = choose_from_report({"evaluation": {"images": 50, "methods": trust_rows()}})
+    assert best.method == "integrated-gradients" and not best.marks["integrated-gradients"]
+
+
+def test_when_every_method_is_marked_the_lowest_deletion_auc_is_shown_with_its_marks():
+    from cifarlab.attribution.choice import WORSE_THAN_RANDOM, choose_from_report
+
+    choice = choose_from_report({"evaluation": {"images": 50, "methods": trust_rows(0.50, 0.45, 0.40, random=0.30)}})
+    assert choice.method == "integrated-gradients" and choice.marks["integrated-gradients"] == [WORSE_THAN_RANDOM]
+    assert WORSE_THAN_RANDOM in choice.caption()
+
+
+def test_without_enough_measurements_gradcam_is_shown_and_says_so():
+    from cifarlab.attribution.choice import MIN_IMAGES, choose_from_report, choose_method
+
+    for report in ({}, {"metrics": trust_rows(), "images": [{}] * (MIN_IMAGES - 1)},
+                   {"evaluation": {"images": 5, "methods": {"gradcam": {"deletion_auc": 0.3}}}}):  # no random row
+        choice = choose_from_report(report)
+        assert (choice.method, choice.measured) == ("gradcam", False) and "not measured" in choice.measurement
+    gallery = choose_from_report({"metrics": trust_rows(), "images": [{}] * MIN_IMAGES})
+    assert gallery.measured and gallery.method == "integrated-gradients"
+    assert choose_from_report({"evaluation": {"images": 50, "methods": trust_rows()}},
+                              candidates=["gradcam", "saliency"]).method == "saliency"
+    assert choose_method(None).method == "gradcam"
+
+
+def test_an_unreadable_explain_json_is_no_measurement(tmp_path):
+    from cifarlab.attribution.choice import choose_method
+
+    (tmp_path / "explain").mkdir()
+    (tmp_path / "explain" / "explain.json").write_text("{not json")
+    assert not choose_method(tmp_path).measured
+
+
+def measured_copy(trained_run, dest, rows=None):
+    """A copy of the trained run with an explain evaluation in RUN_DIR/explain/explain.json."""
+    import shutil
+
+    shutil.copytree(trained_run, dest, ignore=shutil.ignore_patterns("checkpoints", "explain"))
+    (dest / "explain").mkdir()
+    (dest / "explain" / "explain.json").write_text(json.dumps({
+        "run_dir": str(dest), "methods": ["gradcam", "saliency", "integrated-gradients"],
+        "evaluation": {"images": 50, "methods": rows or trust_rows(ig_flagged=True)}}))
+    return dest
+
+
+def test_explain_defaults_to_the_runs_most_faithful_method_and_keeps_the_evaluation(trained_run, train_tree,
+                                                                                    tmp_path, capsys):
+    run = measured_copy(trained_run, tmp_path / "run")
+    image = sorted((train_tree / "test" / "dog").iterdir())[0]
+    assert main(["explain", str(run), "--image", str(image), "--no-trust"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("method saliency: lowest deletion AUC 0.300")
+    report = json.loads((run / "explain" / "explain.json").read_text())
+    assert report["methods"] == ["saliency"] and report["evaluation"]["images"] == 50  # the measurement stays
+    assert explain(run, image, device="cpu", trust_checks=False).maps.keys() == {"saliency"}
+    assert set(explain(run, image, "gradcam", device="cpu", trust_checks=False).maps) == {"gradcam"}
+
+
+def test_report_names_the_measurement_and_marks_the_failing_methods(trained_run, tmp_path):
+    from cifarlab.reporting.sections import explanations_section
+
+    run = measured_copy(trained_run, tmp_path / "run")
+    section = explanations_section(run)
+    words = json.dumps([getattr(b, "__dict__", str(b)) for b in section.blocks], default=str)
+    assert "Most faithful for this run: saliency: lowest deletion AUC 0.300" in words
+    assert "MARKED: no better than random order" in words and "MARKED: fails the randomization check" in words
+
+
+def test_run_logs_the_explanation_it_will_show(trained_run, tmp_path):
+    from cifarlab.pipeline import _choice_line
+
+    line = _choice_line(measured_copy(trained_run, tmp_path / "run"))
+    assert line.startswith("explanation to show: saliency: lowest deletion AUC 0.300")
+    assert "gradcam no better than random order" in line and "integrated-gradients fails the randomization" in line

@@ -199,7 +199,7 @@ def test_the_page_in_a_browser_upload_predict_explain(trained_run, train_tree, t
         assert rows.count() == 3
         top = rows.first.locator(".name").inner_text()
         assert top in CLASSES
-        assert page.inner_text("#overlay-caption").startswith(f"Grad-CAM for {top}")
+        assert page.inner_text("#overlay-caption").startswith(f"gradcam for {top}")
         assert rows.first.locator("button").get_attribute("aria-pressed") == "true"
         shot = tmp_path / "serve.png"
         page.screenshot(path=str(shot))
@@ -219,3 +219,16 @@ def test_the_page_in_a_browser_upload_predict_explain(trained_run, train_tree, t
         assert "not an image" in page.inner_text("#error")
         assert page.is_hidden("#result") and page.is_hidden("#truth")  # not the previous image's prediction
         assert not errors, errors
+
+
+def test_serve_shows_the_runs_most_faithful_method_with_its_measurement(trained_run, train_tree, tmp_path):
+    from test_explain import measured_copy
+
+    run = measured_copy(trained_run, tmp_path / "run")
+    client = TestClient(cifarlab.create_app(run, device="cpu"))
+    body = post(client, a_test_file(train_tree).read_bytes()).json()
+    assert body["overlay"]["method"] == "saliency" and body["overlay"]["marks"] == []
+    assert body["overlay"]["measurement"].startswith("lowest deletion AUC 0.300 of 3 measured methods over 50")
+    assert decoded(body["overlay"]["image"]).size == (256, 256)
+    unmeasured = post(TestClient(cifarlab.create_app(trained_run, device="cpu")), a_test_file(train_tree).read_bytes())
+    assert unmeasured.json()["overlay"]["measurement"].startswith("not measured")

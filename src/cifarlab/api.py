@@ -12,8 +12,8 @@ from .data import load_data
 from .data.images import load_rgb_image
 from .data.subsets import select_classes
 from .errors import CifarlabError
-from .training.device import resolve_device, resolve_precision
-from .training.inference import EVAL_BATCH_SIZE, classification_metrics, predict_logits
+from .training.device import resolve_device
+from .training.inference import EVAL_BATCH_SIZE, classification_metrics, predict_logits, resolve_eval_precision
 from .training.rundir import load_run_model
 
 
@@ -25,7 +25,8 @@ def load_run(run_dir: str | Path, device: str = "auto") -> tuple[torch.nn.Module
 def evaluate(run_dir: str | Path, data: str | Path | None = None, *, split: str = "test", device: str = "auto",
              precision: str = "auto", batch_size: int = EVAL_BATCH_SIZE, tta: str | None = None) -> dict[str, Any]:
     """Accuracy, loss and top-3 accuracy of a run's model on the test split (or `split="val"`).
-    `tta`: none, flip or flip-translate (see training.inference.tta_logits); default: the run's own."""
+    `tta`: none, flip or flip-translate (see training.inference.tta_logits); default: the run's own.
+    `precision="auto"` is fp32 here (training.inference.resolve_eval_precision)."""
     if split not in ("test", "val"):
         raise CifarlabError(f"unknown split {split!r}; choose test or val")
     dev = resolve_device(device)
@@ -43,7 +44,7 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, *, split: str 
         if val is None:
             raise CifarlabError(f"{run_dir} was trained without a validation split (--val-size 0)")
         images, labels = val.images, val.labels
-    prec = resolve_precision(precision, dev)
+    prec = resolve_eval_precision(precision, dev)
     tta = tta or cfg.get("tta") or "none"
     start = time.perf_counter()
     logits = predict_logits(model, images, device=dev, precision=prec, batch_size=batch_size, tta=tta)

@@ -398,6 +398,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         rec = r["recipe"]
         recipe = f"{rec['optimizer']} lr {rec['lr']:g} bs {rec['batch_size']} {rec['schedule']} {rec['epochs']} ep"
         print(f"{r['name']:<20} {r['params']:>12,} {r['mflops']:>10,.1f}  {recipe:<40} {r['description']}")
+    print("MFLOPs: forward pass of one 3x32x32 image, a multiply-add counted as 2 FLOPs (fvcore and papers that "
+          "quote MACs give half)")
     print("also: tv:NAME (any torchvision classification model), timm:NAME (any timm model); --cifar-stem adapts")
     return 0
 
@@ -460,6 +462,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
                if getattr(args, k) is not None}
     common = {"layer": args.layer, "out": out, "steps": args.steps, "baseline": args.baseline,
               "device": args.device, **options}
+    if args.method is None and (args.image or given):
+        from .attribution.choice import choose_method
+
+        choice = choose_method(args.run_dir)
+        print(f"method {choice.caption()}")
     if args.image:
         r = explain(args.run_dir, args.image, args.method, target=args.target, trust_checks=args.trust, **common)
         print(f"{r.figure}  (top: {r.predicted} {r.probability:.1%}"
@@ -474,7 +481,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         if g.metrics:
             print(metrics_table(g.metrics))
     if args.evaluate:
-        ev = evaluate_explanations(args.run_dir, args.evaluate, args.method, data=args.data, **common)
+        ev = evaluate_explanations(args.run_dir, args.evaluate, args.method or "all", data=args.data, **common)
         print(f"evaluation over {ev['images']} test images:")
         print(metrics_table(ev["methods"]))
     print(f"numbers: {out / 'explain.json'} and {out / 'explain.md'}")
@@ -582,7 +589,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="data to evaluate on (default: the run's own)")
     p.add_argument("--split", choices=("test", "val"), default="test")
     p.add_argument("--device", default="auto")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                   help="auto: fp32 (exact logits); bf16/fp16 run the body in low precision, the head in fp32")
     p.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation (default: the run's own --tta)")
     p.add_argument("--json", action="store_true")
     _add_thread_flags(p)
@@ -609,7 +617,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_thread_flags(p)
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("models", help="list the registered models with parameters and FLOPs")
+    p = sub.add_parser("models", help="list the registered models with parameters and FLOPs "
+                                      "(a multiply-add counted as 2 FLOPs)")
     p.add_argument("pattern", nargs="?", help="glob filter, e.g. 'resnet*', or one model name")
     p.add_argument("--summary", action="store_true",
                    help="one model's layers with output shapes and parameters, like Keras' model.summary()")
@@ -632,7 +641,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--robustness-images", default="1000", metavar="N",
                    help="images of the split to measure corruptions on (default 1000; 'all'; 0 skips)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                   help="auto: fp32 (exact logits); bf16/fp16 run the body in low precision, the head in fp32")
     _add_thread_flags(p)
     p.set_defaults(func=cmd_analyze)
     p = sub.add_parser("features", help="feature maps of chosen layers for one image, first-layer filters, "
@@ -672,10 +682,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--samples-per-class", type=int, metavar="N", help="N test images per class: one gallery")
     g.add_argument("--mistakes", action="store_true", help="with --samples-per-class: only misclassified images")
     g.add_argument("--evaluate", type=int, metavar="N",
-                   help="deletion/insertion AUC and the randomization check over N test images")
+                   help="deletion/insertion AUC and the randomization check over N test images, for every method "
+                        "unless --method is given; later explains, run's report and serve show the most faithful")
     g = p.add_argument_group("method")
-    g.add_argument("--method", choices=[*list_explainers(), "all"], default="gradcam",
-                   help="all: every method side by side (default: gradcam)")
+    g.add_argument("--method", choices=[*list_explainers(), "all"],
+                   help="all: every method side by side (default: the run's most faithful method by its measured "
+                        "deletion AUC, from an earlier explain --evaluate or run; gradcam without measurements)")
     g.add_argument("--target", metavar="CLASS", help="also explain this class (name or index)")
     g.add_argument("--layer", metavar="NAME", help="CAM layer (default: the model's default_cfg cam_layer)")
     g.add_argument("--ig-steps", type=int, metavar="N", help="integrated-gradients steps (default 32)")

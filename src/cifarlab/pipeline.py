@@ -5,7 +5,8 @@ explain a sample of test images, draw feature maps and the embedding, and write 
       1. train (the baseline, 2 epochs unless told; any train setting may be passed)
       2. analyze: metrics, confusion matrix, galleries, calibration, robustness (RUN_DIR/analysis)
       3. explain one test image per class with Grad-CAM, saliency and integrated gradients, with their
-         faithfulness numbers (RUN_DIR/explain)
+         faithfulness numbers (RUN_DIR/explain); the most faithful of them is the one the report and
+         `serve` show first (attribution.choice)
       4. feature maps of the first explained image and the PCA embedding (RUN_DIR/features, RUN_DIR/embed)
       5. the report: RUN_DIR/report.html
 Every step after training reads the run directory, so a failed step can be redone by its own command.
@@ -72,6 +73,7 @@ def run(data: str | Path | None = None, out: str | Path | None = None, *, model:
         seconds["explain"] = time.perf_counter() - step
         log(f"explained {len(sample.images)} test images with {methods} in {seconds['explain']:.1f} s: "
             + _faithfulness_line(sample.metrics))
+        log(_choice_line(run_dir))
         step = time.perf_counter()
         _features(run_dir, sample.images[0], embed_samples, device)
         seconds["features"] = time.perf_counter() - step
@@ -124,6 +126,15 @@ def _analysis_line(a: dict[str, Any], seconds: float) -> str:
     confused = f"; most confused {pair['true']} -> {pair['predicted']} ({pair['count']})" if pair else ""
     return (f"analyzed {a['images']:,} {a['split']} images in {seconds:.1f} s: macro F1 {m['macro']['f1']:.4f}, "
             f"ECE {cal['ece_before']:.4f}{confused}")
+
+
+def _choice_line(run_dir: Path) -> str:
+    """Which explanation the report and `serve` show for this run, by its own measurements, and the marks."""
+    from .attribution.choice import choose_method
+
+    choice = choose_method(run_dir)
+    marked = [f"{name} {', '.join(marks)}" for name, marks in choice.marks.items() if marks and name != choice.method]
+    return f"explanation to show: {choice.caption()}" + (f"; marked: {'; '.join(marked)}" if marked else "")
 
 
 def _faithfulness_line(metrics: dict[str, dict[str, Any]]) -> str:

@@ -25,8 +25,8 @@ from ..config import TrainConfig
 from ..data import CifarData, ImageSet, load_data, split_train_val, stratified_subset
 from ..data.subsets import select_classes
 from ..errors import CifarlabError
-from ..training.device import resolve_device, resolve_precision
-from ..training.inference import EVAL_BATCH_SIZE
+from ..training.device import resolve_device
+from ..training.inference import EVAL_BATCH_SIZE, resolve_eval_precision
 from ..training.rundir import load_run_model
 from . import calibration, galleries, label_issues, metrics, robustness
 from .predictions import Predictions, compute_predictions, save_predictions
@@ -61,6 +61,8 @@ def analyze(run_dir: str | Path, split: str = "test", data: str | Path | None = 
 
     `robustness_images`: how many images of the split the corruptions are measured on ("all" or None: all
     of them, 0: skip).
+    `precision`: `auto` is fp32 (every number here comes from fp32 logits); bf16/fp16 run the body in low
+    precision with the head and the logits still in fp32.
     `label_check`: cross-validate the run's recipe on its training images (K models, at most
     `label_check_epochs` epochs each, default min(run's epochs, 5)) and flag suspected label problems.
     Returns the contents of analysis.json.
@@ -86,6 +88,7 @@ def analyze(run_dir: str | Path, split: str = "test", data: str | Path | None = 
     report: dict[str, Any] = {
         "run_dir": str(run_dir), "model": run.cfg.model, "split": split, "images": len(pred),
         "classes": run.classes, "data_source": run.data.source, "device": str(run.device), "precision": run.precision,
+        "logits": "float32" + ("" if run.precision == "fp32" else f" (body in {run.precision}, head in fp32)"),
     }
     with step("metrics"):
         report.update(_metrics(pred, f"{run.cfg.model} on {split}", out_dir, files))
@@ -136,7 +139,7 @@ def _check_arguments(split: str, label_check: bool, folds: int, epochs: int | No
 def _open_run(run_dir: str | Path, data: str | Path | None, device: str, precision: str) -> _Run:
     """Load the model first (a run without weights fails before any data is read), then the data."""
     dev = resolve_device(device)
-    prec = resolve_precision(precision, dev)
+    prec = resolve_eval_precision(precision, dev)
     model, info = load_run_model(run_dir, dev)
     cfg = TrainConfig.from_dict(info["config"]).resolved()
     dataset = select_classes(load_data(data if data is not None else cfg.data, progress=False), cfg.classes)

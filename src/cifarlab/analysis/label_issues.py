@@ -1,10 +1,10 @@
-"""Suspected label problems in the training data, confident-learning style (Northcutt et al. 2021):
-out-of-sample probabilities from K-fold cross-validation (a fresh model per fold, the run's recipe), then
-flag examples whose given label gets less than its class's mean self-confidence while another class
-reaches its own threshold."""
+"""Suspected label problems in the training data by confident learning (Northcutt et al. 2021): out-of-sample
+probabilities from K-fold cross-validation (a fresh model per fold, trained by the engine with the run's own
+recipe), then cleanlab's `find_label_issues` on them."""
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,10 +13,9 @@ import numpy as np
 import torch
 
 from ..config import TrainConfig
-from ..data.types import ImageSet
+from ..data.types import CifarData, ImageSet
 from ..errors import CifarlabError
 from ..training.inference import predict_logits
-from ._fit import fit_model
 from ._plots import thumbnail_grid
 from .predictions import image_names, softmax
 
@@ -39,39 +38,62 @@ def fold_indices(labels: np.ndarray, folds: int, seed: int) -> list[np.ndarray]:
     return [held for _, held in splitter.split(np.zeros(len(labels)), labels)]
 
 
-def out_of_sample_probabilities(train_set: ImageSet, cfg: TrainConfig, folds: int, *, device: torch.device,
-                                precision: str = "fp32", log: Callable[[str], None] = print) -> np.ndarray:
-    """Probabilities (N, C) where each example is scored by a model that never saw it."""
+def fold_config(cfg: TrainConfig, epochs: int, seed: int, device: torch.device) -> TrainConfig:
+    """The run's recipe for one fold model: same model, optimizer, schedule, augmentation, initialization and
+    transfer set-up, trained for `epochs` on all of the fold's images (no validation, no test, no extras).
+    `cfg` is resolved, so its recipe's settings are already filled in: the name goes, lest it reset `epochs`."""
+    return dataclasses.replace(cfg, recipe=None, epochs=epochs, seed=seed, val_size=0, train_size=None,
+                               label_fraction=None, classes=None, evaluate_test=False, early_stopping=None,
+                               budget_minutes=None, tensorboard=False, out=None, device=str(device))
+
+
+def train_fold_model(cfg: TrainConfig, fit: ImageSet, work_dir: Path) -> torch.nn.Module:
+    """A model trained by the engine (cifarlab's train) on the fold's images, its run directory in `work_dir`."""
+    from ..training.engine import train
+
+    empty = ImageSet(np.zeros((0, *fit.images.shape[1:]), np.uint8), np.zeros(0, np.int64), list(fit.classes))
+    result = train(dataclasses.replace(cfg, out=str(work_dir)), dataset=CifarData(fit, empty, "label-check fold"),
+                   verbose=False, command="label check fold")
+    return result.model.eval()
+
+
+def out_of_sample_probabilities(train_set: ImageSet, cfg: TrainConfig, folds: int, *, epochs: int,
+                                device: torch.device, precision: str = "fp32",
+                                log: Callable[[str], None] = print) -> np.ndarray:
+    """Probabilities (N, C) where each example is scored by a model that never saw it (fp32 logits by default).
+    The fold models train with cfg's own precision and device; their run directories are temporary."""
     probs = np.zeros((len(train_set), train_set.num_classes), np.float32)
-    for k, held in enumerate(fold_indices(train_set.labels, folds, cfg.seed)):
-        start = time.perf_counter()
-        fit = train_set.subset(np.setdiff1d(np.arange(len(train_set)), held))
-        model = fit_model(cfg, fit, device=device, precision=precision, seed=cfg.seed + k)
-        logits = predict_logits(model, train_set.images[held], device=device, precision=precision,
-                                batch_size=cfg.eval_batch_size, channels_last=cfg.channels_last)
-        probs[held] = softmax(logits.numpy())
-        log(f"  label check fold {k + 1}/{folds}: trained on {len(fit):,}, scored {len(held):,} "
-            f"({time.perf_counter() - start:.1f} s)")
+    with tempfile.TemporaryDirectory(prefix="cifarlab-label-check-") as work:
+        for k, held in enumerate(fold_indices(train_set.labels, folds, cfg.seed)):
+            start = time.perf_counter()
+            fit = train_set.subset(np.setdiff1d(np.arange(len(train_set)), held))
+            model = train_fold_model(fold_config(cfg, epochs, cfg.seed + k, device), fit, Path(work) / f"fold{k}")
+            logits = predict_logits(model, train_set.images[held], device=device, precision=precision,
+                                    batch_size=cfg.eval_batch_size, channels_last=cfg.channels_last)
+            probs[held] = softmax(logits.numpy())
+            log(f"  label check fold {k + 1}/{folds}: trained on {len(fit):,}, scored {len(held):,} "
+                f"({time.perf_counter() - start:.1f} s)")
     return probs
 
 
 def find_label_issues(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Flagged indices (least self-confident first), the class each one looks like, and the per-class thresholds.
 
-    Threshold t_j = mean probability of class j over the examples labelled j. An example labelled y is
-    flagged when p_y < t_y and some other class j has p_j >= t_j; its suspected class is the likeliest such j.
+    The flagged set is cleanlab's `find_label_issues` with its defaults (prune by noise rate over the confident
+    joint), ranked by self-confidence. The suspected class is the likeliest class other than the given one;
+    threshold t_j is the mean probability of class j over the examples labelled j (cleanlab's confident threshold).
     """
-    num_classes = probs.shape[1]
-    thresholds = np.array([probs[labels == j, j].mean() if (labels == j).any() else 1.0 for j in range(num_classes)])
-    n = np.arange(len(labels))
-    self_conf = probs[n, labels]
-    above = probs >= thresholds[None, :]
-    above[n, labels] = False
-    candidate = np.where(above, probs, -1.0)
-    suspected = candidate.argmax(axis=1)
-    flagged = np.flatnonzero((self_conf < thresholds[labels]) & above.any(axis=1))
-    order = flagged[np.argsort(self_conf[flagged], kind="stable")]
-    return order, suspected[order], thresholds
+    from cleanlab.count import get_confident_thresholds
+    from cleanlab.filter import find_label_issues as cleanlab_find_label_issues
+
+    labels = np.asarray(labels, dtype=np.int64)
+    probs = np.asarray(probs, dtype=np.float64)
+    order = np.asarray(cleanlab_find_label_issues(labels, probs, return_indices_ranked_by="self_confidence",
+                                                  n_jobs=1), dtype=np.int64)
+    others = probs.copy()
+    others[np.arange(len(labels)), labels] = -1.0
+    thresholds = get_confident_thresholds(labels, probs)
+    return order, others.argmax(axis=1)[order], np.asarray(thresholds, dtype=np.float64)
 
 
 def label_check(train_set: ImageSet, cfg: TrainConfig, out_dir: Path, *, folds: int = DEFAULT_FOLDS,
@@ -79,16 +101,17 @@ def label_check(train_set: ImageSet, cfg: TrainConfig, out_dir: Path, *, folds: 
                 log: Callable[[str], None] = print) -> dict:
     """Cross-validate, flag suspected label problems, draw label_issues.png; the report for analysis.json."""
     epochs = epochs or min(cfg.epochs, MAX_EPOCHS)
-    cfg = dataclasses.replace(cfg, epochs=epochs)
     start = time.perf_counter()
-    probs = out_of_sample_probabilities(train_set, cfg, folds, device=device, precision=precision, log=log)
+    probs = out_of_sample_probabilities(train_set, cfg, folds, epochs=epochs, device=device, precision=precision,
+                                        log=log)
     flagged, suspected, thresholds = find_label_issues(probs, train_set.labels)
     files, classes = image_names(train_set, "train"), train_set.classes
     issues = [{"index": int(i), "file": files[i], "given": classes[train_set.labels[i]], "suspected": classes[s],
                "given_probability": float(probs[i, train_set.labels[i]]), "suspected_probability": float(probs[i, s])}
               for i, s in zip(flagged, suspected)]
     picture = plot_label_issues(train_set.images, issues, Path(out_dir) / "label_issues.png")
-    return {"folds": folds, "epochs": epochs, "model": cfg.model, "images": len(train_set),
+    return {"folds": folds, "epochs": epochs, "model": cfg.model, "recipe": cfg.recipe, "images": len(train_set),
+            "method": "cleanlab.filter.find_label_issues (prune_by_noise_rate) on out-of-fold probabilities",
             "out_of_sample_accuracy": float((probs.argmax(1) == train_set.labels).mean()),
             "thresholds": {c: float(t) for c, t in zip(classes, thresholds)}, "flagged": len(issues),
             "issues": issues, "seconds": time.perf_counter() - start, "picture": str(picture)}

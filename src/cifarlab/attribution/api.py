@@ -28,10 +28,17 @@ from ..features.inputs import (
     sample_indices,
 )
 from . import plots, trust
+from .choice import MethodChoice, check_text, choose_method, method_marks
 from .methods import MethodOptions, create_explainer, explainer_class, list_explainers
 
 ALL = "all"
 REPORT_JSON, REPORT_MD = "explain.json", "explain.md"
+
+
+def default_method(loaded: LoadedRun) -> MethodChoice:
+    """The method to show when none is asked for: the run's most faithful by its own measurements
+    (attribution.choice), Grad-CAM for a run that has none."""
+    return choose_method(loaded.run_dir)
 
 
 def resolve_methods(method: str | list[str]) -> list[str]:
@@ -108,16 +115,12 @@ def trust_metrics(model: nn.Module, x: torch.Tensor, target: torch.Tensor, maps:
 def metrics_table(rows: dict[str, dict[str, Any]]) -> str:
     """A markdown table of trust_metrics' rows."""
     lines = ["| method | deletion AUC (lower is better) | insertion AUC (higher is better) | "
-             "randomization Spearman rho | sanity check |", "|---|---|---|---|---|"]
+             "randomization Spearman rho | checks |", "|---|---|---|---|---|"]
+    marks = method_marks(rows)
     for name, r in rows.items():
         rho = r.get("randomization_spearman")
-        if "randomization_spearman" not in r:
-            rho_s, check = "-", "-"
-        elif rho is None:
-            rho_s, check = "undefined", "passed (maps changed completely)"
-        else:
-            rho_s = f"{rho:+.3f}"
-            check = "FLAGGED: maps barely change with random weights" if r["randomization_flagged"] else "passed"
+        rho_s = "-" if "randomization_spearman" not in r else "undefined" if rho is None else f"{rho:+.3f}"
+        check = check_text(r, marks.get(name))
         extra = f" ({r['seconds_per_image']:.3f} s/img)" if "seconds_per_image" in r else ""
         lines.append(f"| {name}{extra} | {r['deletion_auc']:.3f} | {r['insertion_auc']:.3f} | {rho_s} | {check} |")
     return "\n".join(lines)
@@ -158,11 +161,12 @@ def _options(options: MethodOptions | dict | None, kwargs: dict) -> MethodOption
     return MethodOptions.make(options, **kwargs)
 
 
-def explain(run: RunLike, image: ImageLike, method: str | list[str] = "gradcam", *, target: str | int | None = None,
+def explain(run: RunLike, image: ImageLike, method: str | list[str] | None = None, *, target: str | int | None = None,
             layer: str | None = None, out: str | Path | None = None, trust_checks: bool = True, steps: int = 16,
             baseline: str = "mean", seed: int = 0, device: str = "auto", classes: list[str] | None = None,
             options: MethodOptions | dict | None = None, **option_kwargs) -> Explanation:
-    """Explain one image (a file or an (H, W, 3) uint8 array) with `method` ("all" for every one).
+    """Explain one image (a file or an (H, W, 3) uint8 array) with `method` ("all" for every one; default:
+    the run's most faithful method by its own measurements, see attribution.choice; Grad-CAM without them).
 
     Maps are computed for the top prediction and, if given, for `target` (class name or index). With
     `trust_checks`, deletion/insertion AUCs and the model-randomization rho are computed for this image.
@@ -171,8 +175,8 @@ def explain(run: RunLike, image: ImageLike, method: str | list[str] = "gradcam",
     quality for time.
     """
     opts = _options(options, option_kwargs)
-    methods = resolve_methods(method)
     loaded = load(run, device, classes)
+    methods = resolve_methods(method if method is not None else default_method(loaded).method)
     layer = _layer_name(loaded, methods, layer)
     tgt = resolve_target(target, loaded.classes)
     img = load_images(image)
@@ -229,15 +233,16 @@ class Gallery:
 
 def explain_gallery(run: RunLike, *, images: ImageLike | list[ImageLike] | None = None,
                     samples_per_class: int | None = None, mistakes: bool = False,
-                    method: str | list[str] = "gradcam", target: str | int | None = None, layer: str | None = None,
+                    method: str | list[str] | None = None, target: str | int | None = None, layer: str | None = None,
                     out: str | Path | None = None, data: str | Path | None = None, trust_checks: bool = True,
                     steps: int = 16, baseline: str = "mean", seed: int = 0, max_images: int = 100,
                     device: str = "auto", options: MethodOptions | dict | None = None, **option_kwargs) -> Gallery:
     """Explain a folder/list of images, or `samples_per_class` test images per class (only misclassified
-    ones with `mistakes`); writes gallery_<method>.png, explain.json and explain.md under `out`."""
+    ones with `mistakes`); writes gallery_<method>.png, explain.json and explain.md under `out`.
+    `method` defaults to the run's most faithful one by its own measurements (see `explain`)."""
     opts = _options(options, option_kwargs)
-    methods = resolve_methods(method)
     loaded = load(run, device)
+    methods = resolve_methods(method if method is not None else default_method(loaded).method)
     layer = _layer_name(loaded, methods, layer)
     tgt = resolve_target(target, loaded.classes)
     model = loaded.model
@@ -332,14 +337,14 @@ def evaluate_explanations(run: RunLike, n: int = 200, method: str | list[str] = 
 def write_report(out: Path, loaded: LoadedRun, methods: list[str], layer: str | None, note: str,
                  images: list[dict], metrics: dict, steps: int, baseline: str, *, figure: Path | None = None,
                  evaluation: dict | None = None) -> None:
-    """explain.json (numbers) and explain.md (the same as tables). Explaining images starts a new report;
-    an evaluation is added to the report already in `out` for the same run (the CLI explains, then
-    evaluates), or starts one."""
+    """explain.json (numbers) and explain.md (the same as tables). Explaining images replaces the images'
+    part of the report already in `out` for the same run and keeps its evaluation (the measurement that
+    chooses the method to show); an evaluation replaces the evaluation part. Another run's report is replaced."""
     import json
 
     path = out / REPORT_JSON
     report: dict[str, Any] = {}
-    if evaluation is not None and path.exists():
+    if path.exists() and (evaluation is not None or loaded.run_dir is not None):  # a bare model: no run to keep
         try:
             report = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
@@ -350,6 +355,7 @@ def write_report(out: Path, loaded: LoadedRun, methods: list[str], layer: str | 
                    "methods": methods, "layer": layer, "layer_note": note, "steps": steps, "baseline": baseline,
                    "randomization_threshold": trust.RANDOMIZATION_THRESHOLD})
     if images or metrics:
+        report.pop("figure", None)
         report["images"] = images
         report["metrics"] = metrics
         if figure is not None:

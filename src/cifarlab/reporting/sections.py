@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..attribution.choice import check_text, choose_from_report, method_marks
 from ..errors import CifarlabError
 from .blocks import (
     Cell,
@@ -246,9 +247,14 @@ def explanations_section(run_dir: Path) -> Section:
                            f"{r.get('steps', '?')} steps, removed pixels become the {r.get('baseline', '?')} "
                            "image; the randomization check flags a method whose maps barely change when the "
                            f"weights are randomized (|Spearman rho| > {r.get('randomization_threshold', '?')})."))
+    choice = choose_from_report(r, source=str(report_path)) if r else None
+    if choice is not None:  # the method this run's measurements favour, named beside the pictures
+        blocks.append(Text(f"Most faithful for this run: {choice.caption()}." if choice.measured else
+                           f"Most faithful for this run: {choice.measurement}; Grad-CAM is shown by default."))
     # explain.json knows what its latest figure shows; older figures keep their file names as captions
+    best = f"; most faithful: {choice.caption()}" if choice is not None and choice.measured else ""
     captions = {Path(f).name: f"{'gallery' if Path(f).stem.startswith('gallery') else 'explanation'}: "
-                              f"{', '.join(r.get('methods', []))}"
+                              f"{', '.join(r.get('methods', []))}{best}"
                 for f in [r.get("figure"), *[i.get("figure") for i in r.get("images", [])]] if f}
     blocks += figure_group([figure_file(p, captions.get(p.name, _caption(p)), wide=True) for p in files])
     if r.get("images"):
@@ -270,17 +276,14 @@ def explanations_section(run_dir: Path) -> Section:
 
 
 def faithfulness_table(rows: dict[str, dict[str, Any]]) -> Table:
-    """The explain.json trust numbers: one row per method, plus the random-order reference."""
+    """The explain.json trust numbers: one row per method, plus the random-order reference; methods that fail
+    the randomization check or do no better than random order are marked (attribution.choice)."""
+    marks = method_marks(rows)
     body = []
     for name, r in rows.items():
-        if "randomization_spearman" not in r:
-            check = "-"
-        elif r["randomization_spearman"] is None:
-            check = "passed (maps changed completely)"
-        else:
-            check = "FLAGGED: maps barely change with random weights" if r.get("randomization_flagged") else "passed"
+        check = check_text(r, marks.get(name))
         body.append([text(name), number(r.get("deletion_auc"), ".3f"), number(r.get("insertion_auc"), ".3f"),
                      number(r.get("randomization_spearman"), "+.3f"), text(check),
                      number(r.get("seconds_per_image"), ".3f")])
     return Table(["method", "deletion AUC (lower is better)", "insertion AUC (higher is better)",
-                  "randomization rho", "sanity check", "s / image"], body)
+                  "randomization rho", "checks", "s / image"], body)

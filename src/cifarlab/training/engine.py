@@ -35,7 +35,7 @@ from .._threads import adapt as adapt_threads
 from ..augment import create_augment
 from ..augment.mix import mixed_cross_entropy
 from ..config import TrainConfig, parse_progressive_resize
-from ..data import load_data, split_train_val, stratified_subset
+from ..data import CifarData, load_data, split_train_val, stratified_subset
 from ..data.loader import DeviceLoader
 from ..data.subsets import label_fraction_subset, select_classes
 from ..errors import CifarlabError, TrainingDiverged
@@ -59,7 +59,8 @@ class TrainResult:
 
 def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, overwrite: bool = False,
           verbose: bool = True, command: str | None = None,
-          on_epoch_end: Callable[[dict[str, Any]], bool] | None = None, **overrides: Any) -> TrainResult:
+          on_epoch_end: Callable[[dict[str, Any]], bool] | None = None, dataset: CifarData | None = None,
+          **overrides: Any) -> TrainResult:
     """Train a model and return its run directory, summary and history.
 
     `cifarlab.train(model="baseline", epochs=2, data="path/to/cifar10")` in a notebook does what
@@ -68,6 +69,7 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
     may change: `--augment keras` on resume continues the same weights and optimizer with a new policy).
     `on_epoch_end(record)` is called after each epoch's checkpoint; returning True ends training there
     (tuning prunes trials this way).
+    `dataset`: train on these in-memory images instead of loading cfg.data (the label check's folds do).
     """
     command = command or shlex.join(sys.argv)
 
@@ -101,7 +103,8 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
     _seed_everything(cfg.seed)
 
     # 2. Data: decoded once and cached; the test split is only touched at the very end.
-    data = select_classes(load_data(cfg.data, progress=verbose), cfg.classes)  # --classes: those only, relabelled
+    # --classes: those only, relabelled; `dataset` (the label check's folds) is used as given
+    data = select_classes(load_data(cfg.data, progress=verbose), cfg.classes) if dataset is None else dataset
     classes = data.classes
     fit_set, val_set = split_train_val(data.train, cfg.val_size, cfg.seed)
     if cfg.train_size:

@@ -10,7 +10,7 @@ from .._threads import adapt as adapt_threads
 from ..data.loader import DeviceLoader
 from ..data.types import CIFAR10_MEAN, CIFAR10_STD
 from ..errors import CifarlabError
-from .device import autocast
+from .device import autocast, resolve_precision
 
 # Measured on the 2-core CPU (baseline, bf16): batch 256 runs at 2x the images/s of batch 1000, whose
 # activations no longer fit in the caches.
@@ -26,16 +26,40 @@ def preprocessing(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...
 TTA_MODES = ("none", "flip", "flip-translate")
 
 
-def tta_logits(model: nn.Module, x: torch.Tensor, tta: str = "none") -> torch.Tensor:
+def resolve_eval_precision(name: str, device: torch.device) -> str:
+    """The precision of `evaluate` and `analyze`: their numbers get cited, so `auto` is fp32 there (the only
+    choice whose logits equal the fp32 model's; BENCHMARKS.md, issue 20). bf16/fp16 when asked for: the
+    body in low precision, the head and the logits still in fp32 (see fp32_logits)."""
+    return "fp32" if name == "auto" else resolve_precision(name, device)
+
+
+def fp32_logits(model: nn.Module, x: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
+    """The model's float32 logits for a normalized batch. Under bf16/fp16 only the body (forward_features)
+    runs in low precision: the head runs in fp32 on the features cast to fp32. Logits computed under
+    autocast keep bf16's 8 significant bits, which tied the top-1 logits of 71 of the 10,000 CIFAR-10
+    test images (the tie always going to the lower class index) and moved ECE by up to 0.0014.
+    A model without the features/head contract runs wholly in fp32."""
+    if precision == "fp32" or not hasattr(model, "forward_features"):
+        return model(x).float()
+    with autocast(x.device, precision):
+        features = model.forward_features(x)
+    with torch.autocast(x.device.type, enabled=False):
+        return model.forward_head(features.float()).float()
+
+
+def tta_logits(model: nn.Module, x: torch.Tensor, tta: str = "none", precision: str = "fp32") -> torch.Tensor:
     """The model's logits for a normalized batch, averaged over test-time views, as airbench does:
     "flip" averages the image and its mirror; "flip-translate" gives those two half the weight and
     the mirrored pairs of the image shifted by one pixel up-left and down-right (reflect padding)
-    the other half. Each view is one forward pass of the whole batch."""
+    the other half. Each view is one forward pass of the whole batch (fp32_logits at `precision`)."""
+    def logits(v: torch.Tensor) -> torch.Tensor:
+        return fp32_logits(model, v, precision)
+
     def mirrored(v: torch.Tensor) -> torch.Tensor:
-        return 0.5 * model(v).float() + 0.5 * model(v.flip(-1)).float()
+        return 0.5 * logits(v) + 0.5 * logits(v.flip(-1))
 
     if tta == "none":
-        return model(x).float()
+        return logits(x)
     if tta == "flip":
         return mirrored(x)
     if tta == "flip-translate":
@@ -52,7 +76,8 @@ def tta_logits(model: nn.Module, x: torch.Tensor, tta: str = "none") -> torch.Te
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: np.ndarray, *, device: torch.device, precision: str = "fp32",
                    batch_size: int = EVAL_BATCH_SIZE, channels_last: bool = True, tta: str = "none") -> torch.Tensor:
-    """Logits (N, C) as float32 on the CPU for (N, H, W, 3) uint8 images; `tta` as in tta_logits."""
+    """Logits (N, C) as float32 on the CPU for (N, H, W, 3) uint8 images; `tta` as in tta_logits. Under
+    bf16/fp16 the body runs in low precision and the head in fp32 (fp32_logits)."""
     if tta not in TTA_MODES:
         raise CifarlabError(f"unknown --tta {tta!r}; choose one of: {', '.join(TTA_MODES)}")
     mean, std = preprocessing(model)
@@ -62,8 +87,7 @@ def predict_logits(model: nn.Module, images: np.ndarray, *, device: torch.device
     model.eval()
     outputs = []
     for x, _ in loader:
-        with autocast(device, precision):
-            outputs.append(tta_logits(model, x, tta).cpu())
+        outputs.append(tta_logits(model, x, tta, precision).cpu())
         adapt_threads()  # --threads auto: use the cores other processes leave free
     model.train(was_training)
     return torch.cat(outputs) if outputs else torch.zeros(0)

@@ -29,8 +29,11 @@ class Prediction(BaseModel):
 class Overlay(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
     class_: str = Field(alias="class", description="the class explained")
-    method: str = Field(description="the attribution method (gradcam)")
-    layer: str | None = Field(description="the layer Grad-CAM looks at")
+    method: str = Field(description="the attribution method: the run's most faithful by its own measurements "
+                                    "(gradcam for a run without them)")
+    measurement: str = Field(description="why this method: its measured faithfulness, or 'not measured'")
+    marks: list[str] = Field(description="checks the method fails (randomization, worse than random order)")
+    layer: str | None = Field(description="the CAM layer, for the methods that use one")
     image: str = Field(description="the overlay: a data: URL of a PNG (256x256)")
 
 

@@ -68,8 +68,8 @@ footer { color: var(--muted); font-size: .85rem; max-width: 980px; margin: 0 aut
 <div class="pictures">
 <figure><img id="input-image" alt="the image the model sees, enlarged">
 <figcaption>What the model sees (32×32, enlarged)</figcaption></figure>
-<figure><img id="overlay" alt="Grad-CAM overlay">
-<figcaption id="overlay-caption">Grad-CAM</figcaption></figure>
+<figure><img id="overlay" alt="explanation overlay">
+<figcaption id="overlay-caption">explanation</figcaption></figure>
 </div>
 <div class="scores">
 <h2>Top classes</h2>
@@ -135,7 +135,9 @@ footer { color: var(--muted); font-size: .85rem; max-width: 980px; margin: 0 aut
   function show(body) {
     $('input-image').src = body.image;
     $('overlay').src = body.overlay.image;
-    $('overlay-caption').textContent = 'Grad-CAM for ' + body.overlay['class'] + ' (layer ' + body.overlay.layer + ')';
+    var o = body.overlay;
+    $('overlay-caption').textContent = o.method + ' for ' + o['class'] + (o.layer ? ' (layer ' + o.layer + ')' : '') +
+      ': ' + o.measurement + (o.marks.length ? ' [' + o.marks.join('; ') + ']' : '');
     var list = $('predictions');
     list.textContent = '';
     body.predictions.forEach(function (p) {

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..attribution.choice import choose_method
 from ..errors import CifarlabError, DataError
 
 ALLOWED_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "GIF": "GIF", "BMP": "BMP", "WEBP": "WebP", "TIFF": "TIFF",
@@ -120,6 +121,7 @@ class Predictor:
         self.loaded = load(self.run_dir, device)
         self.lock = threading.Lock()
         self.summary = self._summary()
+        self.choice = choose_method(self.run_dir)  # the run's most faithful method, by its own measurements
         self._test = None
 
     def _summary(self) -> dict[str, Any]:
@@ -138,22 +140,26 @@ class Predictor:
                 "test_accuracy": self.summary.get("test_accuracy")}
 
     def predict(self, image: np.ndarray, top_k: int = 5, target: str | None = None) -> dict[str, Any]:
-        """Top-k classes and the Grad-CAM overlay for `target` (default: the top class)."""
+        """Top-k classes and the overlay of the run's chosen method for `target` (default: the top class)."""
         from ..api import top_k_predictions
         from ..attribution.api import explain, resolve_target
+        from ..attribution.methods import explainer_class
         from ..attribution.plots import overlay
         from ..features.plots import enlarge
 
         # a class name or index; an unknown one fails before any work
         chosen = None if target is None else self.classes[resolve_target(target, self.classes)]
+        method = self.choice.method
         with self.lock:
             top = top_k_predictions(self.loaded.model, self.classes, image[None], top_k, self.loaded.device)[0]
             cls = chosen if chosen is not None else top[0]["class"]
-            e = explain(self.loaded.model, image, "gradcam", target=cls, trust_checks=False, classes=self.classes)
+            e = explain(self.loaded.model, image, method, target=cls, trust_checks=False, classes=self.classes)
         big = enlarge(image, SCALE)
         return {"predictions": top, "image": png_data_url(big),
-                "overlay": {"class": cls, "method": "gradcam", "layer": e.layer,
-                            "image": png_data_url(overlay(e.maps["gradcam"][cls], big, signed=False))}}
+                "overlay": {"class": cls, "method": method, "measurement": self.choice.measurement,
+                            "marks": self.choice.marks.get(method, []), "layer": e.layer,
+                            "image": png_data_url(overlay(e.maps[method][cls], big,
+                                                          signed=explainer_class(method).signed))}}
 
     def random_test_image(self, seed: int | None = None) -> dict[str, Any]:
         """A random image of the run's test split, with its true class."""
