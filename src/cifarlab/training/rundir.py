@@ -101,9 +101,12 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
     if not path.exists():
         raise CifarlabError(f"not a cifarlab run directory (no {CONFIG}): {run_dir}")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:  # ValueError: bad JSON or not UTF-8
         raise CifarlabError(f"cannot read {path}: {e}") from None
+    if not (isinstance(info, dict) and isinstance(info.get("config"), dict) and isinstance(info.get("classes"), list)):
+        raise CifarlabError(f"{path} is not a cifarlab run config (it needs a \"config\" mapping and \"classes\")")
+    return info
 
 
 def find_weights(run_dir: Path) -> Path:
