@@ -3,6 +3,8 @@ one function; user errors print one line (no traceback) and exit non-zero."""
 from __future__ import annotations
 
 import argparse
+import errno
+import functools
 import json
 import os
 import sys
@@ -16,6 +18,8 @@ from .errors import CifarlabError
 from .recipes import list_recipes
 
 EXIT_USER_ERROR = 2
+_FILE_SYSTEM_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR,
+                       errno.EISDIR, errno.EEXIST, errno.ENOENT, errno.ENAMETOOLONG}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -348,6 +352,21 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _writes_into(name: str) -> Callable:
+    """For a command that writes RUN_DIR/<name> (or its --out): the output must be writable, and the run
+    directory stays locked meanwhile (no `train --overwrite` of it, no second writer)."""
+    def wrap(cmd: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        @functools.wraps(cmd)
+        def run(args: argparse.Namespace) -> int:
+            from ._runlock import writing_into
+
+            with writing_into(args.out or Path(args.run_dir) / name, args.run_dir):
+                return cmd(args)
+        return run
+    return wrap
+
+
+@_writes_into("analysis")
 def cmd_analyze(args: argparse.Namespace) -> int:
     from .analysis import analyze
 
@@ -357,6 +376,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+@_writes_into("features")
 def cmd_features(args: argparse.Namespace) -> int:
     from .features import channel_top_images, feature_maps, first_layer_filters
     from .features.inputs import default_out
@@ -378,6 +398,7 @@ def cmd_features(args: argparse.Namespace) -> int:
     return 0
 
 
+@_writes_into("embed")
 def cmd_embed(args: argparse.Namespace) -> int:
     from .features import embed
     from .features.inputs import default_out
@@ -389,6 +410,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     return 0
 
 
+@_writes_into("explain")
 def cmd_explain(args: argparse.Namespace) -> int:
     from .attribution.api import evaluate_explanations, explain, explain_gallery, metrics_table
     from .features.inputs import default_out
@@ -665,6 +687,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cifarlab: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # the file system said no (read-only, full, a file in the way): one line with the path
+        if e.errno not in _FILE_SYSTEM_ERRORS or not e.filename:
+            raise
+        path = f"{e.filename} -> {e.filename2}" if e.filename2 else e.filename
+        print(f"cifarlab {args.command}: error: {e.strerror}: {path}", file=sys.stderr)
+        return EXIT_USER_ERROR
     except Exception as e:  # under torchrun: a rank died or hung; one line instead of every rank's traceback
         from .training.distributed import collective_failure
 

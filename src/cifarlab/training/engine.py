@@ -12,6 +12,7 @@ metrics); only rank 0 prints and writes the run directory.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import random
@@ -32,6 +33,7 @@ import torch.nn.functional as F  # noqa: F401 - the loss is augment.mix.mixed_cr
 from tqdm.auto import tqdm
 
 from .._io import append_jsonl, write_json_atomic, write_text_atomic
+from .._runlock import run_dir_lock
 from ..augment import create_augment
 from ..augment.mix import mixed_cross_entropy
 from ..config import TrainConfig, parse_progressive_resize
@@ -69,6 +71,14 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
     `on_epoch_end(record)` is called after each epoch's checkpoint; returning True ends training there
     (tuning prunes trials this way).
     """
+    with contextlib.ExitStack() as held:  # the run directory's write lock (_runlock.py), until train returns
+        return _train(cfg, resume=resume, overwrite=overwrite, verbose=verbose, command=command,
+                      on_epoch_end=on_epoch_end, held=held, **overrides)
+
+
+def _train(cfg: TrainConfig | None, *, resume: str | Path | None, overwrite: bool, verbose: bool, command: str | None,
+           on_epoch_end: Callable[[dict[str, Any]], bool] | None, held: contextlib.ExitStack,
+           **overrides: Any) -> TrainResult:
     command = command or shlex.join(sys.argv)
 
     # 1. Config, device, precision. Every user error surfaces here, before anything is written.
@@ -92,6 +102,8 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
         cfg = dataclasses.replace(cfg, out=str(run_dir))
     ranks, device = distributed.setup(cfg.device, cfg.dist_timeout)  # one process unless under torchrun
     verbose = verbose and ranks.is_main
+    if ranks.is_main:  # one writer per run directory: a second train, --resume or --overwrite of it refuses now
+        held.enter_context(run_dir_lock(run_dir, command))
     log = print if verbose else (lambda *a, **k: None)
     precision = resolve_precision(cfg.precision, device)
     compiled = resolve_compile(cfg.compile, device)
