@@ -264,9 +264,17 @@ def field_problem(name: str, value: Any, ranges: bool = True) -> str | None:
         return None if type(None) in args else f"must be {_type_name(args[0])}, got null"
     kind = next(t for t in args if t is not type(None))
     problem = _type_problem(kind, value)
-    if problem is None and ranges and bounds is not None and value not in bounds:
-        problem = f"must be {bounds}, got {_show(value)}"
+    if problem is None and ranges and isinstance(value, numbers.Real) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            problem = f"must be a finite number, got {_show(value)}"
+        elif bounds is not None and value not in bounds:
+            problem = f"must be {bounds}, got {_show(value)}"
     return problem
+
+
+def field_range(name: str) -> Range | None:
+    """The declared range of a TrainConfig field (None: any value of its type)."""
+    return _field_specs()[name][1]
 
 
 @functools.cache
@@ -283,8 +291,6 @@ def _type_problem(kind: Any, value: Any) -> str | None:
         ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
     elif origin is float:
         ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-        if ok and not math.isfinite(value):
-            return f"must be a finite number, got {_show(value)}"
     elif origin is str:
         ok = isinstance(value, str)
     elif origin is list:  # list[str]; a comma-separated string is read as the list (validate splits it)
