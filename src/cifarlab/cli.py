@@ -702,10 +702,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USER_ERROR
     warnings.showwarning = _one_line_warning
     func: Callable[[argparse.Namespace], int] = args.func
+    for name, value in vars(args).items():  # no path or name can hold one (a shell cannot even pass it)
+        if any("\0" in v for v in (value if isinstance(value, list) else [value]) if isinstance(v, str)):
+            print(f"cifarlab {args.command}: error: {name} contains a NUL character", file=sys.stderr)
+            return EXIT_USER_ERROR
     try:
         return func(args)
-    except CifarlabError as e:
-        print(f"cifarlab {args.command}: error: {e}", file=sys.stderr)
+    except CifarlabError as e:  # one line, even when the message quotes a name with a line break in it
+        print(f"cifarlab {args.command}: error: {' '.join(str(e).splitlines())}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("cifarlab: interrupted", file=sys.stderr)

@@ -246,7 +246,7 @@ def check_settings(values: Any, source: str, ranges: bool = True) -> None:
     if not isinstance(values, dict):
         raise CifarlabError(f"{source}: the settings must be a mapping of names to values, not {_kind(values)}")
     known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(str(k) for k in set(values) - known)
+    unknown = sorted(k if str(k).isidentifier() else repr(k) for k in set(values) - known)
     if unknown:
         raise CifarlabError(f"{source}: unknown setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
     for name, value in values.items():
