@@ -175,6 +175,21 @@ def test_unwritable_train_outputs_fail_first_naming_the_path(tmp_path, capsys):
     assert a_file.read_text() == "keep me\n" and sorted(p.name for p in tmp_path.iterdir()) == ["afile.txt"]
 
 
+@pytest.mark.parametrize("argv", [
+    ["augment-preview", "--augment", "standard", "--out", "{file}/x.png"],
+    ["augment-preview", "--augment", "standard", "--out", "/proc/cifarlab-test.png"],
+    ["compare", "--models", "baseline", "--epochs", "1", "--out", "{file}"],
+    ["ablate", "--model", "baseline", "--vary", "augment=none", "--epochs", "1", "--out", "{file}/x"],
+    ["tune", "--trials", "1", "--epochs", "1", "--out", "/proc/cifarlab-test"],
+])
+def test_unwritable_outputs_of_other_commands(argv, tiny_tree, tmp_path, capsys):
+    a_file = tmp_path / "afile.txt"
+    a_file.write_text("keep me\n")
+    assert main([a.format(file=a_file) for a in argv] + ["--data", str(tiny_tree)]) == 2
+    one_line_error(capsys, "cannot use", "/proc/" if "/proc/" in " ".join(argv) else str(a_file))
+    assert a_file.read_text() == "keep me\n" and sorted(p.name for p in tmp_path.iterdir()) == ["afile.txt"]
+
+
 def _refuse_writes_under(monkeypatch, folder: Path) -> None:
     """A read-only directory even for root (chmod does not stop root): creating anything in it fails."""
     import builtins

@@ -718,7 +718,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if e.errno not in _FILE_SYSTEM_ERRORS or not e.filename:
             raise
         path = f"{e.filename} -> {e.filename2}" if e.filename2 else e.filename
-        print(f"cifarlab {args.command}: error: {e.strerror}: {path}", file=sys.stderr)
+        hint = " (a file is in the way)" if e.errno in (errno.EEXIST, errno.ENOTDIR) else ""
+        print(f"cifarlab {args.command}: error: cannot use {path}: {e.strerror}{hint}", file=sys.stderr)
         return EXIT_USER_ERROR
     except Exception as e:  # under torchrun: a rank died or hung; one line instead of every rank's traceback
         from .training.distributed import collective_failure
