@@ -433,3 +433,13 @@ def test_generated_flag_values_pass_or_exit_2_with_one_line(command, trained_run
     check()
     assert "reached" in outcomes, outcomes  # the search also got past the checks, not only refused
 
+
+
+def test_run_takes_model_and_epochs_from_its_config_file(tmp_path, monkeypatch):
+    import cifarlab.pipeline
+
+    seen = {}
+    monkeypatch.setattr(cifarlab.pipeline, "run", lambda data, out, **kw: seen.update(kw, data=data, out=out))
+    cfg = _write(tmp_path / "run.yaml", "model: resnet20\nepochs: 1\ndata: here\nlr: 0.05\n")
+    assert main(["run", "--config", str(cfg), "--epochs", "3"]) == 0  # a TypeError before: model given twice
+    assert (seen["model"], seen["epochs"], seen["data"], seen["lr"]) == ("resnet20", 3, "here", 0.05)

@@ -176,13 +176,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from .pipeline import run
 
-    settings = {k: getattr(args, k) for k in TrainConfig.__dataclass_fields__
-                if getattr(args, k, None) is not None and k not in ("model", "epochs", "data", "out", "device")}
-    if args.config:
-        settings = {**load_yaml_config(args.config), **settings}
-    run(args.data, args.out, model=args.model or "baseline", epochs=args.epochs or 2,
+    settings = load_yaml_config(args.config) if args.config else {}  # flags override the file
+    settings.update({k: getattr(args, k) for k in TrainConfig.__dataclass_fields__ if getattr(args, k, None) is not None})
+    data, out = settings.pop("data", None), settings.pop("out", None)
+    run(data, out, model=settings.pop("model", "baseline"), epochs=settings.pop("epochs", 2),
         explain_per_class=args.explain_per_class, methods=args.methods, robustness_images=args.robustness_images,
-        embed_samples=args.embed_samples, overwrite=args.overwrite, device=args.device or "auto", **settings)
+        embed_samples=args.embed_samples, overwrite=args.overwrite, device=settings.pop("device", "auto"), **settings)
     return 0
 
 

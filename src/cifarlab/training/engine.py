@@ -93,7 +93,7 @@ def _train(cfg: TrainConfig | None, *, resume: str | Path | None, overwrite: boo
                                 f"plus --augment to switch the augmentation (got {', '.join(sorted(extra))})")
         cfg = dataclasses.replace(cfg, out=str(run_dir),  # the run may have been copied or moved
                                   **{k: overrides[k] for k in ("epochs", "augment", "dist_timeout")
-                                     if overrides.get(k)})
+                                     if overrides.get(k) is not None})
         cfg = cfg.resolved()
     else:
         cfg = dataclasses.replace(cfg or TrainConfig(), **{k: v for k, v in overrides.items() if v is not None})
