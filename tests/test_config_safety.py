@@ -315,9 +315,9 @@ def test_lock_refuses_a_second_process_and_names_its_pid(tmp_path):
                      "    time.sleep(60)\n")
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(CifarlabError, match=f"in use by another cifarlab process \\(pid {holder.pid}: the holder"):
-            with run_dir_lock(run):
-                pass
+        refused = f"in use by another cifarlab process \\(pid {holder.pid}: the holder"
+        with pytest.raises(CifarlabError, match=refused), run_dir_lock(run):
+            pass
     finally:
         holder.kill()
         holder.wait()

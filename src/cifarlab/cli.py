@@ -15,8 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import __version__
-from .config import (COMPILE_MODES, OPTIMIZERS, SCHEDULES, TTA_MODES, Range, TrainConfig, field_range,
-                     load_yaml_config)
+from .config import COMPILE_MODES, OPTIMIZERS, SCHEDULES, TTA_MODES, Range, TrainConfig, field_range, load_yaml_config
 from .errors import CifarlabError
 from .recipes import list_recipes
 
@@ -177,7 +176,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .pipeline import run
 
     settings = load_yaml_config(args.config) if args.config else {}  # flags override the file
-    settings.update({k: getattr(args, k) for k in TrainConfig.__dataclass_fields__ if getattr(args, k, None) is not None})
+    settings.update({k: getattr(args, k) for k in TrainConfig.__dataclass_fields__
+                     if getattr(args, k, None) is not None})
     data, out = settings.pop("data", None), settings.pop("out", None)
     run(data, out, model=settings.pop("model", "baseline"), epochs=settings.pop("epochs", 2),
         explain_per_class=args.explain_per_class, methods=args.methods, robustness_images=args.robustness_images,
@@ -492,7 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
                                               "--pretrained / --init-from)")
     _add_train_flags(p)
     p.add_argument("--probe-epochs", type=_num(int, ge=1), default=50, help="epochs of the linear head (default 50)")
-    p.add_argument("-C", type=_num(float, gt=0), default=1.0, help="inverse L2 strength of the logistic regression (default 1)")
+    p.add_argument("-C", type=_num(float, gt=0), default=1.0,
+                   help="inverse L2 strength of the logistic regression (default 1)")
     p.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True,
                    help="read/write the feature cache under $CIFARLAB_CACHE/features (default on)")
     p.add_argument("--quiet", action="store_true", help="no progress; print the result as one JSON line")
@@ -542,7 +543,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tune", help="Optuna search over training settings on the validation split")
     p.add_argument("--model", help="registered model name (default: baseline)")
-    p.add_argument("--trials", type=_num(int, ge=1), required=True, help="complete + pruned trials the study should hold")
+    p.add_argument("--trials", type=_num(int, ge=1), required=True,
+                   help="complete + pruned trials the study should hold")
     p.add_argument("--timeout", type=_num(float, gt=0), metavar="S", help="stop starting trials after S seconds")
     p.add_argument("--storage", metavar="URL", help="Optuna storage (default: sqlite:///DIR/study.db)")
     p.add_argument("--study", metavar="NAME", help="study name (default: cifarlab-MODEL)")
@@ -620,9 +622,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--image", metavar="IMG", help="image file (any size or mode; resized to 32x32)")
     p.add_argument("--layers", metavar="L1,L2", help="dotted module names (default: the model's stages)")
-    p.add_argument("--top-k-channels", type=_num(int, ge=1), metavar="K", help="only the K most active channels, most active first")
+    p.add_argument("--top-k-channels", type=_num(int, ge=1), metavar="K",
+                   help="only the K most active channels, most active first")
     p.add_argument("--channel-top-images", metavar="LAYER:CH", help="the test images that excite this channel most")
-    p.add_argument("--k", type=_num(int, ge=1), default=16, help="how many images for --channel-top-images (default 16)")
+    p.add_argument("--k", type=_num(int, ge=1), default=16,
+                   help="how many images for --channel-top-images (default 16)")
     p.add_argument("--data", help="data for --channel-top-images (default: the run's own)")
     p.add_argument("--out", metavar="DIR", help="where to write the PNGs (default: RUN_DIR/features)")
     p.add_argument("--device", default="auto")
@@ -632,7 +636,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--method", choices=("pca", "tsne", "umap"), default="pca",
                    help="umap needs the umap-learn package (default: pca)")
-    p.add_argument("--samples", type=_num(int, ge=0), default=2000, metavar="N", help="random test images (default 2000; 0: all)")
+    p.add_argument("--samples", type=_num(int, ge=0), default=2000, metavar="N",
+                   help="random test images (default 2000; 0: all)")
     p.add_argument("--seed", type=_SEED, default=0)
     p.add_argument("--data", help="data to embed (default: the run's own)")
     p.add_argument("--out", metavar="DIR", help="where to write embed_METHOD.png (default: RUN_DIR/embed)")
@@ -647,7 +652,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("what to explain (one of; --evaluate may stand alone)")
     g.add_argument("--image", metavar="IMG", help="one image file")
     g.add_argument("--images", metavar="DIR", help="a folder of image files: one gallery")
-    g.add_argument("--samples-per-class", type=_num(int, ge=1), metavar="N", help="N test images per class: one gallery")
+    g.add_argument("--samples-per-class", type=_num(int, ge=1), metavar="N",
+                   help="N test images per class: one gallery")
     g.add_argument("--mistakes", action="store_true", help="with --samples-per-class: only misclassified images")
     g.add_argument("--evaluate", type=_num(int, ge=1), metavar="N",
                    help="deletion/insertion AUC and the randomization check over N test images")
@@ -657,8 +663,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--target", metavar="CLASS", help="also explain this class (name or index)")
     g.add_argument("--layer", metavar="NAME", help="CAM layer (default: the model's default_cfg cam_layer)")
     g.add_argument("--ig-steps", type=_num(int, ge=1), metavar="N", help="integrated-gradients steps (default 32)")
-    g.add_argument("--smoothgrad-samples", type=_num(int, ge=1), metavar="N", help="noisy copies for smoothgrad (default 16)")
-    g.add_argument("--occlusion-window", type=_num(int, ge=1, le=32), metavar="PX", help="occlusion patch size (default 4)")
+    g.add_argument("--smoothgrad-samples", type=_num(int, ge=1), metavar="N",
+                   help="noisy copies for smoothgrad (default 16)")
+    g.add_argument("--occlusion-window", type=_num(int, ge=1, le=32), metavar="PX",
+                   help="occlusion patch size (default 4)")
     g.add_argument("--occlusion-stride", type=_num(int, ge=1, le=32), metavar="PX", help="occlusion stride (default 2)")
     g = p.add_argument_group("trust checks")
     g.add_argument("--trust", action=argparse.BooleanOptionalAction, default=True,
@@ -684,7 +692,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the network)")
     p.add_argument("--port", type=_num(int, ge=1, le=65535), default=8000)
     p.add_argument("--device", default="auto")
-    p.add_argument("--max-upload-mb", type=_num(float, gt=0), default=5.0, metavar="MB", help="largest upload accepted (default 5)")
+    p.add_argument("--max-upload-mb", type=_num(float, gt=0), default=5.0, metavar="MB",
+                   help="largest upload accepted (default 5)")
     p.set_defaults(func=cmd_serve)
     return parser
 
