@@ -116,8 +116,8 @@ def test_bad_config_json_of_a_run_directory(config, fragment, tmp_path, capsys):
 # --- flags ----------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("argv, fragment", [
-    (["train", "--seed", "-1"], "--seed: must be in [0, 4294967295], got -1"),
-    (["train", "--seed", "4294967296"], "--seed: must be in [0, 4294967295], got 4294967296"),
+    (["train", "--seed", "-1"], "--seed must be in [0, 4294967295], got -1"),
+    (["train", "--seed", "4294967296"], "--seed must be in [0, 4294967295], got 4294967296"),
     (["train", "--momentum", "-1"], "--momentum must be in [0, 1), got -1"),
     (["train", "--warmup-epochs", "-2"], "--warmup-epochs must be >= 0, got -2"),
     (["train", "--lr", "-0.1"], "--lr must be > 0"),
@@ -127,17 +127,15 @@ def test_bad_config_json_of_a_run_directory(config, fragment, tmp_path, capsys):
     (["train", "--label-smoothing", "1"], "--label-smoothing must be in [0, 1)"),
     (["train", "--val-size", "-1"], "--val-size must be >= 0"),
     (["train", "--input-size", "4"], "--input-size must be in [8, 1024]"),
-    (["compare", "--models", "baseline", "--out", "x", "--seeds", "0,-1"], "--seeds takes comma-separated seeds"),
-    (["predict", "run", "x.png", "--top-k", "0"], "--top-k: must be >= 1, got 0"),
-    (["serve", "run", "--port", "65536"], "--port: must be in [1, 65535]"),
-    (["serve", "run", "--max-upload-mb", "nan"], "--max-upload-mb: must be > 0"),
-    (["embed", "run", "--seed", "-3"], "--seed: must be in [0, 4294967295]"),
-    (["augment-preview", "--augment", "standard", "--out", "x.png", "--n", "0"], "--n: must be in [1, 1000]"),
-    (["lr-find", "--out", "x", "--start", "0"], "--start: must be > 0"),
-    (["tune", "--trials", "0", "--out", "x"], "--trials: must be >= 1"),
-    (["explain", "run", "--image", "x.png", "--occlusion-window", "0"], "--occlusion-window: must be in [1, 32]"),
-    (["analyze", "run", "--label-check-folds", "1"], "--label-check-folds: must be >= 2"),
-    (["export", "run", "--opset", "-1"], "--opset: must be in [7, 99]"),
+    (["compare", "--models", "baseline", "--out", "x", "--seeds", "0,-1"], "--seeds takes comma-separated integers in [0, 4294967295]"),
+    (["predict", "run", "x.png", "--top-k", "0"], "--top-k must be >= 1, got 0"),
+    (["embed", "run", "--seed", "-3"], "--seed must be in [0, 4294967295]"),
+    (["augment-preview", "--augment", "standard", "--out", "x.png", "--n", "0"], "--n must be in [1, 1000]"),
+    (["lr-find", "--out", "x", "--start", "0"], "--start must be > 0"),
+    (["tune", "--trials", "0", "--out", "x"], "--trials must be >= 1"),
+    (["explain", "run", "--image", "x.png", "--occlusion-window", "0"], "--occlusion-window must be in [1, 32]"),
+    (["analyze", "run", "--label-check-folds", "1"], "--label-check-folds must be >= 2"),
+    (["export", "run", "--opset", "-1"], "--opset must be in [7, 99]"),
 ])
 def test_out_of_range_flags_are_refused(argv, fragment, capsys):
     try:

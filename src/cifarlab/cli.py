@@ -26,6 +26,8 @@ _FILE_SYSTEM_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, err
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line instead of argparse's usage block
+        if message.startswith("argument ") and ": must be " in message:  # a range (_num): as TrainConfig says it
+            message = message.removeprefix("argument ").replace(": must be ", " must be ", 1)
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
@@ -226,7 +228,7 @@ def _ints(flag: str):
         except (ValueError, argparse.ArgumentTypeError):
             seeds = []
         if not seeds:
-            raise argparse.ArgumentTypeError(f"{flag} takes comma-separated seeds, each {field_range('seed')}; got "
+            raise argparse.ArgumentTypeError(f"{flag} takes comma-separated integers {field_range('seed')}, got "
                                              f"{text!r}")
         return seeds
     return parse
@@ -502,13 +504,13 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and write the HTML report")
     _add_train_flags(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
-    p.add_argument("--explain-per-class", type=_num(int, ge=0), default=1, metavar="N",
+    p.add_argument("--explain-per-class", type=int, default=1, metavar="N",
                    help="test images per class to explain (default 1; 0 skips explanations and feature maps)")
     p.add_argument("--methods", default="gradcam,saliency,integrated-gradients",
                    help="explanation methods, comma-separated (default gradcam,saliency,integrated-gradients)")
     p.add_argument("--robustness-images", default="1000", metavar="N",
                    help="images to measure corruptions on (default 1000; 'all'; 0 skips)")
-    p.add_argument("--embed-samples", type=_num(int, ge=0), default=2000, metavar="N",
+    p.add_argument("--embed-samples", type=int, default=2000, metavar="N",
                    help="test images in the PCA embedding (default 2000; 0 skips)")
     p.set_defaults(func=cmd_run)
 
@@ -690,9 +692,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the network)")
-    p.add_argument("--port", type=_num(int, ge=1, le=65535), default=8000)
+    p.add_argument("--port", type=int, default=8000)
     p.add_argument("--device", default="auto")
-    p.add_argument("--max-upload-mb", type=_num(float, gt=0), default=5.0, metavar="MB",
+    p.add_argument("--max-upload-mb", type=float, default=5.0, metavar="MB",
                    help="largest upload accepted (default 5)")
     p.set_defaults(func=cmd_serve)
     return parser
