@@ -135,7 +135,7 @@ def test_bad_config_json_of_a_run_directory(config, fragment, tmp_path, capsys):
     (["tune", "--trials", "0", "--out", "x"], "--trials must be >= 1"),
     (["explain", "run", "--image", "x.png", "--occlusion-window", "0"], "--occlusion-window must be in [1, 32]"),
     (["analyze", "run", "--label-check-folds", "1"], "--label-check-folds must be >= 2"),
-    (["export", "run", "--opset", "-1"], "--opset must be in [7, 99]"),
+    (["export", "run", "--opset", "-1"], "--opset must be >= 7"),
 ])
 def test_out_of_range_flags_are_refused(argv, fragment, capsys):
     try:

@@ -349,7 +349,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from .deploy import export
 
-    r = export(args.run_dir, format=args.format, out=args.out, opset=args.opset)
+    from ._runlock import writing_into
+
+    target = Path(args.out).parent if args.out else Path(args.run_dir)  # default: RUN_DIR/model.onnx
+    with writing_into(target, args.run_dir, lock_outside=False):
+        r = export(args.run_dir, format=args.format, out=args.out, opset=args.opset)
     if args.json:
         print(json.dumps(r.as_dict(), indent=2))
     else:
@@ -592,7 +596,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--format", default="onnx", help="onnx (the only format so far)")
     p.add_argument("--out", metavar="FILE", help="where to write the model (default: RUN_DIR/model.onnx)")
-    p.add_argument("--opset", type=_num(int, ge=7, le=99), help="ONNX opset version (default: the exporter's)")
+    p.add_argument("--opset", type=_num(int, ge=7), help="ONNX opset version (default: the exporter's)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_export)
 
