@@ -230,6 +230,37 @@ def test_read_only_run_directory_is_a_one_line_error(argv, written, trained_run,
     assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
 
 
+def _can_mount_read_only() -> bool:
+    import shutil
+
+    if not shutil.which("unshare"):
+        return False
+    return subprocess.run(["unshare", "-rm", "sh", "-c", "mount --bind /tmp /tmp && mount -o remount,ro,bind /tmp"],
+                          capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _can_mount_read_only(), reason="needs unshare -rm and bind mounts (a private mount namespace)")
+@pytest.mark.parametrize("argv", [["analyze", "{run}", "--robustness-images", "0"], ["report", "{run}"],
+                                  ["train", "--resume", "{run}", "--epochs", "3"]])
+def test_really_read_only_run_directory(argv, trained_run, tmp_path):
+    """A read-only bind mount of the run, in a mount namespace of its own: read-only even for root."""
+    import shlex
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    command = shlex.join([sys.executable, "-m", "cifarlab", *[a.format(run=run) for a in argv]])
+    where = shlex.quote(str(run))
+    proc = subprocess.run(["unshare", "-rm", "sh", "-c", f"mount --bind {where} {where} && mount -o remount,ro,bind "
+                           f"{where} && exec {command}"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"})
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert str(run) in lines[0] and "Read-only file system" in lines[0]
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a chmod 555 directory anyway; the monkeypatched "
                                                "read-only test above covers it")
 def test_chmod_read_only_run_directory(trained_run, tmp_path, capsys):
