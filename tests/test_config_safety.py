@@ -127,7 +127,7 @@ def test_bad_config_json_of_a_run_directory(config, fragment, tmp_path, capsys):
     (["train", "--label-smoothing", "1"], "--label-smoothing must be in [0, 1)"),
     (["train", "--val-size", "-1"], "--val-size must be >= 0"),
     (["train", "--input-size", "4"], "--input-size must be in [8, 1024]"),
-    (["compare", "--models", "baseline", "--out", "x", "--seeds", "0,-1"], "--seeds takes comma-separated integers in [0, 4294967295]"),
+    (["compare", "--models", "baseline", "--out", "x", "--seeds", "0,-1"], "--seeds takes comma-separated integers in"),
     (["predict", "run", "x.png", "--top-k", "0"], "--top-k must be >= 1, got 0"),
     (["embed", "run", "--seed", "-3"], "--seed must be in [0, 4294967295]"),
     (["augment-preview", "--augment", "standard", "--out", "x.png", "--n", "0"], "--n must be in [1, 1000]"),

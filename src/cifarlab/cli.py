@@ -347,9 +347,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .deploy import export
-
     from ._runlock import writing_into
+    from .deploy import export
 
     target = Path(args.out).parent if args.out else Path(args.run_dir)  # default: RUN_DIR/model.onnx
     with writing_into(target, args.run_dir, lock_outside=False):
