@@ -388,6 +388,16 @@ def test_generated_yaml_configs_load_or_raise_cifarlab_error(tmp_path, document)
         assert "\n" not in str(e)
 
 
+@settings(max_examples=4 * EXAMPLES, deadline=None)
+@given(st.dictionaries(st.sampled_from(FIELDS), values, max_size=4))
+def test_generated_python_api_configs_resolve_or_raise_cifarlab_error(settings_):
+    """cifarlab.train(**settings) in a notebook checks the same way (no YAML, no flags in between)."""
+    try:
+        TrainConfig(**settings_).resolved()
+    except CifarlabError as e:
+        assert "\n" not in str(e) or "\n" in repr(settings_)
+
+
 def _subcommands() -> dict:
     from cifarlab.cli import build_parser
 

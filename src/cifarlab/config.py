@@ -130,6 +130,7 @@ class TrainConfig:
         from .models import get_recipe
         from .recipes import apply_recipe
 
+        self._check_fields(ranges=False)  # the recipe lookups below need a model name of the right type
         cfg = apply_recipe(self) if self.recipe else self
         recipe = get_recipe(cfg.model).as_dict()
         values = {name: recipe[name] if getattr(cfg, name) is None else getattr(cfg, name)
@@ -155,10 +156,7 @@ class TrainConfig:
     def validate(self) -> None:
         if isinstance(self.ema, float) and not 0 < self.ema < 1:  # before the generic check: a better hint
             raise CifarlabError(f"--ema is a decay in (0, 1), e.g. 0.999; got {self.ema}")
-        for f in dataclasses.fields(self):  # every field's declared type and range
-            problem = field_problem(f.name, getattr(self, f.name))
-            if problem:
-                raise CifarlabError(f"{setting_flag(f.name)} {problem}")
+        self._check_fields(ranges=True)
         check_model_kwargs(self.model, self.model_kwargs)
         _check_choice("--optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("--schedule", self.schedule, SCHEDULES)
@@ -174,6 +172,12 @@ class TrainConfig:
         validate_transfer(self)
         check_progressive_resize(self.progressive_resize, self.epochs,
                                  upsampled=self.input_size is not None or self.pretrained is not None)
+
+    def _check_fields(self, ranges: bool) -> None:
+        for f in dataclasses.fields(self):  # every field's declared type (and range)
+            problem = field_problem(f.name, getattr(self, f.name), ranges=ranges)
+            if problem:
+                raise CifarlabError(f"{setting_flag(f.name)} {problem}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
