@@ -482,3 +482,13 @@ def test_run_takes_model_and_epochs_from_its_config_file(tmp_path, monkeypatch):
     cfg = _write(tmp_path / "run.yaml", "model: resnet20\nepochs: 1\ndata: here\nlr: 0.05\n")
     assert main(["run", "--config", str(cfg), "--epochs", "3"]) == 0  # a TypeError before: model given twice
     assert (seen["model"], seen["epochs"], seen["data"], seen["lr"]) == ("resnet20", 3, "here", 0.05)
+
+
+def test_every_model_recipe_and_named_recipe_passes_the_declared_ranges():
+    from cifarlab.models import list_models
+    from cifarlab.recipes import list_recipes
+
+    for model in list_models():
+        TrainConfig(model=model).resolved()
+    for recipe in list_recipes():
+        TrainConfig(recipe=recipe).resolved()
