@@ -442,10 +442,18 @@ def test_generated_flag_values_pass_or_exit_2_with_one_line(command, trained_run
     positionals = {"run_dir": str(trained_run), "path": str(trained_run), "images": "img.png"}
     required = [a for a in options if a.required]
 
+    has_config = any(a.dest == "config" for a in options)
+
     @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-    @given(st.lists(st.tuples(st.sampled_from(options), flag_text), max_size=3) if options else st.just([]))
-    def check(picked):
+    @given(st.lists(st.tuples(st.sampled_from(options), flag_text), max_size=3) if options else st.just([]),
+           st.none() | st.dictionaries(keys, values, max_size=3) if has_config else st.none())
+    def check(picked, config):
+        import yaml
+
         argv = [command]
+        if config is not None:  # a generated --config file under the flags: the merged path
+            (tmp_path / "generated.yaml").write_text(yaml.safe_dump(config, allow_unicode=True))
+            argv += [f"--config={tmp_path / 'generated.yaml'}"]
         argv += [positionals[a.dest] for a in parser._actions if not a.option_strings and a.dest in positionals]
         for action in required:
             argv += [action.option_strings[-1], "baseline" if action.dest in ("models", "model") else
