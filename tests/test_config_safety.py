@@ -66,6 +66,16 @@ def test_config_file_that_is_not_utf8(tmp_path, capsys):
     one_line_error(capsys, str(path), "is not UTF-8 text", "0xe9")
 
 
+def test_yaml_alias_bomb_is_refused(tmp_path, capsys):
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 12)]  # 10**12 leaves
+    path = _write(tmp_path / "bomb.yaml", "\n".join(lines) + "\nmodel_kwargs: {x: *a11}\n")
+    assert main(["train", "--config", str(path), "--model", "tv:resnet18"]) == 2
+    one_line_error(capsys, str(path), "111 YAML aliases", "at most 100")
+    anchors = _write(tmp_path / "anchors.yaml", "lr: &lr 0.05\nl2: *lr\n")
+    assert load_yaml_config(anchors) == {"lr": 0.05, "l2": 0.05}
+
+
 def test_good_config_values_load_and_1e_minus_3_is_a_number(tmp_path):
     path = tmp_path / "cfg.yaml"
     path.write_text("lr: 1e-3\nweight-decay: 5.0e-4\nepochs: 3\nclasses: cat,dog\nmodel: resnet20\n"

@@ -22,6 +22,7 @@ OPTIMIZERS = ("sgd", "adam", "adamw", "muon")
 SCHEDULES = ("constant", "cosine", "step", "onecycle", "linear")
 COMPILE_MODES = ("auto", "on", "off")  # torch.compile of the training forward (training/device.py)
 TTA_MODES = ("none", "flip", "flip-translate")  # test-time augmentation views (training/inference.py)
+MAX_YAML_ALIASES = 100  # config files may reuse values with &anchor / *alias, within reason
 PROGRESSIVE_MIN_SIZE = 8  # the smallest --progressive-resize image side
 RECIPE_FIELDS = ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "momentum", "nesterov", "schedule",
                  "warmup_epochs", "label_smoothing")
@@ -203,6 +204,10 @@ def load_yaml_config(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
         text = path.read_bytes().decode("utf-8")
+        aliases = sum(isinstance(t, yaml.AliasToken) for t in yaml.scan(text))
+        if aliases > MAX_YAML_ALIASES:  # "billion laughs": a few lines that expand to gigabytes when copied
+            raise CifarlabError(f"config file {path} uses {aliases} YAML aliases (*name); at most "
+                                f"{MAX_YAML_ALIASES} are read")
         values = yaml.load(text, Loader=_YamlLoader)
     except FileNotFoundError:
         raise CifarlabError(f"config file not found: {path}") from None
