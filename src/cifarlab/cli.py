@@ -3,7 +3,11 @@ one function; user errors print one line (no traceback) and exit non-zero."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import errno
+import functools
 import json
+import math
 import os
 import sys
 import warnings
@@ -11,15 +15,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import __version__
-from .config import COMPILE_MODES, OPTIMIZERS, SCHEDULES, TTA_MODES, TrainConfig, load_yaml_config
+from .config import COMPILE_MODES, OPTIMIZERS, SCHEDULES, TTA_MODES, Range, TrainConfig, field_range, load_yaml_config
 from .errors import CifarlabError
 from .recipes import list_recipes
 
 EXIT_USER_ERROR = 2
+_FILE_SYSTEM_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR,
+                       errno.EISDIR, errno.EEXIST, errno.ENOENT, errno.ENAMETOOLONG}
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line instead of argparse's usage block
+        if message.startswith("argument ") and ": must be " in message:  # a range (_num): as TrainConfig says it
+            message = message.removeprefix("argument ").replace(": must be ", " must be ", 1)
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
@@ -62,7 +70,7 @@ def _add_train_flags(p: argparse.ArgumentParser, single_run: bool = True) -> Non
     g.add_argument("--val-size", type=int, help="validation images carved from train (default 5000; 0: none)")
     g = p.add_argument_group("execution")
     if single_run:
-        g.add_argument("--seed", type=int)
+        g.add_argument("--seed", type=_SEED)
     g.add_argument("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps")
     g.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"))
     g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
@@ -211,13 +219,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from .pipeline import run
 
-    settings = {k: getattr(args, k) for k in TrainConfig.__dataclass_fields__
-                if getattr(args, k, None) is not None and k not in ("model", "epochs", "data", "out", "device")}
-    if args.config:
-        settings = {**load_yaml_config(args.config), **settings}
-    run(args.data, args.out, model=args.model or "baseline", epochs=args.epochs or 2,
+    settings = load_yaml_config(args.config) if args.config else {}  # flags override the file
+    settings.update({k: getattr(args, k) for k in TrainConfig.__dataclass_fields__
+                     if getattr(args, k, None) is not None})
+    data, out = settings.pop("data", None), settings.pop("out", None)
+    run(data, out, model=settings.pop("model", "baseline"), epochs=settings.pop("epochs", 2),
         explain_per_class=args.explain_per_class, methods=args.methods, robustness_images=args.robustness_images,
-        embed_samples=args.embed_samples, overwrite=args.overwrite, device=args.device or "auto", **settings)
+        embed_samples=args.embed_samples, overwrite=args.overwrite, device=settings.pop("device", "auto"), **settings)
     return 0
 
 
@@ -235,6 +243,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _num(kind: type, **bounds: float) -> Callable[[str], float]:
+    """An argparse type: an int or a finite float within bounds (config.Range: gt, ge, lt, le)."""
+    limits = Range(**bounds)
+
+    def parse(text: str) -> float:
+        value = kind(text)  # a ValueError: argparse's own "invalid int value" message
+        if not math.isfinite(value) or value not in limits:
+            raise argparse.ArgumentTypeError(f"must be {limits}, got {text}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
+_SEED = _num(int, **dataclasses.asdict(field_range("seed")))  # numpy's 32-bit seeds, as TrainConfig.seed
+
+
 def _names(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
@@ -242,9 +266,13 @@ def _names(text: str) -> list[str]:
 def _ints(flag: str):
     def parse(text: str) -> list[int]:
         try:
-            return [int(t) for t in _names(text)]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} takes comma-separated integers, got {text!r}") from None
+            seeds = [_SEED(t) for t in _names(text)]
+        except (ValueError, argparse.ArgumentTypeError):
+            seeds = []
+        if not seeds:
+            raise argparse.ArgumentTypeError(f"{flag} takes comma-separated integers {field_range('seed')}, got "
+                                             f"{text!r}")
+        return seeds
     return parse
 
 
@@ -365,9 +393,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from ._runlock import writing_into
     from .deploy import export
 
-    r = export(args.run_dir, format=args.format, out=args.out, opset=args.opset)
+    target = Path(args.out).parent if args.out else Path(args.run_dir)  # default: RUN_DIR/model.onnx
+    with writing_into(target, args.run_dir, lock_outside=False):
+        r = export(args.run_dir, format=args.format, out=args.out, opset=args.opset)
     if args.json:
         print(json.dumps(r.as_dict(), indent=2))
     else:
@@ -404,6 +435,21 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _writes_into(name: str) -> Callable:
+    """For a command that writes RUN_DIR/<name> (or its --out): the output must be writable, and the run
+    directory stays locked meanwhile (no `train --overwrite` of it, no second writer)."""
+    def wrap(cmd: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        @functools.wraps(cmd)
+        def run(args: argparse.Namespace) -> int:
+            from ._runlock import writing_into
+
+            with writing_into(args.out or Path(args.run_dir) / name, args.run_dir):
+                return cmd(args)
+        return run
+    return wrap
+
+
+@_writes_into("analysis")
 def cmd_analyze(args: argparse.Namespace) -> int:
     from .analysis import analyze
 
@@ -413,6 +459,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+@_writes_into("features")
 def cmd_features(args: argparse.Namespace) -> int:
     from .features import channel_top_images, feature_maps, first_layer_filters
     from .features.inputs import default_out
@@ -434,6 +481,7 @@ def cmd_features(args: argparse.Namespace) -> int:
     return 0
 
 
+@_writes_into("embed")
 def cmd_embed(args: argparse.Namespace) -> int:
     from .features import embed
     from .features.inputs import default_out
@@ -445,6 +493,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     return 0
 
 
+@_writes_into("explain")
 def cmd_explain(args: argparse.Namespace) -> int:
     from .attribution.api import evaluate_explanations, explain, explain_gallery, metrics_table
     from .features.inputs import default_out
@@ -508,8 +557,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", nargs="?", help="probe the backbone of this trained run (else --model and "
                                               "--pretrained / --init-from)")
     _add_train_flags(p)
-    p.add_argument("--probe-epochs", type=int, default=50, help="epochs of the linear head (default 50)")
-    p.add_argument("-C", type=float, default=1.0, help="inverse L2 strength of the logistic regression (default 1)")
+    p.add_argument("--probe-epochs", type=_num(int, ge=1), default=50, help="epochs of the linear head (default 50)")
+    p.add_argument("-C", type=_num(float, gt=0), default=1.0,
+                   help="inverse L2 strength of the logistic regression (default 1)")
     p.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True,
                    help="read/write the feature cache under $CIFARLAB_CACHE/features (default on)")
     p.add_argument("--quiet", action="store_true", help="no progress; print the result as one JSON line")
@@ -542,34 +592,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--augment", required=True, type=_augment_spec, metavar="SPEC", help="e.g. keras, standard+cutout")
     p.add_argument("--data", help="the data to take training images from (default as for train)")
     p.add_argument("--out", required=True, metavar="PNG")
-    p.add_argument("--n", type=int, default=8, help="how many images, one per row (default 8)")
-    p.add_argument("--views", type=int, default=5, help="augmented views per image (default 5)")
-    p.add_argument("--scale", type=int, default=4, help="nearest-neighbour enlargement (default 4)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n", type=_num(int, ge=1, le=1000), default=8, help="how many images, one per row (default 8)")
+    p.add_argument("--views", type=_num(int, ge=1, le=100), default=5, help="augmented views per image (default 5)")
+    p.add_argument("--scale", type=_num(int, ge=1, le=64), default=4, help="nearest-neighbour enlargement (default 4)")
+    p.add_argument("--seed", type=_SEED, default=0)
     _add_thread_flags(p)
     p.set_defaults(func=cmd_augment_preview)
 
     p = sub.add_parser("lr-find", help="learning-rate range test: loss against an exponentially growing lr")
     p.add_argument("--model", help="registered model name (default: baseline)")
-    p.add_argument("--start", type=float, default=1e-6, help="first learning rate (default 1e-6)")
-    p.add_argument("--end", type=float, default=1.0, help="last learning rate (default 1)")
-    p.add_argument("--steps", type=int, default=100, help="mini-batches, one lr each (default 100)")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--start", type=_num(float, gt=0), default=1e-6, help="first learning rate (default 1e-6)")
+    p.add_argument("--end", type=_num(float, gt=0), default=1.0, help="last learning rate (default 1)")
+    p.add_argument("--steps", type=_num(int, ge=5), default=100, help="mini-batches, one lr each (default 100)")
+    p.add_argument("--seed", type=_SEED)
     p.add_argument("--out", required=True, metavar="DIR", help="where to write lr_find.png and lr_find.json")
     _add_train_flags(p, single_run=False)
     p.set_defaults(func=cmd_lr_find)
 
     p = sub.add_parser("tune", help="Optuna search over training settings on the validation split")
     p.add_argument("--model", help="registered model name (default: baseline)")
-    p.add_argument("--trials", type=int, required=True, help="complete + pruned trials the study should hold")
-    p.add_argument("--timeout", type=float, metavar="S", help="stop starting trials after S seconds")
+    p.add_argument("--trials", type=_num(int, ge=1), required=True,
+                   help="complete + pruned trials the study should hold")
+    p.add_argument("--timeout", type=_num(float, gt=0), metavar="S", help="stop starting trials after S seconds")
     p.add_argument("--storage", metavar="URL", help="Optuna storage (default: sqlite:///DIR/study.db)")
     p.add_argument("--study", metavar="NAME", help="study name (default: cifarlab-MODEL)")
     p.add_argument("--space", metavar="FILE", help="YAML search space: name: {type, low, high, log, choices} "
                                                     "(default: lr, weight decay, batch size, label smoothing, "
                                                     "dropout, augmentation)")
     p.add_argument("--pruner", choices=("median", "hyperband", "none"), default="median")
-    p.add_argument("--seed", type=int, help="training seed of every trial (default 0)")
+    p.add_argument("--seed", type=_SEED, help="training seed of every trial (default 0)")
     p.add_argument("--out", required=True, metavar="DIR")
     _add_worker_flags(p, "--workers", "run N worker processes sharing the study")
     _add_train_flags(p, single_run=False)
@@ -600,7 +651,7 @@ def build_parser() -> argparse.ArgumentParser:
                        usage="cifarlab predict RUN_DIR IMAGE [IMAGE ...] | --onnx MODEL.onnx IMAGE [IMAGE ...]")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("images", nargs="*", metavar="IMAGE")
-    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--top-k", type=_num(int, ge=1), default=3)
     p.add_argument("--device", default="auto")
     p.add_argument("--onnx", metavar="MODEL.onnx",
                    help="run this model (from cifarlab export) with ONNX Runtime on the CPU; no RUN_DIR")
@@ -612,7 +663,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--format", default="onnx", help="onnx (the only format so far)")
     p.add_argument("--out", metavar="FILE", help="where to write the model (default: RUN_DIR/model.onnx)")
-    p.add_argument("--opset", type=int, help="ONNX opset version (default: the exporter's)")
+    p.add_argument("--opset", type=_num(int, ge=7), help="ONNX opset version (default: the exporter's)")
     p.add_argument("--json", action="store_true")
     _add_thread_flags(p)
     p.set_defaults(func=cmd_export)
@@ -635,8 +686,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-check", action=argparse.BooleanOptionalAction, default=False,
                    help="look for suspected label problems in the training data by K-fold cross-validation "
                         "(trains K models; off by default)")
-    p.add_argument("--label-check-folds", type=int, default=3, metavar="K")
-    p.add_argument("--label-check-epochs", type=int, metavar="N",
+    p.add_argument("--label-check-folds", type=_num(int, ge=2), default=3, metavar="K")
+    p.add_argument("--label-check-epochs", type=_num(int, ge=1), metavar="N",
                    help="epochs per fold model (default: the run's epochs, at most 5)")
     p.add_argument("--robustness-images", default="1000", metavar="N",
                    help="images of the split to measure corruptions on (default 1000; 'all'; 0 skips)")
@@ -650,9 +701,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--image", metavar="IMG", help="image file (any size or mode; resized to 32x32)")
     p.add_argument("--layers", metavar="L1,L2", help="dotted module names (default: the model's stages)")
-    p.add_argument("--top-k-channels", type=int, metavar="K", help="only the K most active channels, most active first")
+    p.add_argument("--top-k-channels", type=_num(int, ge=1), metavar="K",
+                   help="only the K most active channels, most active first")
     p.add_argument("--channel-top-images", metavar="LAYER:CH", help="the test images that excite this channel most")
-    p.add_argument("--k", type=int, default=16, help="how many images for --channel-top-images (default 16)")
+    p.add_argument("--k", type=_num(int, ge=1), default=16,
+                   help="how many images for --channel-top-images (default 16)")
     p.add_argument("--data", help="data for --channel-top-images (default: the run's own)")
     p.add_argument("--out", metavar="DIR", help="where to write the PNGs (default: RUN_DIR/features)")
     p.add_argument("--device", default="auto")
@@ -663,8 +716,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--method", choices=("pca", "tsne", "umap"), default="pca",
                    help="umap needs the umap-learn package (default: pca)")
-    p.add_argument("--samples", type=int, default=2000, metavar="N", help="random test images (default 2000; 0: all)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--samples", type=_num(int, ge=0), default=2000, metavar="N",
+                   help="random test images (default 2000; 0: all)")
+    p.add_argument("--seed", type=_SEED, default=0)
     p.add_argument("--data", help="data to embed (default: the run's own)")
     p.add_argument("--out", metavar="DIR", help="where to write embed_METHOD.png (default: RUN_DIR/embed)")
     p.add_argument("--device", default="auto")
@@ -679,9 +733,10 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("what to explain (one of; --evaluate may stand alone)")
     g.add_argument("--image", metavar="IMG", help="one image file")
     g.add_argument("--images", metavar="DIR", help="a folder of image files: one gallery")
-    g.add_argument("--samples-per-class", type=int, metavar="N", help="N test images per class: one gallery")
+    g.add_argument("--samples-per-class", type=_num(int, ge=1), metavar="N",
+                   help="N test images per class: one gallery")
     g.add_argument("--mistakes", action="store_true", help="with --samples-per-class: only misclassified images")
-    g.add_argument("--evaluate", type=int, metavar="N",
+    g.add_argument("--evaluate", type=_num(int, ge=1), metavar="N",
                    help="deletion/insertion AUC and the randomization check over N test images, for every method "
                         "unless --method is given; later explains, run's report and serve show the most faithful")
     g = p.add_argument_group("method")
@@ -690,14 +745,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "deletion AUC, from an earlier explain --evaluate or run; gradcam without measurements)")
     g.add_argument("--target", metavar="CLASS", help="also explain this class (name or index)")
     g.add_argument("--layer", metavar="NAME", help="CAM layer (default: the model's default_cfg cam_layer)")
-    g.add_argument("--ig-steps", type=int, metavar="N", help="integrated-gradients steps (default 32)")
-    g.add_argument("--smoothgrad-samples", type=int, metavar="N", help="noisy copies for smoothgrad (default 16)")
-    g.add_argument("--occlusion-window", type=int, metavar="PX", help="occlusion patch size (default 4)")
-    g.add_argument("--occlusion-stride", type=int, metavar="PX", help="occlusion stride (default 2)")
+    g.add_argument("--ig-steps", type=_num(int, ge=1), metavar="N", help="integrated-gradients steps (default 32)")
+    g.add_argument("--smoothgrad-samples", type=_num(int, ge=1), metavar="N",
+                   help="noisy copies for smoothgrad (default 16)")
+    g.add_argument("--occlusion-window", type=_num(int, ge=1, le=32), metavar="PX",
+                   help="occlusion patch size (default 4)")
+    g.add_argument("--occlusion-stride", type=_num(int, ge=1, le=32), metavar="PX", help="occlusion stride (default 2)")
     g = p.add_argument_group("trust checks")
     g.add_argument("--trust", action=argparse.BooleanOptionalAction, default=True,
                    help="deletion/insertion AUC and the randomization check for the explained images (default on)")
-    g.add_argument("--steps", type=int, default=16, help="deletion/insertion steps (default 16)")
+    g.add_argument("--steps", type=_num(int, ge=1), default=16, help="deletion/insertion steps (default 16)")
     g.add_argument("--baseline", choices=("mean", "blur"), default="mean",
                    help="what removed pixels become: the mean colour or a blurred image (default mean)")
     p.add_argument("--data", help="data for --samples-per-class / --evaluate (default: the run's own)")
@@ -719,7 +776,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the network)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--device", default="auto")
-    p.add_argument("--max-upload-mb", type=float, default=5.0, metavar="MB", help="largest upload accepted (default 5)")
+    p.add_argument("--max-upload-mb", type=float, default=5.0, metavar="MB",
+                   help="largest upload accepted (default 5)")
     _add_thread_flags(p)
     p.set_defaults(func=cmd_serve)
     return parser
@@ -737,18 +795,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USER_ERROR
     warnings.showwarning = _one_line_warning
     func: Callable[[argparse.Namespace], int] = args.func
+    for name, value in vars(args).items():  # no path or name can hold one (a shell cannot even pass it)
+        if any("\0" in v for v in (value if isinstance(value, list) else [value]) if isinstance(v, str)):
+            print(f"cifarlab {args.command}: error: {name} contains a NUL character", file=sys.stderr)
+            return EXIT_USER_ERROR
     try:
         if hasattr(args, "threads"):  # once, before the command loads torch: the wait policy must come first
             from ._threads import configure
 
             configure(args.threads, args.thread_wait)
         return func(args)
-    except CifarlabError as e:
-        print(f"cifarlab {args.command}: error: {e}", file=sys.stderr)
+    except CifarlabError as e:  # one line, even when the message quotes a name with a line break in it
+        print(f"cifarlab {args.command}: error: {' '.join(str(e).splitlines())}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("cifarlab: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # the file system said no (read-only, full, a file in the way): one line with the path
+        if e.errno not in _FILE_SYSTEM_ERRORS or not e.filename:
+            raise
+        path = f"{e.filename} -> {e.filename2}" if e.filename2 else e.filename
+        hint = " (a file is in the way)" if e.errno in (errno.EEXIST, errno.ENOTDIR) else ""
+        print(f"cifarlab {args.command}: error: cannot use {path}: {e.strerror}{hint}", file=sys.stderr)
+        return EXIT_USER_ERROR
     except Exception as e:  # under torchrun: a rank died or hung; one line instead of every rank's traceback
         from .training.distributed import collective_failure
 

@@ -22,6 +22,9 @@ def split_train_val(train: ImageSet, val_size: int | None, seed: int) -> tuple[I
     if val_size == 0:
         return train, None
     _check_size("--val-size", val_size, len(train), train.num_classes)
+    if _stratify(train) is not None and len(train) - val_size < train.num_classes:  # one per class, at least
+        raise CifarlabError(f"--val-size {val_size} leaves {len(train) - val_size} training images, fewer than the "
+                            f"{train.num_classes} classes (the train split has {len(train)})")
     from sklearn.model_selection import train_test_split  # imported here: it costs ~0.7 s at start-up
 
     fit_idx, val_idx = train_test_split(
@@ -33,7 +36,10 @@ def stratified_subset(data: ImageSet, size: int, seed: int) -> ImageSet:
     """`size` images with the class balance of `data` (the whole set when size >= len(data))."""
     if size >= len(data):
         return data
-    _check_size("--train-size", size, len(data) + 1, data.num_classes)
+    _check_size("--train-size", size, len(data), data.num_classes)
+    if _stratify(data) is not None and len(data) - size < data.num_classes:  # too few left out to stratify
+        raise CifarlabError(f"--train-size {size} of {len(data)} images: use them all ({len(data)}) or at most "
+                            f"{len(data) - data.num_classes}, so that each class gives up one")
     from sklearn.model_selection import train_test_split
 
     idx, _ = train_test_split(np.arange(len(data)), train_size=size, stratify=_stratify(data), random_state=seed)
@@ -52,4 +58,4 @@ def _check_size(flag: str, size: int, available: int, num_classes: int) -> None:
     if size < num_classes:
         raise CifarlabError(f"{flag} {size} is smaller than the number of classes ({num_classes})")
     if size >= available:
-        raise CifarlabError(f"{flag} {size} leaves no training images (the train split has {available - 1})")
+        raise CifarlabError(f"{flag} {size} leaves no training images (the train split has {available})")

@@ -13,11 +13,12 @@ from ._registry import (
     get_recipe,
     is_model,
     list_models,
+    model_arguments,
     register_model,
     register_prefix,
 )
 
 __all__ = [
     "CifarModel", "Recipe", "create_model", "get_model_entry", "get_recipe", "is_model", "list_models",
-    "register_model", "register_prefix",
+    "model_arguments", "register_model", "register_prefix",
 ]

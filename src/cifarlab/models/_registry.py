@@ -7,6 +7,8 @@ are handed to a prefix resolver registered with `register_prefix`.
 from __future__ import annotations
 
 import fnmatch
+import inspect
+import typing
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -90,6 +92,26 @@ def get_model_entry(name: str) -> ModelEntry:
 
 def get_recipe(name: str) -> Recipe:
     return get_model_entry(name).recipe
+
+
+def model_arguments(name: str) -> list[str] | None:
+    """The keyword arguments `create_model(name, ...)` takes besides num_classes, or None when any are
+    passed on unchecked (tv:/timm: models: their own builders check them). A factory that hands **kwargs to
+    the class it returns (its return annotation) takes that class's arguments."""
+    entry = get_model_entry(name)
+    if name not in _MODELS:
+        return None
+    names: list[str] = []
+    target: typing.Any = entry.factory
+    while target is not None:
+        params = inspect.signature(target).parameters.values()
+        names += [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                  and p.name not in ("self", "num_classes") and p.name not in names]
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            return names
+        returned = typing.get_type_hints(target).get("return") if not inspect.isclass(target) else None
+        target = returned if inspect.isclass(returned) and issubclass(returned, nn.Module) else None
+    return None
 
 
 def create_model(name: str, num_classes: int = 10, **kwargs) -> nn.Module:

@@ -42,7 +42,10 @@ def report(path: str | Path, out: str | Path | None = None) -> Path:
     from .html import render
 
     html = render(title, str(path), sections, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), __version__)
-    write_text_atomic(out, html)
+    from .._runlock import writing_into
+
+    with writing_into(out.parent, run_dir=path, lock_outside=False):  # refused while the run is being written
+        write_text_atomic(out, html)
     return out
 
 

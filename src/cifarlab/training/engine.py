@@ -12,6 +12,7 @@ metrics); only rank 0 prints and writes the run directory.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import random
@@ -31,6 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F  # noqa: F401 - the loss is augment.mix.mixed_cross_entropy; tests patch F
 from tqdm.auto import tqdm
 
+from .._runlock import run_dir_lock
 from .._threads import adapt as adapt_threads
 from ..augment import create_augment
 from ..augment.mix import mixed_cross_entropy
@@ -71,6 +73,14 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
     (tuning prunes trials this way).
     `dataset`: train on these in-memory images instead of loading cfg.data (the label check's folds do).
     """
+    with contextlib.ExitStack() as held:  # the run directory's write lock (_runlock.py), until train returns
+        return _train(cfg, resume=resume, overwrite=overwrite, verbose=verbose, command=command,
+                      on_epoch_end=on_epoch_end, dataset=dataset, held=held, **overrides)
+
+
+def _train(cfg: TrainConfig | None, *, resume: str | Path | None, overwrite: bool, verbose: bool, command: str | None,
+           on_epoch_end: Callable[[dict[str, Any]], bool] | None, dataset: CifarData | None,
+           held: contextlib.ExitStack, **overrides: Any) -> TrainResult:
     command = command or shlex.join(sys.argv)
 
     # 1. Config, device, precision. Every user error surfaces here, before anything is written.
@@ -85,7 +95,7 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
                                 f"plus --augment to switch the augmentation (got {', '.join(sorted(extra))})")
         cfg = dataclasses.replace(cfg, out=str(run_dir),  # the run may have been copied or moved
                                   **{k: overrides[k] for k in ("epochs", "augment", "dist_timeout")
-                                     if overrides.get(k)})
+                                     if overrides.get(k) is not None})
         cfg = cfg.resolved()
         _check_resume_epochs(run_dir, cfg.epochs)
     else:
@@ -95,6 +105,8 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
         cfg = dataclasses.replace(cfg, out=str(run_dir))
     ranks, device = distributed.setup(cfg.device, cfg.dist_timeout)  # one process unless under torchrun
     verbose = verbose and ranks.is_main
+    if ranks.is_main:  # one writer per run directory: a second train, --resume or --overwrite of it refuses now
+        held.enter_context(run_dir_lock(run_dir, command))
     log = print if verbose else (lambda *a, **k: None)
     precision = resolve_precision(cfg.precision, device)
     compiled = resolve_compile(cfg.compile, device)

@@ -25,13 +25,16 @@ def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
     argument fails with the flag's name instead of a TypeError."""
     try:
         return create_model(cfg.model, num_classes=num_classes, **cfg.model_kwargs)
-    except (TypeError, CifarlabError) as e:
+    except (TypeError, ValueError, RuntimeError, CifarlabError) as e:  # bad model_kwargs
         for flag, setting in (("--dropout", "dropout"), ("--drop-path", "drop_path")):
             name = model_kwarg_name(cfg.model, setting)
             if name in cfg.model_kwargs and f"'{name}'" in str(e):
                 raise CifarlabError(f"{flag}: model {cfg.model} has no {name} argument to set "
                                     f"({'dropout' if setting == 'dropout' else 'stochastic depth'} "
                                     "is not part of this architecture)") from None
+        if cfg.model_kwargs and not isinstance(e, CifarlabError):  # e.g. a value of the wrong type
+            raise CifarlabError(f"model_kwargs {cfg.model_kwargs} do not fit model {cfg.model}: "
+                                f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
         raise
 
 

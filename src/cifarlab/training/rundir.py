@@ -221,7 +221,7 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
         raise CifarlabError(f"not a cifarlab run directory (no {CONFIG}): {run_dir}")
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:  # ValueError: bad JSON or not UTF-8
         raise CifarlabError(f"cannot read {path}: {e}") from None
     classes = info.get("classes") if isinstance(info, dict) else None
     if (not isinstance(info.get("config") if isinstance(info, dict) else None, dict) or not isinstance(classes, list)
@@ -320,13 +320,17 @@ def versions() -> dict[str, str]:
 
 def prepare_run_dir(out: Path, overwrite: bool = False) -> None:
     """Create `out` for a new run; refuse to mix a new run into an existing one."""
-    if out.exists() and any(out.iterdir()):
+    from .._runlock import LOCK_NAME
+
+    entries = [p for p in out.iterdir() if p.name != LOCK_NAME] if out.is_dir() else []  # our own lock stays
+    if entries:
         if not overwrite:
             raise CifarlabError(f"run directory already exists and is not empty: {out} "
                                 "(use --resume to continue it, --overwrite to replace it, or another --out)")
         if not (out / CONFIG).exists():
             raise CifarlabError(f"refusing to overwrite {out}: it is not a cifarlab run directory")
-        shutil.rmtree(out)
+        for p in entries:
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
     out.mkdir(parents=True, exist_ok=True)
 
 
