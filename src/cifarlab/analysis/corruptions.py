@@ -324,17 +324,13 @@ def plasma_fractal(rngs: Generators, mapsize: int = 32, wibble_decay: float = 3)
     assert mapsize & (mapsize - 1) == 0, "mapsize must be a power of two"
     n = len(rngs)
     steps = [mapsize >> k for k in range(mapsize.bit_length() - 1)]  # 32, 16, ..., 2
-    sizes = [3 * (mapsize // s) ** 2 for s in steps]
-    uniforms = np.stack([rng.uniform(-1, 1, size=sum(sizes)) for rng in rngs])
     maps = np.zeros((n, mapsize, mapsize))
-    wibble, used = 100.0, 0
+    wibble = 100.0
 
     def wibbled_mean(total: np.ndarray) -> np.ndarray:
-        nonlocal used
-        count = total[0].size
-        noise = uniforms[:, used:used + count].reshape(total.shape) * wibble
-        used += count
-        return total / 4 + wibble * noise  # wibble * uniform(-wibble, wibble), as the reference has it
+        # the reference's draws, in its order: wibble * uniform(-wibble, wibble), as it has it
+        noise = np.stack([rng.uniform(-wibble, wibble, size=total.shape[1:]) for rng in rngs])
+        return total / 4 + wibble * noise
 
     for step in steps:
         half = step // 2
@@ -344,9 +340,9 @@ def plasma_fractal(rngs: Generators, mapsize: int = 32, wibble_decay: float = 3)
         maps[:, half::step, half::step] = wibbled_mean(squares)
         centres = maps[:, half::step, half::step]
         corners = maps[:, 0::step, 0::step]
-        left = centres + np.roll(centres, 1, axis=1) + corners + np.roll(corners, -1, axis=2)
+        left = (centres + np.roll(centres, 1, axis=1)) + (corners + np.roll(corners, -1, axis=2))
         maps[:, 0::step, half::step] = wibbled_mean(left)
-        top = centres + np.roll(centres, 1, axis=2) + corners + np.roll(corners, -1, axis=1)
+        top = (centres + np.roll(centres, 1, axis=2)) + (corners + np.roll(corners, -1, axis=1))
         maps[:, half::step, 0::step] = wibbled_mean(top)
         wibble /= wibble_decay
     maps -= maps.min(axis=(1, 2), keepdims=True)
