@@ -379,15 +379,22 @@ def rgb_to_hsv(rgb: np.ndarray) -> np.ndarray:
     return np.stack([h, s, v], axis=-1)
 
 
+# which of (v, t, p, q) each RGB channel takes in each of the six hue sectors (scikit-image's hsv2rgb table)
+_HSV_SECTORS = np.array([[0, 3, 2, 2, 1, 0],   # red:   v q p p t v
+                         [1, 0, 0, 3, 2, 2],   # green: t v v q p p
+                         [2, 2, 1, 0, 0, 3]])  # blue:  p p t v v q
+
+
 def hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
-    """scikit-image's hsv2rgb."""
+    """scikit-image's hsv2rgb: the same p, q, t, v, each channel picking one by hue sector."""
     h, s, v = hsv[..., 0], hsv[..., 1], hsv[..., 2]
     hi = np.floor(h * 6)
     f = h * 6 - hi
     p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
-    sector = (hi.astype(np.uint8) % 6)[..., None]
-    choices = [np.stack(c, axis=-1) for c in ((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))]
-    return np.choose(np.broadcast_to(sector, choices[0].shape), choices)
+    sector = hi.astype(np.uint8) % 6
+    values = np.stack([v, t, p, q])  # (4, ...)
+    return np.stack([np.take_along_axis(values, _HSV_SECTORS[ch][sector][None], 0)[0] for ch in range(3)],
+                    axis=-1)
 
 
 @register_corruption("brightness", "digital")
