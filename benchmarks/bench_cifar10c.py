@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _common import markdown_table
+
 from cifarlab.analysis import robustness
 from cifarlab.analysis.corruptions import CORRUPTIONS
 from cifarlab.config import TrainConfig

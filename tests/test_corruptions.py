@@ -68,7 +68,7 @@ def test_shape_dtype_determinism_and_per_image_seeding(name):
 def test_damage_grows_with_severity(name):
     x = images(9)
     damage = [np.abs(C.corrupt(x, name, s).astype(int) - x).mean() for s in C.SEVERITIES]
-    assert 0 < damage[0] and all(a < b for a, b in zip(damage, damage[1:])), damage
+    assert damage[0] > 0 and all(a < b for a, b in zip(damage, damage[1:])), damage
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -224,7 +224,7 @@ def reference_disk(radius, alias_blur):
     kernel, one pass per axis in float32, border reflect-101)."""
     L = np.arange(-8, 8 + 1)
     X, Y = np.meshgrid(L, L)
-    disk = np.array((X ** 2 + Y ** 2) <= radius ** 2, dtype=np.float32)
+    disk = np.array(radius ** 2 >= (X ** 2 + Y ** 2), dtype=np.float32)
     disk /= np.sum(disk)
     g = np.exp(-np.array([-1., 0., 1.]) ** 2 / (2 * alias_blur ** 2))
     g = (g / g.sum()).astype(np.float32)

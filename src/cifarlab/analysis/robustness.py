@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-import torch.nn as nn
 import torch
+import torch.nn as nn
 
 from ..training.inference import EVAL_BATCH_SIZE, predict_logits
 from ._plots import new_figure, save_figure
