@@ -35,8 +35,8 @@ __all__ = ["SPLITS", "analyze", "format_summary"]
 
 SPLITS = ("test", "val")
 # CIFAR-10-C's 19 corruptions x 5 severities = 95 corrupted copies: on a 1,000-image sample analyze stays
-# quick on a CPU (a standard error of about 1.5 points per cell, well under 0.5 for the 15 x 5 mean); use
-# --robustness-images all (or benchmarks/bench_cifar10c.py) for the figure comparable with published tables.
+# quick on a CPU (a standard error of about 1.5 points per cell); use --robustness-images all (or
+# benchmarks/bench_cifar10c.py) for the figure comparable with published tables.
 DEFAULT_ROBUSTNESS_IMAGES = 1000
 ANALYSIS_JSON = "analysis.json"
 
