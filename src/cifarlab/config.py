@@ -62,6 +62,7 @@ class TrainConfig:
     backbone_lr_scale: float = 1.0  # discriminative lr: the backbone's lr is lr × this (the head's is lr)
     freeze_bn: bool = False  # keep every batch-norm layer's running statistics fixed (eval mode) in training
     input_size: int | None = None  # upsample batches to this size on the device; None: 32 (pretrained: its own)
+    head_hidden: int | None = None  # tv:/timm: models: head Linear(D, N)-ReLU-Dropout(0.5)-Linear(N, classes)
     classes: list[str] | None = None  # train, validate and test on these classes only, relabelled in this order
     label_fraction: float | None = None  # keep this stratified fraction of the training labels (after --val-size)
     # Execution
@@ -100,6 +101,12 @@ class TrainConfig:
                 raise CifarlabError(f"--cifar-stem adapts tv:NAME and timm:NAME models; {cfg.model} is built for "
                                     "32x32 images already")
             kwargs["cifar_stem"] = True
+        if cfg.head_hidden is not None:
+            if ":" not in cfg.model:
+                raise CifarlabError(f"--head-hidden replaces the head of tv:NAME and timm:NAME models, not {cfg.model}")
+            if cfg.head_hidden < 1:
+                raise CifarlabError(f"--head-hidden must be >= 1 (units of the hidden layer), got {cfg.head_hidden}")
+            kwargs["head_hidden"] = cfg.head_hidden
         if cfg.pretrained:
             from .transfer.weights import pretrained_model_kwargs
 
