@@ -8,10 +8,11 @@ input size the 32x32 CIFAR-10 images are upsampled to. Five stages, each selecta
     notebook   the Keras notebook's transfer experiment: frozen backbone + Dense(512)-ReLU-Dropout(0.5)-Dense(10)
                head (`--freeze backbone --head-hidden 512`), Adam, 2 epochs
     finetune   every layer trains for --budget-minutes of wall clock (`--budget-minutes`, the schedule follows
-               the clock) with --backbone-lr-scale, against the Keras baseline trained for the same wall clock
+               the clock; the timm recipe: SGD lr 0.1, cosine, batch 128; standard augmentation) with
+               --backbone-lr-scale, against the Keras baseline trained for the same wall clock (same augmentation)
     plot       accuracy against input size for each mode, from the results of the stages run so far
 
-Results go to OUT/<stage>.json (one row per size and seed; a stage re-run replaces its file), the table
+Results go to OUT/<stage>.json (one row per size and seed; a re-run replaces the rows of the sizes it ran), the table
 to stdout, the plot to --plot. Every stage runs cifarlab's CLI in a fresh process, like a user.
 
     python benchmarks/bench_imagenet_transfer.py --stages zero-shot --sizes 32 64 128 224      # ~15 min CPU
@@ -54,7 +55,7 @@ def probe(args, size: int) -> list[dict]:
         if args.train_size:
             cmd += ["--train-size", str(args.train_size)]
         r = json.loads(run_cli(cmd).stdout.strip().splitlines()[-1])
-        images = r["train_images"] + 5000 + 10000  # train subset, validation, test
+        images = r["train_images"] + 5000 + 10000  # train subset + the real data's validation and test splits
         computed = not any(r["cache_hits"].values())
         rows.append({"size": size, "seed": seed, "accuracy": r["linear"]["test_accuracy"],
                      "val_accuracy": r["linear"]["val_accuracy"],
@@ -80,9 +81,9 @@ def train_runs(args, size: int, stage: str) -> list[dict]:
         else:
             arms = {"finetune": ["--model", args.model, "--pretrained", "imagenet", "--input-size", str(size),
                                  "--backbone-lr-scale", str(args.backbone_lr_scale), "--epochs", "100",
-                                 "--budget-minutes", str(args.budget_minutes)],
+                                 "--budget-minutes", str(args.budget_minutes), "--augment", "standard"],
                     "baseline": ["--model", "baseline", "--epochs", "100", "--budget-minutes",
-                                 str(args.budget_minutes)]}
+                                 str(args.budget_minutes), "--augment", "standard"]}
         for arm, flags in arms.items():
             run_dir = out if arm == stage else out.with_name(out.name + f"-{arm}")
             cmd = [*common, *flags]
@@ -172,8 +173,12 @@ def main() -> None:
         if stage == "plot":
             plot(args)
             continue
+        sizes = args.sizes or DEFAULT_SIZES[stage]
+        path = Path(args.out) / f"{stage}.json"
+        # Rows of other sizes from an earlier run of the stage are kept: sizes can be measured one at a time.
+        kept = [r for r in json.loads(path.read_text())["rows"] if r["size"] not in sizes] if path.exists() else []
         start, rows = time.perf_counter(), []
-        for size in args.sizes or DEFAULT_SIZES[stage]:
+        for size in sizes:
             if stage == "zero-shot":
                 rows += zero_shot(args, size)
                 print(json.dumps({k: v for k, v in rows[-1].items() if k not in ("confusion", "top_imagenet")}),
@@ -182,9 +187,10 @@ def main() -> None:
                 rows += probe(args, size)
             else:
                 rows += train_runs(args, size, stage)
+        rows = sorted(kept + rows, key=lambda r: (r["size"], r["seed"] or 0))
         text = table(stage, rows)
-        (Path(args.out) / f"{stage}.json").write_text(json.dumps(
-            {"rows": rows, "args": vars(args), "wall_seconds": time.perf_counter() - start, "table": text}, indent=2))
+        path.write_text(json.dumps({"rows": rows, "args": vars(args), "wall_seconds": time.perf_counter() - start,
+                                    "table": text}, indent=2))
         print(text, flush=True)
 
 
