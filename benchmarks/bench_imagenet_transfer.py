@@ -128,6 +128,7 @@ def plot(args) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    ticks = set()
     for stage in STAGES[:-1]:
         path = Path(args.out) / f"{stage}.json"
         if not path.exists():
@@ -135,6 +136,7 @@ def plot(args) -> None:
         rows = json.loads(path.read_text())["rows"]
         for arm in sorted({r.get("arm", stage) for r in rows}):
             sizes = sorted({r["size"] for r in rows if r.get("arm", stage) == arm})
+            ticks.update(sizes)
             stats = [mean_std([r["accuracy"] for r in rows if r["size"] == s and r.get("arm", stage) == arm])
                      for s in sizes]
             label = {"zero-shot": "zero-shot (no training)", "probe": "linear probe (cached features)",
@@ -142,6 +144,8 @@ def plot(args) -> None:
                      "baseline": "Keras baseline (same wall clock)"}.get(arm, arm)
             ax.errorbar(sizes, [m for m, _ in stats], yerr=[s for _, s in stats], marker="o", capsize=3, label=label)
     ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted(ticks), [str(t) for t in sorted(ticks)])
+    ax.minorticks_off()
     ax.set_xlabel("input size (32x32 CIFAR-10 upsampled to px)")
     ax.set_ylabel("CIFAR-10 test accuracy")
     ax.set_title(f"ImageNet transfer: {args.model} (TF EfficientNet-Lite weights)")
