@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import write_image_tree
 from PIL import Image
 
 import cifarlab
@@ -18,6 +17,7 @@ from cifarlab.config import TrainConfig
 from cifarlab.errors import CifarlabError
 from cifarlab.transfer import packaged
 from cifarlab.transfer.imagenet_to_cifar import CIFAR10_FROM_IMAGENET, IMAGENET_NAMES
+from conftest import write_image_tree
 
 pytest.importorskip("timm")
 SAMPLES = Path(__file__).parent / "data" / "imagenet_samples"  # four CIFAR-10 test images, 32x32 PNG
@@ -91,14 +91,16 @@ def test_the_pins_tell_the_preprocessing_and_padding_apart(monkeypatch):
 @pytest.mark.slow
 @needs_lite0
 def test_tf_preprocessing_is_the_right_one(real_data, monkeypatch):
-    """On 1,000 real training images at 224 (zero-shot, no training), the weights score best with TF padding
+    """On 1,000 real training images at 128 (zero-shot, no training), the weights score best with TF padding
     and mean = std = 0.5; ImageNet's mean/std or symmetric padding score lower."""
     from cifarlab.transfer import weights
     from cifarlab.transfer.zero_shot import zero_shot
 
     def accuracy():
-        return zero_shot(model="timm:efficientnet_lite0", data=str(real_data), split="train", limit=1000,
-                         precision="fp32", verbose=False).accuracy
+        r = zero_shot(model="timm:efficientnet_lite0", data=str(real_data), split="train", limit=1000,
+                      input_size=128, precision="fp32", verbose=False)
+        print(r.accuracy_by_aggregate)
+        return r.accuracy
 
     ours = accuracy()
     monkeypatch.setattr(weights, "TF_LITE_MEAN", (0.485, 0.456, 0.406))
@@ -107,7 +109,7 @@ def test_tf_preprocessing_is_the_right_one(real_data, monkeypatch):
     monkeypatch.undo()
     monkeypatch.setattr(weights, "model_kwargs_for", lambda name: {})
     symmetric = accuracy()
-    assert ours > 0.5 and ours > imagenet_norm + 0.03 and ours > symmetric, (ours, imagenet_norm, symmetric)
+    assert ours > 0.5 and ours > imagenet_norm + 0.05 and ours > symmetric, (ours, imagenet_norm, symmetric)
 
 
 @pytest.mark.parametrize("variant", ["lite0", "lite1", "lite2"])
@@ -274,7 +276,7 @@ def test_gradual_unfreezing_and_fine_tuning_change_the_backbone(cifar_named_tree
         own = _backbone(tmp_path / name)
         last = "model.blocks.6.0.conv_pwl.weight"  # the last stage: trains after epoch 1 of stage-per-epoch
         assert not torch.equal(own[last], ref[last]), name
-        first = "model.conv_stem.weight"  # the stem: frozen until the last stage of the schedule, trained when fine-tuned
+        first = "model.conv_stem.weight"  # the stem: frozen until the schedule reaches it; fine-tuning trains it
         assert torch.equal(own[first], ref[first]) == (name == "unfreeze"), name
 
 

@@ -29,8 +29,16 @@ import torch
 import torch.nn as nn
 
 from ..errors import CifarlabError
-from .packaged import (TF_LITE_MEAN, TF_LITE_STD, installed_file, is_efficientnet_pytorch_state, missing_message,
-                       model_kwargs_for, packaged_weights, to_timm_names)
+from .packaged import (
+    TF_LITE_MEAN,
+    TF_LITE_STD,
+    installed_file,
+    is_efficientnet_pytorch_state,
+    missing_message,
+    model_kwargs_for,
+    packaged_weights,
+    to_timm_names,
+)
 
 OFFLINE_ENV = ("CIFARLAB_OFFLINE", "HF_HUB_OFFLINE")
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
