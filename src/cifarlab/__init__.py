@@ -40,6 +40,7 @@ _LAZY = {
     "top_activating_images": "cifarlab.features",
     "embed": "cifarlab.features",
     "linear_probe": "cifarlab.transfer",
+    "zero_shot": "cifarlab.transfer",
     "report": "cifarlab.reporting",
     "run": "cifarlab.pipeline",
     "serve": "cifarlab.webapp",

