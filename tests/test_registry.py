@@ -26,9 +26,10 @@ def test_register_by_decorator_by_name_and_lazily():
     assert reg.entry("second").meta == {"colour": "red"}
     assert reg.get("lazy") is CifarlabError
     assert "first" in reg and "nosuch" not in reg and 3 not in reg
-    assert reg.describe()[1] == ("second", "number two")
+    assert reg.describe() == {"first": "The first widget.", "second": "number two", "lazy": "imported on first use"}
     assert reg.names("s*") == ["second"]
-    assert len(reg) == 3 and [e.name for e in reg] == reg.names()
+    assert len(reg) == 3 and list(reg) == reg.names() == [e.name for e in reg.entries()]
+    assert reg.unregister("lazy").target == "cifarlab.errors:CifarlabError" and reg.names() == ["first", "second"]
 
 
 def test_relative_targets_resolve_against_the_package():
@@ -61,3 +62,71 @@ def test_prefixes_resolve_names_they_do_not_list():
     assert reg.entry("tv:resnet18").meta == {"recipe": "sgd"}
     with pytest.raises(CifarlabError, match=r"\(or tv:NAME\)"):
         reg.entry("hub:x")
+
+
+def test_argparse_takes_a_registry_as_its_choices(capsys):
+    import argparse
+
+    reg = Registry("schedule", flag="--schedule")
+    reg.register("cosine", lambda: "c")
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--schedule", choices=reg)
+    assert parser.parse_args(["--schedule", "cosine"]).schedule == "cosine"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--schedule", "step"])
+    err = capsys.readouterr().err
+    assert "invalid choice" in err and "cosine" in err
+
+
+def _every_registry() -> dict:
+    from cifarlab.analysis.robustness import CORRUPTIONS
+    from cifarlab.attribution.methods import EXPLAINERS
+    from cifarlab.augment import AUGMENTS
+    from cifarlab.choices import OPTIMIZERS, SCHEDULES, TTA
+    from cifarlab.models import MODELS
+    from cifarlab.recipes import RECIPES
+
+    return {"MODELS": MODELS, "AUGMENTS": AUGMENTS, "EXPLAINERS": EXPLAINERS, "CORRUPTIONS": CORRUPTIONS,
+            "RECIPES": RECIPES, "OPTIMIZERS": OPTIMIZERS, "SCHEDULES": SCHEDULES, "TTA": TTA}
+
+
+@pytest.mark.parametrize("name", list(_every_registry()))
+def test_every_registry_fails_an_unknown_name_in_one_line_of_one_shape(name):
+    reg = _every_registry()[name]
+    assert isinstance(reg, Registry) and len(reg) > 0, name
+    with pytest.raises(CifarlabError) as caught:
+        reg.get("no-such-thing")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"unknown {reg.flag} 'no-such-thing'; choose one of: {', '.join(reg.names())}")
+
+
+@pytest.mark.parametrize("name", list(_every_registry()))
+def test_every_entry_resolves_to_an_object(name):
+    """A lazy "module:attribute" target that names nothing fails here, not in a user's run."""
+    reg = _every_registry()[name]
+    for entry in reg.entries():
+        assert entry.load() is not None, f"{name}: {entry.name}"
+
+
+def test_the_registries_the_cli_lists_import_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; import cifarlab.cli, cifarlab.choices, cifarlab.recipes, cifarlab.augment, "
+            "cifarlab.attribution.methods, cifarlab.config; "
+            "from cifarlab.choices import OPTIMIZERS, SCHEDULES, TTA; "
+            "from cifarlab.recipes import RECIPES; from cifarlab.augment import AUGMENTS; "
+            "from cifarlab.attribution.methods import EXPLAINERS; "
+            "assert all(len(r) for r in (OPTIMIZERS, SCHEDULES, TTA, RECIPES, AUGMENTS, EXPLAINERS)); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_config_choices_are_the_registries_names():
+    from cifarlab import config
+    from cifarlab.choices import OPTIMIZERS, SCHEDULES, TTA
+
+    assert tuple(OPTIMIZERS.names()) == config.OPTIMIZERS and tuple(SCHEDULES.names()) == config.SCHEDULES
+    assert tuple(TTA.names()) == config.TTA_MODES

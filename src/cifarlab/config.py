@@ -16,12 +16,13 @@ from typing import Any
 
 import yaml
 
+from . import choices
 from .errors import CifarlabError
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "muon")
-SCHEDULES = ("constant", "cosine", "step", "onecycle", "linear")
+OPTIMIZERS = tuple(choices.OPTIMIZERS.names())  # the registries of cifarlab.choices: no torch, nothing above
+SCHEDULES = tuple(choices.SCHEDULES.names())
 COMPILE_MODES = ("auto", "on", "off")  # torch.compile of the training forward (training/device.py)
-TTA_MODES = ("none", "flip", "flip-translate")  # test-time augmentation views (training/inference.py)
+TTA_MODES = tuple(choices.TTA.names())  # test-time augmentation views (training/inference.py)
 MAX_YAML_ALIASES = 100  # config files may reuse values with &anchor / *alias, within reason
 PROGRESSIVE_MIN_SIZE = 8  # the smallest --progressive-resize image side
 RECIPE_FIELDS = ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "momentum", "nesterov", "schedule",

@@ -14,20 +14,18 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..registry import Registry
 from ..training.inference import EVAL_BATCH_SIZE, predict_logits
 from ._plots import new_figure, save_figure
 
 SEVERITIES = (1, 2, 3, 4, 5)
 Corruption = Callable[[torch.Tensor, int, torch.Generator], torch.Tensor]
-CORRUPTIONS: dict[str, Corruption] = {}
+CORRUPTIONS = Registry("corruption", flag="--corruption")
 
 
 def register_corruption(name: str) -> Callable[[Corruption], Corruption]:
     """Add `fn(images, severity, generator)` to CORRUPTIONS under `name`."""
-    def wrap(fn: Corruption) -> Corruption:
-        CORRUPTIONS[name] = fn
-        return fn
-    return wrap
+    return CORRUPTIONS.register(name)
 
 
 @register_corruption("gaussian_noise")
@@ -100,7 +98,7 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 def corrupt(images: np.ndarray, name: str, severity: int, seed: int = 0) -> np.ndarray:
     """A corrupted copy of (N, H, W, 3) uint8 images; random corruptions are reproducible from `seed`."""
     gen = torch.Generator().manual_seed(seed * 1000 + severity)
-    return to_uint8(CORRUPTIONS[name](to_float(images), severity, gen))
+    return to_uint8(CORRUPTIONS.get(name)(to_float(images), severity, gen))
 
 
 def robustness_table(model: nn.Module, images: np.ndarray, labels: np.ndarray, clean_accuracy: float, *,
