@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from cifarlab.choices import OPTIMIZERS, SCHEDULES, TTA
 from cifarlab.errors import CifarlabError
 from cifarlab.registry import Registry
 
@@ -130,3 +131,58 @@ def test_config_choices_are_the_registries_names():
 
     assert tuple(OPTIMIZERS.names()) == config.OPTIMIZERS and tuple(SCHEDULES.names()) == config.SCHEDULES
     assert tuple(TTA.names()) == config.TTA_MODES
+
+
+# --- the training choices (cifarlab.choices): every registered one works --------------------------------
+
+@pytest.mark.parametrize("schedule", SCHEDULES.names())
+def test_every_schedule_is_a_factor_in_0_1_that_ends_below_its_peak(schedule):
+    from cifarlab.training.optim import lr_factor
+
+    factors = [lr_factor(i / 100, schedule) for i in range(101)]
+    assert all(0.0 <= f <= 1.0 for f in factors) and max(factors) == pytest.approx(1.0, abs=0.02)
+    assert factors[-1] <= factors[0] or schedule == "onecycle"
+    warm = [lr_factor(p, schedule, warmup=0.1) for p in (0.0, 0.05, 0.1)]
+    assert warm[0] == pytest.approx(1e-3) and warm[1] == pytest.approx(0.5) and warm[2] == lr_factor(0, schedule)
+
+
+def test_schedule_values():
+    from cifarlab.training.optim import lr_factor
+
+    assert [lr_factor(p, "step") for p in (0.4, 0.5, 0.8)] == pytest.approx([1.0, 0.1, 0.01])
+    assert lr_factor(0.5, "cosine") == pytest.approx(0.5) and lr_factor(0.3, "linear") == pytest.approx(0.7)
+    assert lr_factor(0.25, "onecycle") == pytest.approx(1.0) and lr_factor(0.625, "onecycle") == pytest.approx(0.5)
+    assert lr_factor(0.9, "constant") == 1.0
+    with pytest.raises(CifarlabError, match="unknown --schedule 'warm'; choose one of: constant, cosine"):
+        lr_factor(0.5, "warm")
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS.names())
+def test_every_optimizer_builds_and_steps(optimizer):
+    import torch
+
+    from cifarlab.config import TrainConfig
+    from cifarlab.training.optim import build_optimizer
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 2))
+    opt = build_optimizer(net, TrainConfig(model="baseline", optimizer=optimizer).resolved())
+    assert all("base_lr" in g for g in opt.param_groups)
+    before = [p.detach().clone() for p in net.parameters()]
+    net(torch.randn(2, 3, 8, 8)).sum().backward()
+    opt.step()
+    assert all(not torch.equal(a, p) for a, p in zip(before, net.parameters()))
+
+
+@pytest.mark.parametrize("tta", TTA.names())
+def test_every_tta_mode_gives_one_logit_row_per_image(tta):
+    import torch
+
+    from cifarlab.training.inference import tta_logits
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    x = torch.randn(3, 3, 8, 8)
+    out = tta_logits(net, x, tta)
+    assert out.shape == (3, 2) and out.dtype == torch.float32
+    if tta == "none":
+        assert torch.equal(out, net(x))
