@@ -125,12 +125,18 @@ def test_the_registries_the_cli_lists_import_no_torch():
     assert out.strip() == "False"
 
 
-def test_config_choices_are_the_registries_names():
-    from cifarlab import config
-    from cifarlab.choices import OPTIMIZERS, SCHEDULES, TTA
+def test_the_config_and_the_command_line_take_a_schedule_registered_later(request):
+    from cifarlab.cli import build_parser
+    from cifarlab.config import TrainConfig
+    from cifarlab.training.optim import lr_factor
 
-    assert tuple(OPTIMIZERS.names()) == config.OPTIMIZERS and tuple(SCHEDULES.names()) == config.SCHEDULES
-    assert tuple(TTA.names()) == config.TTA_MODES
+    SCHEDULES.register("sqrt", lambda p: (1 - p) ** 0.5)
+    request.addfinalizer(lambda: SCHEDULES.unregister("sqrt"))
+    assert TrainConfig(schedule="sqrt").resolved().schedule == "sqrt"
+    assert lr_factor(0.75, "sqrt") == pytest.approx(0.5)
+    assert build_parser().parse_args(["train", "--schedule", "sqrt"]).schedule == "sqrt"
+    with pytest.raises(CifarlabError, match=r"unknown --schedule 'warm'; choose one of: .*linear, sqrt$"):
+        TrainConfig(schedule="warm").resolved()
 
 
 # --- the training choices (cifarlab.choices): every registered one works --------------------------------

@@ -25,7 +25,7 @@ def preprocessing(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...
     return tuple(cfg.get("mean", CIFAR10_MEAN)), tuple(cfg.get("std", CIFAR10_STD))
 
 
-TTA_MODES = tuple(TTA.names())
+TTA_MODES = TTA  # its names: "none", "flip", "flip-translate"
 
 
 def resolve_eval_precision(name: str, device: torch.device) -> str:
