@@ -115,19 +115,24 @@ def test_calibration_without_a_validation_split_says_so():
 
 # --- robustness ----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", robustness.CORRUPTIONS.names())
-def test_corruptions_are_batched_deterministic_and_grow_with_severity(name):
-    images, _ = synthetic_images(4, CLASSES)
-    mild, strong = robustness.corrupt(images, name, 1), robustness.corrupt(images, name, 5)
-    assert strong.shape == images.shape and strong.dtype == np.uint8
-    np.testing.assert_array_equal(strong, robustness.corrupt(images, name, 5))
-    diff = [np.abs(x.astype(int) - images).mean() for x in (mild, strong)]
-    assert 0 < diff[0] < diff[1]
+# (each corruption against CIFAR-10-C's definitions: tests/test_corruptions.py)
 
+def test_robustness_table_reports_cifar10c_mean_over_15_and_the_extras_apart():
+    import torch
 
-def test_brightness_turns_black_grey():
-    black = np.zeros((1, 32, 32, 3), np.uint8)
-    assert (robustness.corrupt(black, "brightness", 5) == round(0.3 * 255)).all()
+    class ConstantModel(torch.nn.Module):  # always class 0: accuracy = share of label 0, whatever the input
+        def forward(self, x):
+            return torch.stack([torch.ones(len(x)), torch.zeros(len(x))], 1) + 0 * x.mean()
+
+    images, _ = synthetic_images(3, CLASSES)
+    labels = np.array([0, 0, 1] * 3)
+    table = robustness.robustness_table(ConstantModel(), images, labels, 2 / 3, device=torch.device("cpu"),
+                                        names=["fog", "contrast", "saturate"])
+    assert table["mean_accuracy"] == {"fog": pytest.approx(2 / 3), "contrast": pytest.approx(2 / 3),
+                                      "saturate": pytest.approx(2 / 3)}
+    assert table["mean_corrupted_accuracy"] is None  # 2 of the 15: not CIFAR-10-C's mean
+    assert table["extra_corruptions"] == ["saturate"] and table["extra_mean_accuracy"] == pytest.approx(2 / 3)
+    assert set(table["seconds_per_corruption"]) == {"fog", "contrast", "saturate"}
 
 
 # --- label check ---------------------------------------------------------------------------------------
@@ -214,12 +219,12 @@ def test_analyze_writes_every_file_and_the_summary_names_them(trained_run, tmp_p
         assert (out / name).stat().st_size > 0, name
         assert str(out / name) in console, name
     for headline in ("accuracy", "top-3", "macro F1", "ECE before", "worst class", "top confused pair",
-                     "mean corrupted accuracy"):
+                     "mean corruption accuracy (15 x 5)"):
         assert headline in console
     assert report["images"] == 60 and report["split"] == "test"
     assert 0 <= report["metrics"]["accuracy"] <= 1
     assert report["calibration"]["val_nll_after"] <= report["calibration"]["val_nll_before"] + 1e-12
-    assert list(report["robustness"]["accuracy"]) == robustness.CORRUPTIONS.names()
+    assert set(report["robustness"]["accuracy"]) == set(robustness.CORRUPTIONS)
     assert report["robustness"]["images"] == 40
     assert "skipped" in report["label_check"]
     with np.load(out / "predictions.npz") as z:

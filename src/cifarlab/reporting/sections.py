@@ -174,12 +174,16 @@ def _robustness(rob: dict[str, Any], fig, run_dir: Path) -> list[Any]:
         return [Text(f"Not measured ({rob.get('skipped', 'skipped')}):",
                      command("cifarlab analyze", run_dir, "--robustness-images", "1000"))]
     severities = rob.get("severities", [])
-    rows = [[text(name), *[number(v) for v in values], number((rob.get("mean_accuracy") or {}).get(name))]
-            for name, values in rob["accuracy"].items()]
+    extra = set(rob.get("extra_corruptions", []))
+    rows = [[text(f"{name} (extra)" if name in extra else name), *[number(v) for v in values],
+             number((rob.get("mean_accuracy") or {}).get(name))] for name, values in rob["accuracy"].items()]
     return [Facts([("clean accuracy", fmt(rob.get("clean_accuracy"))),
-                   ("mean corrupted accuracy", fmt(rob.get("mean_corrupted_accuracy"))),
+                   ("mean corrupted accuracy (CIFAR-10-C, 15 corruptions × 5 severities)",
+                    fmt(rob.get("mean_corrupted_accuracy"))),
+                   ("mean accuracy on the 4 extra corruptions", fmt(rob.get("extra_mean_accuracy"))),
                    ("images", str(rob.get("subset") or fmt(rob.get("images"), ",")))]),
-            Table(["corruption", *[f"severity {s}" for s in severities], "mean"], rows),
+            Table(["corruption", *[f"severity {s}" for s in severities], "mean"], rows,
+                  "CIFAR-10-C's corruptions regenerated with its own parameters; extras are not in the mean"),
             *figure_group([fig("robustness", "accuracy per corruption and severity")])]
 
 
