@@ -80,7 +80,7 @@ def test_argparse_takes_a_registry_as_its_choices(capsys):
 
 
 def _every_registry() -> dict:
-    from cifarlab.analysis.robustness import CORRUPTIONS
+    from cifarlab.analysis.corruptions import CORRUPTIONS
     from cifarlab.attribution.methods import EXPLAINERS
     from cifarlab.augment import AUGMENTS
     from cifarlab.choices import OPTIMIZERS, SCHEDULES, TTA
@@ -99,7 +99,8 @@ def test_every_registry_fails_an_unknown_name_in_one_line_of_one_shape(name):
         reg.get("no-such-thing")
     message = str(caught.value)
     assert "\n" not in message
-    assert message.startswith(f"unknown {reg.flag} 'no-such-thing'; choose one of: {', '.join(reg.names())}")
+    named = reg.flag or reg.kind  # the flag where the command line has one
+    assert message.startswith(f"unknown {named} 'no-such-thing'; choose one of: {', '.join(reg.names())}")
 
 
 @pytest.mark.parametrize("name", list(_every_registry()))
