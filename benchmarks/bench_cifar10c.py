@@ -64,8 +64,8 @@ def write_tables(table: dict, out: Path) -> None:
         writer.writerow(["corruption", "family", "in_mean", "severity", "accuracy", "generation_seconds_per_10k"])
         for name, row in table["accuracy"].items():
             for severity, accuracy in zip(table["severities"], row):
-                writer.writerow([name, CORRUPTIONS[name].family, name not in extra, severity, f"{accuracy:.4f}",
-                                 f"{per_10k[name]:.2f}"])
+                family = CORRUPTIONS.entry(name).meta["family"]
+                writer.writerow([name, family, name not in extra, severity, f"{accuracy:.4f}", f"{per_10k[name]:.2f}"])
     headers = ["corruption", *[f"s{s}" for s in table["severities"]], "mean", "s / 10k images / severity"]
     rows = [[f"{name}{' (extra)' if name in extra else ''}", *[f"{a:.4f}" for a in row],
              f"{table['mean_accuracy'][name]:.4f}", f"{per_10k[name]:.1f}"] for name, row in table["accuracy"].items()]

@@ -11,14 +11,14 @@ import torch.nn.functional as F
 from PIL import Image
 
 import cifarlab
-from cifarlab.augment import _registry, create_augment, list_augments, parse_augment_spec, register_augment
+from cifarlab.augment import AUGMENTS, create_augment, list_augments, parse_augment_spec, register_augment
 from cifarlab.augment.geometric import Cutout, KerasAffine, PadCropFlip
 from cifarlab.augment.mix import CutMix, Mixup, mixed_cross_entropy, soft_targets
 from cifarlab.cli import main
 from cifarlab.errors import CifarlabError
 
-IMAGE_POLICIES = [n for n in list_augments() if n == "none" or _registry._AUGMENTS[n].kind == "image"]
-MIXERS = [n for n in list_augments() if n != "none" and _registry._AUGMENTS[n].kind == "mix"]
+IMAGE_POLICIES = [n for n in AUGMENTS.names() if AUGMENTS.entry(n).meta["kind"] == "image"]
+MIXERS = [n for n in AUGMENTS.names() if AUGMENTS.entry(n).meta["kind"] == "mix"]
 
 
 def batch(n: int = 48, low: int = 0, high: int = 256, seed: int = 0) -> torch.Tensor:
@@ -155,10 +155,10 @@ def test_specs_combine_and_bad_specs_fail_with_the_choices():
 def test_cli_rejects_an_unknown_policy(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--augment", "warp"])
-    assert "choose from: none, keras" in capsys.readouterr().err
+    assert "choose one of: none, keras" in capsys.readouterr().err
 
 
-def test_only_training_batches_are_augmented_and_mixing_trains(train_tree, tmp_path, monkeypatch):
+def test_only_training_batches_are_augmented_and_mixing_trains(train_tree, tmp_path, request):
     seen = []
 
     def counting():
@@ -167,7 +167,8 @@ def test_only_training_batches_are_augmented_and_mixing_trains(train_tree, tmp_p
             return x
         return augment
 
-    monkeypatch.setitem(_registry._AUGMENTS, "counting", _registry.AugmentEntry("counting", counting, "image", ""))
+    register_augment("counting", counting)
+    request.addfinalizer(lambda: AUGMENTS.unregister("counting"))
     result = cifarlab.train(model="baseline", data=str(train_tree), epochs=1, train_size=96, val_size=30,
                             batch_size=32, augment="counting+cutmix", precision="fp32", verbose=False,
                             out=str(tmp_path / "run"))

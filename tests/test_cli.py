@@ -31,7 +31,7 @@ def test_help_and_version():
 @pytest.mark.parametrize("args, fragments", [
     (["train", "--lr", "abc"], ["--lr", "invalid float value"]),
     (["train", "--optimizer", "rmsprop"], ["--optimizer", "invalid choice"]),
-    (["train", "--model", "nonet", "--data", "x"], ["unknown model 'nonet'", "baseline"]),
+    (["train", "--model", "nonet", "--data", "x"], ["unknown --model 'nonet'", "baseline"]),
     (["train", "--epochs", "0"], ["--epochs must be > 0"]),
     (["train", "--precision", "fp16", "--device", "cpu"], ["fp16 needs a GPU"]),
     (["train", "--device", "tpu"], ["unknown --device 'tpu'"]),
@@ -46,7 +46,7 @@ def test_user_errors_are_one_line(args, fragments):
 
 def test_unknown_model_fails_before_loading_data(capsys):
     assert main(["train", "--model", "nonet"]) == 2
-    assert "unknown model" in capsys.readouterr().err
+    assert "unknown --model" in capsys.readouterr().err
 
 
 def test_existing_run_directory_is_not_overwritten(trained_run, train_tree, capsys):

@@ -38,14 +38,15 @@ def test_compare_writes_every_output(train_tree, tmp_path):
             assert (tmp_path / "cmp" / "runs" / f"{model}-seed{seed}" / "model.safetensors").exists()
 
 
-def test_a_failing_model_is_reported_and_the_others_run(train_tree, tmp_path, monkeypatch):
-    from cifarlab.models import _registry
+def test_a_failing_model_is_reported_and_the_others_run(train_tree, tmp_path, request):
+    from cifarlab.models import MODELS, register_model
 
     def broken(num_classes=10, **kw):
+        """always fails"""
         raise RuntimeError("CPU out of memory (simulated)")
 
-    monkeypatch.setitem(_registry._MODELS, "broken_net",
-                        _registry.ModelEntry("broken_net", broken, _registry.Recipe(), "always fails"))
+    register_model(broken, name="broken_net")
+    request.addfinalizer(lambda: MODELS.unregister("broken_net"))
     rows = cifarlab.compare(["broken_net", "baseline"], tmp_path / "cmp", base=base(train_tree), verbose=False)
     assert "out of memory" in rows[0]["error"] and not rows[0]["test_accuracy"]
     assert rows[1]["test_accuracy"] and not rows[1]["error"]
@@ -75,7 +76,7 @@ def test_budget_stops_training_early(train_tree, tmp_path):
 
 
 def test_unknown_model_fails_before_training(tmp_path):
-    with pytest.raises(CifarlabError, match="unknown model 'nonet'"):
+    with pytest.raises(CifarlabError, match="unknown --model 'nonet'"):
         cifarlab.compare(["baseline", "nonet"], tmp_path / "cmp")
 
 

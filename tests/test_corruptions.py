@@ -52,7 +52,7 @@ def test_the_benchmark_is_cifar10c_15_and_4_extra():
     assert C.extra_corruptions() == EXTRAS
 
 
-@pytest.mark.parametrize("name", list(C.CORRUPTIONS))
+@pytest.mark.parametrize("name", C.CORRUPTIONS.names())
 def test_shape_dtype_determinism_and_per_image_seeding(name):
     x = images()
     out = C.corrupt(x, name, 3)
@@ -60,7 +60,7 @@ def test_shape_dtype_determinism_and_per_image_seeding(name):
     np.testing.assert_array_equal(out, C.corrupt(x, name, 3))
     # an image is corrupted the same way alone as in a batch, given its index
     np.testing.assert_array_equal(out[4:5], C.corrupt(x[4:5], name, 3, indices=[4]))
-    if C.CORRUPTIONS[name].random:
+    if C.CORRUPTIONS.entry(name).meta["random"]:
         assert (C.corrupt(x, name, 3, seed=1) != out).any()
 
 
@@ -72,7 +72,7 @@ def test_damage_grows_with_severity(name):
 
 
 @pytest.mark.parametrize("bad, message", [
-    ({"name": "blur"}, "unknown corruption 'blur'"),
+    ({"name": "blur"}, "unknown corruption 'blur'; choose one of: gaussian_noise"),
     ({"severity": 0}, "severity must be one of 1-5"),
     ({"severity": 6}, "severity must be one of 1-5"),
     ({"images": np.zeros((2, 32, 32, 3), np.float32)}, "uint8 images"),

@@ -279,7 +279,7 @@ def test_run_rejects_bad_arguments_before_training(train_tree, tmp_path, capsys)
     assert main(["run", "--data", str(train_tree), "--out", str(out), "--explain-per-class", "-1"]) == 2
     assert "--explain-per-class must be >= 0" in capsys.readouterr().err
     assert main(["run", "--data", str(train_tree), "--out", str(out), "--methods", "nope"]) == 2
-    assert "unknown explanation method 'nope'" in capsys.readouterr().err
+    assert "unknown --method 'nope'" in capsys.readouterr().err
     assert not out.exists()
     with pytest.raises(CifarlabError, match="--embed-samples"):
         cifarlab.run(train_tree, out, embed_samples=-5)

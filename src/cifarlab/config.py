@@ -16,12 +16,15 @@ from typing import Any
 
 import yaml
 
+from . import choices
 from .errors import CifarlabError
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "muon")
-SCHEDULES = ("constant", "cosine", "step", "onecycle", "linear")
+# The registries of cifarlab.choices (no torch, nothing above config): `in`, iteration and argparse's choices
+# read their names, so an optimizer, schedule or TTA mode registered later is accepted too.
+OPTIMIZERS = choices.OPTIMIZERS
+SCHEDULES = choices.SCHEDULES
 COMPILE_MODES = ("auto", "on", "off")  # torch.compile of the training forward (training/device.py)
-TTA_MODES = ("none", "flip", "flip-translate")  # test-time augmentation views (training/inference.py)
+TTA_MODES = choices.TTA  # test-time augmentation views (training/inference.py)
 MAX_YAML_ALIASES = 100  # config files may reuse values with &anchor / *alias, within reason
 PROGRESSIVE_MIN_SIZE = 8  # the smallest --progressive-resize image side
 RECIPE_FIELDS = ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "momentum", "nesterov", "schedule",

@@ -42,10 +42,11 @@ class Entry:
 class Registry:
     """Named entries of one kind, in registration order; unknown names fail with the list of choices."""
 
-    def __init__(self, kind: str, *, flag: str | None = None, package: str | None = None):
+    def __init__(self, kind: str, *, flag: str | None = None, package: str | None = None, hint: str = ""):
         self.kind = kind
         self.flag = flag  # how the user names the choice in error messages, e.g. "--model"
         self.package = package  # anchor of relative "module:attribute" targets
+        self.hint = hint  # appended to the unknown-name message, e.g. "(combine with +)"
         self._entries: dict[str, Entry] = {}
         self._prefixes: dict[str, Entry] = {}
 
@@ -77,6 +78,12 @@ class Registry:
             description = doc[0] if doc else ""
         self._entries[name] = Entry(name, target, description, meta, self.package)
 
+    def unregister(self, name: str) -> Entry:
+        """Remove and return an entry (tests add throw-away entries and take them out again)."""
+        if name not in self._entries:
+            raise CifarlabError(self.unknown_message(name))
+        return self._entries.pop(name)
+
     def names(self, pattern: str | None = None) -> list[str]:
         names = list(self._entries)
         return [n for n in names if fnmatch.fnmatch(n, pattern)] if pattern else names
@@ -90,8 +97,12 @@ class Registry:
         prefix, _, rest = name.partition(":")
         return name in self._entries or (bool(rest) and prefix in self._prefixes)
 
-    def __iter__(self) -> Iterator[Entry]:
-        return iter(self._entries.values())
+    def __iter__(self) -> Iterator[str]:
+        """The names, like a dict's keys: `choices=REGISTRY` works for argparse, `for name in REGISTRY` too."""
+        return iter(list(self._entries))
+
+    def entries(self) -> list[Entry]:
+        return list(self._entries.values())
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -110,11 +121,12 @@ class Registry:
             return Entry(name, resolved, f"{prefix} {self.kind} {rest}", base.meta, self.package)
         raise CifarlabError(self.unknown_message(name))
 
-    def unknown_message(self, name: Any) -> str:
+    def unknown_message(self, name: Any, context: str = "") -> str:
+        """The one shape of every unknown-name error: `unknown --flag 'name'; choose one of: a, b (...)`."""
         choices = ", ".join(self.names())
         prefixes = ", ".join(f"{p}:NAME" for p in self._prefixes)
-        return (f"unknown {self.flag or self.kind} {name!r}; choose one of: {choices}"
-                + (f" (or {prefixes})" if prefixes else ""))
+        return (f"unknown {self.flag or self.kind} {name!r}{context}; choose one of: {choices}"
+                + (f" (or {prefixes})" if prefixes else "") + (f" {self.hint}" if self.hint else ""))
 
     def get(self, name: str) -> Any:
         """The registered object (imported on first use)."""
@@ -124,8 +136,9 @@ class Registry:
         """Call the registered factory: `create("resnet20", num_classes=10)`."""
         return self.get(name)(*args, **kwargs)
 
-    def describe(self) -> list[tuple[str, str]]:
-        return [(e.name, e.description) for e in self._entries.values()]
+    def describe(self) -> dict[str, str]:
+        """name -> one-line description, in registration order (the CLI's help and listings)."""
+        return {e.name: e.description for e in self._entries.values()}
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}: {', '.join(self.names())})"

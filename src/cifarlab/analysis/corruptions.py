@@ -39,6 +39,7 @@ from PIL import Image
 from scipy import ndimage
 
 from ..errors import CifarlabError
+from ..registry import Registry
 
 SEVERITIES = (1, 2, 3, 4, 5)
 CHUNK = 1000  # images corrupted at once
@@ -49,33 +50,39 @@ CorruptionFn = Callable[[np.ndarray, int, Generators], np.ndarray]
 
 @dataclass(frozen=True)
 class Corruption:
+    """One corruption as callers see it (a view of a CORRUPTIONS entry)."""
+
     name: str
     family: str  # one of FAMILIES; "extra" are the 4 held-out corruptions, not in the benchmark's mean
     fn: CorruptionFn  # (N, H, W, 3) uint8, severity, one generator per image -> floats in [0, 255] or uint8
     random: bool
 
 
-CORRUPTIONS: dict[str, Corruption] = {}
+# Every corruption, in the paper's order; each entry's meta holds its family and whether it draws at random.
+CORRUPTIONS = Registry("corruption")  # no flag: the Python API and benchmarks name them
 
 
 def register_corruption(name: str, family: str, random: bool = False) -> Callable[[CorruptionFn], CorruptionFn]:
     """Add `fn(images, severity, generators)` to CORRUPTIONS; names are unique."""
-    def wrap(fn: CorruptionFn) -> CorruptionFn:
-        if name in CORRUPTIONS:
-            raise ValueError(f"corruption {name!r} is registered twice")
-        CORRUPTIONS[name] = Corruption(name, family, fn, random)
-        return fn
-    return wrap
+    if family not in FAMILIES:
+        raise ValueError(f"corruption family must be one of {', '.join(FAMILIES)}, got {family!r}")
+    return CORRUPTIONS.register(name, family=family, random=random)
+
+
+def get_corruption(name: str) -> Corruption:
+    """The corruption `name`, or a one-line error listing them."""
+    entry = CORRUPTIONS.entry(name)
+    return Corruption(entry.name, entry.meta["family"], entry.load(), entry.meta["random"])
 
 
 def benchmark_corruptions() -> list[str]:
     """The 15 corruptions of CIFAR-10-C's mean, in the paper's order (noise, blur, weather, digital)."""
-    return [name for name, c in CORRUPTIONS.items() if c.family != "extra"]
+    return [e.name for e in CORRUPTIONS.entries() if e.meta["family"] != "extra"]
 
 
 def extra_corruptions() -> list[str]:
     """The 4 extra corruptions the paper holds out for validation (speckle, gaussian blur, spatter, saturate)."""
-    return [name for name, c in CORRUPTIONS.items() if c.family == "extra"]
+    return [e.name for e in CORRUPTIONS.entries() if e.meta["family"] == "extra"]
 
 
 def corrupt(images: np.ndarray, name: str, severity: int, seed: int = 0,
@@ -85,14 +92,12 @@ def corrupt(images: np.ndarray, name: str, severity: int, seed: int = 0,
     Random corruptions draw from one generator per image, seeded by (`seed`, name, severity, its index):
     `indices` are the images' indices in their data set (default 0..N-1), so a sample is corrupted exactly as
     the same images are in the whole set."""
-    if name not in CORRUPTIONS:
-        raise CifarlabError(f"unknown corruption {name!r}; choose one of: {', '.join(CORRUPTIONS)}")
+    entry = get_corruption(name)
     if severity not in SEVERITIES:
         raise CifarlabError(f"corruption severity must be one of 1-5, got {severity!r}")
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
         raise CifarlabError(f"corruptions take (N, H, W, 3) uint8 images, got {images.dtype} {images.shape}")
-    entry = CORRUPTIONS[name]
     indices = np.arange(len(images)) if indices is None else np.asarray(indices)
     if len(indices) != len(images):
         raise CifarlabError(f"{len(indices)} indices for {len(images)} images")

@@ -33,7 +33,7 @@ def robustness_table(model: nn.Module, images: np.ndarray, labels: np.ndarray, c
     """Accuracy for every corruption and severity, CIFAR-10-C's mean over its 15, the extras' mean, and the
     clean accuracy of the same images. `indices`: the images' indices in the test split (their corruption
     draws are seeded by it), default 0..N-1; `names`: the corruptions to measure (default all 19)."""
-    names = list(names) if names is not None else list(CORRUPTIONS)
+    names = list(names) if names is not None else CORRUPTIONS.names()
     table, seconds = {}, {}
     for name in names:
         row, spent = [], 0.0

@@ -13,7 +13,8 @@ from __future__ import annotations
 import importlib
 
 _LAZY = {
-    "Explainer": "methods", "MethodOptions": "methods", "create_explainer": "methods", "list_explainers": "methods",
+    "EXPLAINERS": "methods", "Explainer": "methods", "MethodOptions": "methods", "create_explainer": "methods",
+    "list_explainers": "methods",
     "register_explainer": "methods", "describe_explainers": "methods",
     "Explanation": "api", "Gallery": "api", "explain": "api", "explain_gallery": "api",
     "evaluate_explanations": "api", "attribute": "api", "trust_metrics": "api",

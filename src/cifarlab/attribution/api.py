@@ -29,7 +29,7 @@ from ..features.inputs import (
 )
 from . import plots, trust
 from .choice import MethodChoice, check_text, choose_method, method_marks
-from .methods import MethodOptions, create_explainer, explainer_class, list_explainers
+from .methods import EXPLAINERS, MethodOptions, create_explainer, explainer_class, list_explainers
 
 ALL = "all"
 REPORT_JSON, REPORT_MD = "explain.json", "explain.md"
@@ -50,9 +50,8 @@ def resolve_methods(method: str | list[str]) -> list[str]:
     if ALL in names:
         return list_explainers()
     for n in names:
-        if n not in list_explainers():
-            raise CifarlabError(f"unknown explanation method {n!r}; choose one of: "
-                                f"{', '.join(list_explainers())}, or {ALL}")
+        if n not in EXPLAINERS:
+            raise CifarlabError(f"{EXPLAINERS.unknown_message(n)} (or {ALL})")
     return list(dict.fromkeys(names))
 
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import CifarlabError
+from ..registry import Registry
 
 if TYPE_CHECKING:  # torch is imported on first use: the CLI lists these methods without loading it
     import torch
@@ -140,31 +141,30 @@ class _LayerMap(Explainer):
         return LayerAttribution.interpolate(raw, tuple(size), interpolate_mode="bilinear")[:, 0]
 
 
-_REGISTRY: dict[str, type[Explainer]] = {}
+# Every attribution method, by its class's `name`; the CLI lists them without importing torch.
+EXPLAINERS = Registry("explanation method", flag="--method")
 
 
 def register_explainer(cls: type[Explainer]) -> type[Explainer]:
     """Class decorator: make `cls` available by its `name` to create_explainer and the CLI."""
-    if not cls.name or cls.name in _REGISTRY:
-        raise ValueError(f"explainer name {cls.name!r} is empty or already registered")
-    _REGISTRY[cls.name] = cls
+    if not cls.name:
+        raise ValueError(f"explainer {cls.__name__} has no name")
+    EXPLAINERS.register(cls.name, cls, description=cls.description, uses_layer=cls.uses_layer, signed=cls.signed)
     return cls
 
 
 def list_explainers() -> list[str]:
     """Registered attribution methods, in registration order."""
-    return list(_REGISTRY)
+    return EXPLAINERS.names()
 
 
 def explainer_class(name: str) -> type[Explainer]:
     """The registered class (its name, description, uses_layer, signed), or a one-line error."""
-    if name not in _REGISTRY:
-        raise CifarlabError(f"unknown explanation method {name!r}; choose one of: {', '.join(list_explainers())}")
-    return _REGISTRY[name]
+    return EXPLAINERS.get(name)
 
 
 def describe_explainers() -> dict[str, str]:
-    return {n: c.description for n, c in _REGISTRY.items()}
+    return EXPLAINERS.describe()
 
 
 def create_explainer(name: str, model: nn.Module, layer: str | None = None,

@@ -5,10 +5,12 @@
     list_augments()                     # none, keras, standard, cutout, autoaugment, ...
 """
 from ._registry import (
+    AUGMENTS,
     AugmentEntry,
     BatchAugment,
     create_augment,
     describe_augments,
+    get_augment_entry,
     list_augments,
     parse_augment_spec,
     register_augment,
@@ -23,5 +25,5 @@ def augment_preview(*args, **kwargs):
 
 augment_preview.__doc__ = "Write a PNG grid of originals and augmented views; see cifarlab.augment.preview."
 
-__all__ = ["AugmentEntry", "BatchAugment", "augment_preview", "create_augment", "describe_augments",
-           "list_augments", "parse_augment_spec", "register_augment"]
+__all__ = ["AUGMENTS", "AugmentEntry", "BatchAugment", "augment_preview", "create_augment", "describe_augments",
+           "get_augment_entry", "list_augments", "parse_augment_spec", "register_augment"]

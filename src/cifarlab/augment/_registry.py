@@ -8,28 +8,36 @@ the policies without loading it; each policy's module is imported when it is fir
 """
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import CifarlabError
+from ..registry import Entry, Registry
 
 
 @dataclass(frozen=True)
 class AugmentEntry:
+    """One policy as callers see it (a view of an AUGMENTS entry)."""
+
     name: str
     target: str | Callable  # "module:attribute" (imported lazily) or the factory itself
     kind: str  # "image": uint8 batch -> uint8 batch; "mix": (x, y) -> (x, y_a, y_b, lam)
     description: str
 
     def factory(self) -> Callable:
-        if callable(self.target):
-            return self.target
-        module, _, attr = self.target.partition(":")
-        return getattr(importlib.import_module(module, __package__), attr)
+        return Entry(self.name, self.target, package=__package__).load()
 
 
-_AUGMENTS: dict[str, AugmentEntry] = {}
+# Every policy, "none" first; meta["kind"] is "image" or "mix".
+AUGMENTS = Registry("augmentation", flag="--augment", package=__package__,
+                    hint="(combine with +, e.g. standard+cutout; 'none' stands alone)")
+
+
+def _unchanged() -> Callable:
+    return lambda x, generator: x
+
+
+AUGMENTS.register("none", _unchanged, description="no augmentation", kind="image")
 
 
 def register_augment(name: str, target: str | Callable, kind: str = "image", description: str = "") -> None:
@@ -37,9 +45,9 @@ def register_augment(name: str, target: str | Callable, kind: str = "image", des
     "image", or `(x, y, generator) -> (x, y_a, y_b, lam)` for kind "mix"."""
     if kind not in ("image", "mix"):
         raise ValueError(f"kind must be 'image' or 'mix', got {kind!r}")
-    if name in _AUGMENTS or name == "none" or "+" in name:
-        raise ValueError(f"augmentation {name!r} is already registered or not a valid name")
-    _AUGMENTS[name] = AugmentEntry(name, target, kind, description)
+    if "+" in name:
+        raise ValueError(f"augmentation {name!r} is not a valid name (+ joins policies)")
+    AUGMENTS.register(name, target, description=description, kind=kind)
 
 
 register_augment("keras", ".geometric:KerasAffine",
@@ -62,11 +70,16 @@ register_augment("cutmix", ".mix:CutMix", kind="mix",
 
 def list_augments() -> list[str]:
     """The policy names, `none` first; combine them with `+`."""
-    return ["none", *_AUGMENTS]
+    return AUGMENTS.names()
 
 
 def describe_augments() -> dict[str, str]:
-    return {"none": "no augmentation", **{n: e.description for n, e in _AUGMENTS.items()}}
+    return AUGMENTS.describe()
+
+
+def get_augment_entry(name: str) -> AugmentEntry:
+    entry = AUGMENTS.entry(name)
+    return AugmentEntry(entry.name, entry.target, entry.meta["kind"], entry.description)
 
 
 def parse_augment_spec(spec: str) -> list[str]:
@@ -75,11 +88,11 @@ def parse_augment_spec(spec: str) -> list[str]:
         raise CifarlabError(f"--augment needs a policy name, got {spec!r}")
     parts = [p.strip().lower() for p in spec.split("+")]
     names = [p for p in parts if p != "none"]
-    unknown = [p for p in names if p not in _AUGMENTS]
-    if unknown or (len(parts) > 1 and len(names) < len(parts)):
-        bad = unknown[0] if unknown else "none"
-        raise CifarlabError(f"unknown --augment {bad!r} in {spec!r}; choose from: {', '.join(list_augments())} "
-                            "(combine with +, e.g. standard+cutout; 'none' stands alone)")
+    unknown = [p for p in names if p not in AUGMENTS]
+    if unknown:
+        raise CifarlabError(AUGMENTS.unknown_message(unknown[0], context=f" in {spec!r}" if len(parts) > 1 else ""))
+    if len(parts) > 1 and len(names) < len(parts):
+        raise CifarlabError(f"--augment {spec!r}: 'none' stands alone (drop it, or give only none)")
     if len(set(names)) < len(names):
         raise CifarlabError(f"--augment {spec!r} names a policy twice")
     return names
@@ -129,7 +142,7 @@ class BatchAugment:
 def create_augment(spec: str = "none") -> BatchAugment:
     """Build the augmentation of a spec, e.g. `create_augment("standard+cutout")`."""
     names = parse_augment_spec(spec)
-    entries = [_AUGMENTS[n] for n in names]
+    entries = [get_augment_entry(n) for n in names]
     return BatchAugment("+".join(names) or "none",
                         [e.factory()() for e in entries if e.kind == "image"],
                         [e.factory()() for e in entries if e.kind == "mix"])

@@ -7,6 +7,7 @@ from . import mobilenetv2, resnet9, vit, airbench, external  # noqa: F401
 # isort: on
 from ._base import CifarModel
 from ._registry import (
+    MODELS,
     Recipe,
     create_model,
     get_model_entry,
@@ -19,6 +20,6 @@ from ._registry import (
 )
 
 __all__ = [
-    "CifarModel", "Recipe", "create_model", "get_model_entry", "get_recipe", "is_model", "list_models",
+    "MODELS", "CifarModel", "Recipe", "create_model", "get_model_entry", "get_recipe", "is_model", "list_models",
     "model_arguments", "register_model", "register_prefix",
 ]

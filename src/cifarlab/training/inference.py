@@ -1,15 +1,17 @@
 """Batched inference over uint8 image arrays: large batches, no gradients, the run's precision."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .._threads import adapt as adapt_threads
+from ..choices import TTA
 from ..data.loader import DeviceLoader
 from ..data.types import CIFAR10_MEAN, CIFAR10_STD
-from ..errors import CifarlabError
 from .device import autocast, resolve_precision
 
 # Measured on the 2-core CPU (baseline, bf16): batch 256 runs at 2x the images/s of batch 1000, whose
@@ -23,7 +25,7 @@ def preprocessing(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...
     return tuple(cfg.get("mean", CIFAR10_MEAN)), tuple(cfg.get("std", CIFAR10_STD))
 
 
-TTA_MODES = ("none", "flip", "flip-translate")
+TTA_MODES = TTA  # its names: "none", "flip", "flip-translate"
 
 
 def resolve_eval_precision(name: str, device: torch.device) -> str:
@@ -48,29 +50,31 @@ def fp32_logits(model: nn.Module, x: torch.Tensor, precision: str = "fp32") -> t
 
 
 def tta_logits(model: nn.Module, x: torch.Tensor, tta: str = "none", precision: str = "fp32") -> torch.Tensor:
-    """The model's logits for a normalized batch, averaged over test-time views, as airbench does:
-    "flip" averages the image and its mirror; "flip-translate" gives those two half the weight and
-    the mirrored pairs of the image shifted by one pixel up-left and down-right (reflect padding)
-    the other half. Each view is one forward pass of the whole batch (fp32_logits at `precision`)."""
-    def logits(v: torch.Tensor) -> torch.Tensor:
-        return fp32_logits(model, v, precision)
+    """The model's logits for a normalized batch, averaged over the test-time views of `tta` (a name in
+    cifarlab.choices.TTA). Each view is one forward pass of the whole batch (fp32_logits at `precision`)."""
+    return TTA.get(tta)(lambda v: fp32_logits(model, v, precision), x)
 
-    def mirrored(v: torch.Tensor) -> torch.Tensor:
-        return 0.5 * logits(v) + 0.5 * logits(v.flip(-1))
 
-    if tta == "none":
-        return logits(x)
-    if tta == "flip":
-        return mirrored(x)
-    if tta == "flip-translate":
-        h, w = x.shape[-2:]
-        memory_format = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else \
-            torch.contiguous_format
-        padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
-        shifted = [padded[..., :h, :w], padded[..., 2:, 2:]]
-        translated = sum(mirrored(v.contiguous(memory_format=memory_format)) for v in shifted) / len(shifted)
-        return 0.5 * mirrored(x) + 0.5 * translated
-    raise CifarlabError(f"unknown --tta {tta!r}; choose one of: {', '.join(TTA_MODES)}")
+# The test-time augmentations (cifarlab.choices.TTA), as airbench does them: views(logits, x) -> logits.
+def tta_none(logits: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    return logits(x)
+
+
+def tta_flip(logits: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """The image and its mirror, averaged."""
+    return 0.5 * logits(x) + 0.5 * logits(x.flip(-1))
+
+
+def tta_flip_translate(logits: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """tta_flip with half the weight; the other half: the mirrored pairs of the image shifted by one pixel
+    up-left and down-right (reflect padding)."""
+    h, w = x.shape[-2:]
+    memory_format = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else \
+        torch.contiguous_format
+    padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    shifted = [padded[..., :h, :w], padded[..., 2:, 2:]]
+    translated = sum(tta_flip(logits, v.contiguous(memory_format=memory_format)) for v in shifted) / len(shifted)
+    return 0.5 * tta_flip(logits, x) + 0.5 * translated
 
 
 @torch.no_grad()
@@ -78,8 +82,7 @@ def predict_logits(model: nn.Module, images: np.ndarray, *, device: torch.device
                    batch_size: int = EVAL_BATCH_SIZE, channels_last: bool = True, tta: str = "none") -> torch.Tensor:
     """Logits (N, C) as float32 on the CPU for (N, H, W, 3) uint8 images; `tta` as in tta_logits. Under
     bf16/fp16 the body runs in low precision and the head in fp32 (fp32_logits)."""
-    if tta not in TTA_MODES:
-        raise CifarlabError(f"unknown --tta {tta!r}; choose one of: {', '.join(TTA_MODES)}")
+    TTA.entry(tta)  # an unknown name fails before any work
     mean, std = preprocessing(model)
     loader = DeviceLoader(images, np.zeros(len(images), np.int64), batch_size=batch_size, device=device,
                           mean=mean, std=std, channels_last=channels_last)

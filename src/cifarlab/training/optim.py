@@ -4,39 +4,53 @@ spent when one is set, so a time-budgeted run still anneals to the end."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
 
+from ..choices import OPTIMIZERS, SCHEDULES
 from ..config import TrainConfig
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    if cfg.optimizer == "muon":
-        return _build_muon(model, cfg)
+    """The optimizer cfg.optimizer names (cifarlab.choices.OPTIMIZERS) over the model's trainable parameters."""
+    return OPTIMIZERS.create(cfg.optimizer, model, cfg)
+
+
+def _param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
     # No weight decay on biases and norm scales: decaying them only hurts (Goyal et al. 2017).
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay, "base_lr": cfg.lr},
-              {"params": no_decay, "weight_decay": 0.0, "base_lr": cfg.lr}]
     if cfg.freeze != "none" or cfg.backbone_lr_scale != 1:  # transfer: head and backbone groups, all parameters
         from ..transfer.freeze import transfer_param_groups
 
-        groups = transfer_param_groups(model, cfg.lr, cfg.weight_decay, cfg.backbone_lr_scale)
-    # The fused kernels want every parameter of a group to have its momentum buffer once one has: not so
-    # when a frozen stage is unfrozen mid-run.
-    fusable = cfg.freeze == "none" and _fused_supported(model)
+        return transfer_param_groups(model, cfg.lr, cfg.weight_decay, cfg.backbone_lr_scale)
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    return [{"params": decay, "weight_decay": cfg.weight_decay, "base_lr": cfg.lr},
+            {"params": no_decay, "weight_decay": 0.0, "base_lr": cfg.lr}]
+
+
+def _fused(model: nn.Module, cfg: TrainConfig) -> dict:
     # The fused kernels update every parameter in one call (CPU and CUDA); a few % of a small model's step.
-    fused = {"fused": True} if fusable else {}
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
-                               **fused)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr, **fused)
-    return torch.optim.AdamW(groups, lr=cfg.lr, **fused)
+    # They want every parameter of a group to have its momentum buffer once one has: not so when a frozen
+    # stage is unfrozen mid-run.
+    return {"fused": True} if cfg.freeze == "none" and _fused_supported(model) else {}
 
 
-def _build_muon(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def build_sgd(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.SGD(_param_groups(model, cfg), lr=cfg.lr, momentum=cfg.momentum,
+                           nesterov=cfg.nesterov and cfg.momentum > 0, **_fused(model, cfg))
+
+
+def build_adam(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.Adam(_param_groups(model, cfg), lr=cfg.lr, **_fused(model, cfg))
+
+
+def build_adamw(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(_param_groups(model, cfg), lr=cfg.lr, **_fused(model, cfg))
+
+
+def build_muon(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """Muon on the conv filters, Nesterov SGD on the rest (training/muon.py). A model may define its
     own groups (`param_groups(lr, batch_size, weight_decay, momentum, epochs)`, as airbench does)."""
     from .muon import MuonSGD
@@ -59,22 +73,34 @@ def _fused_supported(model: nn.Module) -> bool:
     return devices <= {"cpu", "cuda"} and len(devices) == 1 and dtypes <= {torch.float32, torch.float16, torch.bfloat16}
 
 
-def lr_factor(progress: float, schedule: str, warmup: float = 0.0) -> float:
-    """The multiplier of the base learning rate at `progress` in [0, 1]; `warmup` is a fraction too."""
+# The schedules (cifarlab.choices.SCHEDULES): the factor of the base learning rate at progress p in [0, 1].
+def constant_schedule(p: float) -> float:
+    return 1.0
+
+
+def cosine_schedule(p: float) -> float:
+    return 0.5 * (1 + math.cos(math.pi * p))
+
+
+def step_schedule(p: float) -> float:
+    return 0.1 ** ((p >= 0.5) + (p >= 0.75))
+
+
+def linear_schedule(p: float) -> float:
+    return 1.0 - p
+
+
+def onecycle_schedule(p: float) -> float:
+    return max(p / 0.25, 1e-3) if p < 0.25 else max(0.0, (1 - p) / 0.75)
+
+
+def lr_factor(progress: float, schedule: str | Callable[[float], float], warmup: float = 0.0) -> float:
+    """The multiplier of the base learning rate at `progress` in [0, 1]; `warmup` is a fraction too.
+    `schedule`: a name in SCHEDULES, or the schedule function itself."""
     if warmup > 0 and progress < warmup:
         return max(progress / warmup, 1e-3)
-    p = min(1.0, (progress - warmup) / max(1e-9, 1 - warmup))
-    if schedule == "constant":
-        return 1.0
-    if schedule == "cosine":
-        return 0.5 * (1 + math.cos(math.pi * p))
-    if schedule == "step":  # divide by 10 at 50% and 75% of training
-        return 0.1 ** ((p >= 0.5) + (p >= 0.75))
-    if schedule == "linear":  # straight down to zero (airbench)
-        return 1.0 - p
-    if schedule == "onecycle":  # linear up to the peak at 25%, then linearly down to zero
-        return max(p / 0.25, 1e-3) if p < 0.25 else max(0.0, (1 - p) / 0.75)
-    raise ValueError(f"unknown schedule {schedule!r}")
+    factor = SCHEDULES.get(schedule) if isinstance(schedule, str) else schedule
+    return factor(min(1.0, (progress - warmup) / max(1e-9, 1 - warmup)))
 
 
 def set_lr(optimizer: torch.optim.Optimizer, factor: float) -> None:
@@ -85,7 +111,8 @@ def set_lr(optimizer: torch.optim.Optimizer, factor: float) -> None:
 def schedule_lr(optimizer: torch.optim.Optimizer, progress: float, schedule: str, warmup: float = 0.0) -> None:
     """set_lr at `progress`; a group with `lr_horizon` h < 1 runs the whole schedule over the first h of
     training and then stays at 0 (airbench's whitening bias learns for 3 of 8 epochs)."""
+    factor = SCHEDULES.get(schedule)
     for group in optimizer.param_groups:
         horizon = group.get("lr_horizon", 1.0)
-        group["lr"] = group["base_lr"] * (lr_factor(min(1.0, progress / horizon), schedule, warmup)
+        group["lr"] = group["base_lr"] * (lr_factor(min(1.0, progress / horizon), factor, warmup)
                                           if progress < horizon else 0.0)
