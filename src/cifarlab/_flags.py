@@ -237,3 +237,11 @@ def add_worker_flags(p: argparse.ArgumentParser, flag: str, what: str) -> None:
                    help=f"{what} side by side on this machine, the cores divided among them")
     p.add_argument("--pin-cores", action="store_true",
                    help=f"with {flag} N: give each process CPUs of its own (affinity) instead of sharing them all")
+
+
+def add_command(sub, name: str, func: Callable, help: str, example: str, **kwargs) -> argparse.ArgumentParser:
+    """A subcommand with its one-line help, a description and an example in its --help."""
+    p = sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".", epilog="example:\n  " + example,
+                       formatter_class=HelpFormatter, **kwargs)
+    p.set_defaults(func=func)
+    return p
