@@ -104,7 +104,7 @@ class TrainConfig:
                                "$CIFARLAB_DATA, else the download cache, else download)", "data", metavar="PATH")
     train_size: int | None = setting(None, "train on a stratified subset of N images (quick experiments)", "data",
                                      metavar="N", gt=0)
-    val_size: int | None = setting(None, "validation images carved from train (default 5000, 10%% of smaller "
+    val_size: int | None = setting(None, "validation images carved from train (default 5000, 10% of smaller "
                                    "datasets; 0: none)", "data", metavar="N", ge=0)
     budget_minutes: float | None = setting(None, "stop after this much training time (the schedule follows it)",
                                            "model", metavar="MIN", gt=0)

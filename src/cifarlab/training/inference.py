@@ -7,23 +7,21 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .._threads import adapt as adapt_threads
+from ..config import TTA_MODES, TrainConfig
 from ..data.loader import DeviceLoader
 from ..data.types import CIFAR10_MEAN, CIFAR10_STD
 from ..errors import CifarlabError
 from .device import autocast, resolve_precision
 
 # Measured on the 2-core CPU (baseline, bf16): batch 256 runs at 2x the images/s of batch 1000, whose
-# activations no longer fit in the caches.
-EVAL_BATCH_SIZE = 256
+# activations no longer fit in the caches. Declared once, as TrainConfig's default.
+EVAL_BATCH_SIZE = TrainConfig.eval_batch_size
 
 
 def preprocessing(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The mean and std the model's weights expect (from its default_cfg), in [0, 1] units."""
     cfg = getattr(model, "default_cfg", {}) or {}
     return tuple(cfg.get("mean", CIFAR10_MEAN)), tuple(cfg.get("std", CIFAR10_STD))
-
-
-TTA_MODES = ("none", "flip", "flip-translate")
 
 
 def resolve_eval_precision(name: str, device: torch.device) -> str:
