@@ -1,5 +1,6 @@
 """The commands that read a trained run directory (evaluate, predict, export, analyze, features, embed,
-explain, report, serve) and `models`: each one's flags next to the function that calls the API."""
+explain, report, serve) and `models`: the function each one calls, then their flags (add_run_commands,
+called by cli.build_parser). The shared ones (RUN_DIR, --device, --precision, --json, threads) come from _flags."""
 from __future__ import annotations
 
 import argparse

@@ -1,6 +1,10 @@
 """The training configuration: one typed dataclass. Unset fields take the model's default recipe; a
 YAML file may set any field, and command-line flags override it. The resolved config is saved in every
-run directory, so a run can be repeated exactly."""
+run directory, so a run can be repeated exactly.
+
+A leaf module (no cifarlab imports but errors): each field declares its help, flag group, choices and range
+once (`setting`), from which the command line is generated (cifarlab._flags) and every value is checked;
+resolving a config against the models, recipes and weights is cifarlab.training.resolve."""
 from __future__ import annotations
 
 import dataclasses
