@@ -156,13 +156,13 @@ def test_compare_parallel_gives_the_sequential_table(tiny_tree, tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["train", "--threads", "0"], "argument --threads: must be >= 1"),
-    (["evaluate", "run", "--threads", "-1"], "argument --threads: must be >= 1"),
+    (["train", "--threads", "0"], "--threads must be >= 1"),
+    (["evaluate", "run", "--threads", "-1"], "--threads must be >= 1"),
     (["predict", "run", "x.png", "--threads", "two"], "argument --threads: takes a whole number >= 1 or auto"),
-    (["compare", "--models", "baseline", "--out", "o", "--parallel", "0"], "argument --parallel: must be >= 1"),
+    (["compare", "--models", "baseline", "--out", "o", "--parallel", "0"], "--parallel must be >= 1"),
     (["ablate", "--model", "baseline", "--vary", "lr=0.1", "--out", "o", "--parallel", "x"],
      "argument --parallel: takes a whole number"),
-    (["tune", "--trials", "1", "--out", "o", "--workers", "0"], "argument --workers: must be >= 1"),
+    (["tune", "--trials", "1", "--out", "o", "--workers", "0"], "--workers must be >= 1"),
     (["serve", "run", "--thread-wait", "sometimes"], "argument --thread-wait: invalid choice"),
 ])
 def test_bad_thread_and_worker_values_are_one_line_errors(argv, message, capsys):

@@ -1,6 +1,10 @@
 """The training configuration: one typed dataclass. Unset fields take the model's default recipe; a
 YAML file may set any field, and command-line flags override it. The resolved config is saved in every
-run directory, so a run can be repeated exactly."""
+run directory, so a run can be repeated exactly.
+
+A leaf module (no cifarlab imports but errors): each field declares its help, flag group, choices and range
+once (`setting`), from which the command line is generated (cifarlab._flags) and every value is checked;
+resolving a config against the models, recipes and weights is cifarlab.training.resolve."""
 from __future__ import annotations
 
 import dataclasses
@@ -25,6 +29,7 @@ OPTIMIZERS = choices.OPTIMIZERS
 SCHEDULES = choices.SCHEDULES
 COMPILE_MODES = ("auto", "on", "off")  # torch.compile of the training forward (training/device.py)
 TTA_MODES = choices.TTA  # test-time augmentation views (training/inference.py)
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # training/device.py resolves auto per device
 MAX_YAML_ALIASES = 100  # config files may reuse values with &anchor / *alias, within reason
 PROGRESSIVE_MIN_SIZE = 8  # the smallest --progressive-resize image side
 RECIPE_FIELDS = ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "momentum", "nesterov", "schedule",
@@ -33,7 +38,7 @@ RECIPE_FIELDS = ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "mom
 
 @dataclass(frozen=True)
 class Range:
-    """The values a numeric setting may take; declared once on its TrainConfig field (`_ranged`) and
+    """The values a numeric setting may take; declared once on its TrainConfig field (`setting`) and
     checked for flags, YAML files and run directories alike."""
 
     gt: float | None = None
@@ -59,129 +64,149 @@ def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
-def _ranged(default: Any, **bounds: float) -> Any:
-    return field(default=default, metadata={"range": Range(**bounds)})
+def setting(default: Any, help: str, group: str, *, choices: tuple[str, ...] | str | None = None,
+            metavar: str | None = None, flag: bool = True, default_factory: Any = None, **bounds: float) -> Any:
+    """A TrainConfig field with everything the command line, the YAML check and the help need, said once:
+    its help text, its flag group (FLAG_GROUPS), its choices (a tuple, or the name of a registry the CLI
+    reads: "recipes", "augments", "pretrained", "freeze"), its range (gt, ge, lt, le) and its metavar."""
+    metadata = {"help": help, "group": group, "choices": choices, "metavar": metavar, "flag": flag,
+                "range": Range(**bounds) if bounds else None}
+    if default_factory is not None:
+        return field(default_factory=default_factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+FLAG_GROUPS = {
+    "model": "model and recipe (unset: the model's default recipe)",
+    "transfer": "transfer learning (see the README's Transfer learning section)",
+    "regularization": "augmentation and regularization",
+    "data": "data",
+    "execution": "execution",
+}
+RECIPE_DEFAULT = "the model's recipe"  # what a None recipe field means, in --help
 
 
 @dataclass
 class TrainConfig:
-    model: str = "baseline"
-    recipe: str | None = None  # a named preset of the settings below, e.g. "fast" (cifarlab.recipes)
+    model: str = setting("baseline", "registered model name, tv:NAME or timm:NAME", "model", metavar="MODEL")
+    recipe: str | None = setting(None, "a named preset (cifarlab.recipes): fast = airbench94 (the airbench model, "
+                                 "alternating flip + translate, flip-translate TTA, all training images); "
+                                 "fast-progressive = fast with the first 4 of 9 epochs on 24x24 images (quicker on "
+                                 "CPUs); flags override it", "model", choices="recipes")
     # Recipe fields: None means "the model's default" (see `cifarlab models --recipes`).
-    epochs: int | None = _ranged(None, gt=0)
-    batch_size: int | None = _ranged(None, gt=0)
-    optimizer: str | None = None
-    lr: float | None = _ranged(None, gt=0)
-    weight_decay: float | None = _ranged(None, ge=0)
-    momentum: float | None = _ranged(None, ge=0, lt=1)
-    nesterov: bool | None = None
-    schedule: str | None = None
-    warmup_epochs: float | None = _ranged(None, ge=0)
-    label_smoothing: float | None = _ranged(None, ge=0, lt=1)
+    epochs: int | None = setting(None, "passes over the training images", "model", metavar="N", gt=0)
+    batch_size: int | None = setting(None, "images per optimizer step; under torchrun the global batch, split over "
+                                     "the ranks", "model", metavar="N", gt=0)
+    optimizer: str | None = setting(None, "the optimizer", "model", choices=OPTIMIZERS)
+    lr: float | None = setting(None, "base learning rate", "model", metavar="LR", gt=0)
+    weight_decay: float | None = setting(None, "the optimizer's weight decay", "model", metavar="WD", ge=0)
+    momentum: float | None = setting(None, "SGD momentum (Adam's beta1)", "model", metavar="M", ge=0, lt=1)
+    nesterov: bool | None = setting(None, "Nesterov momentum (SGD)", "model")
+    schedule: str | None = setting(None, "learning-rate schedule over the epochs", "model", choices=SCHEDULES)
+    warmup_epochs: float | None = setting(None, "epochs of linear learning-rate warm-up", "model", metavar="E", ge=0)
+    label_smoothing: float | None = setting(None, "label smoothing of the cross-entropy loss", "model", metavar="S",
+                                            ge=0, lt=1)
     # Data
-    data: str | None = None
-    train_size: int | None = _ranged(None, gt=0)  # a stratified subset of the training split, for quick experiments
-    # val_size: carved from train; None: 5,000 (10% of smaller datasets); 0: no validation
-    val_size: int | None = _ranged(None, ge=0)
-    budget_minutes: float | None = _ranged(None, gt=0)  # stop after this much training time (the schedule follows)
-    progressive_resize: str | None = None  # "24:4": the first 4 epochs on 24x24 images (training/progressive.py)
+    data: str | None = setting(None, "image-folder tree, cifar-10-python.tar.gz or cifar-10-batches-py/ (default: "
+                               "$CIFARLAB_DATA, else the download cache, else download)", "data", metavar="PATH")
+    train_size: int | None = setting(None, "train on a stratified subset of N images (quick experiments)", "data",
+                                     metavar="N", gt=0)
+    val_size: int | None = setting(None, "validation images carved from train (default 5000, 10% of smaller "
+                                   "datasets; 0: none)", "data", metavar="N", ge=0)
+    budget_minutes: float | None = setting(None, "stop after this much training time (the schedule follows it)",
+                                           "model", metavar="MIN", gt=0)
+    progressive_resize: str | None = setting(None, "train the first EPOCHS epochs on SIZE x SIZE images (less "
+                                             "arithmetic), e.g. 24:4 or 16:2,24:3; the rest, and evaluation, at "
+                                             "full size (training/progressive.py)", "model", metavar="SIZE:EPOCHS")
     # Augmentation and regularization
-    augment: str = "none"  # a spec of cifarlab.augment: "standard", "standard+cutout", "keras+mixup", ...
-    # l1: lambda of an L1 penalty sum|w| added to the loss (conv and linear weights, not biases)
-    l1: float = _ranged(0.0, ge=0)
-    l2: float = _ranged(0.0, ge=0)  # lambda of the classic L2 penalty sum w^2 added to the loss (same weights)
-    # dropout: the model's dropout rate (its `dropout` argument); None: the model's default
-    dropout: float | None = _ranged(None, ge=0, lt=1)
-    # drop_path: stochastic depth, the model's `drop_path_rate`; None: the model's default
-    drop_path: float | None = _ranged(None, ge=0, lt=1)
-    early_stopping: int | None = _ranged(None, gt=0)  # stop after this many epochs without a better val accuracy
-    # ema: decay of an exponential moving average of the weights (evaluated and saved)
-    ema: float | None = _ranged(None, gt=0, lt=1)
-    evaluate_test: bool = True  # False: never touch the test split (tuning trials)
-    tta: str = "none"  # test-time augmentation of the final test (and `evaluate`'s default): none, flip, flip-translate
-    cifar_stem: bool = False  # tv:/timm: models: a 3x3 stride-1 first conv and no max-pool, for 32x32 inputs
+    augment: str = setting("none", "training-batch augmentation (cifarlab.augment); combine with +, e.g. "
+                           "standard+cutout or standard+mixup (see cifarlab augment-preview)", "regularization",
+                           choices="augments", metavar="SPEC")
+    l1: float = setting(0.0, "add LAMBDA·sum|w| to the loss (conv and linear weights, not biases)", "regularization",
+                        metavar="LAMBDA", ge=0)
+    l2: float = setting(0.0, "add LAMBDA·sum w² to the loss, the classic L2 penalty (--weight-decay is the "
+                        "optimizer's)", "regularization", metavar="LAMBDA", ge=0)
+    dropout: float | None = setting(None, "the model's dropout rate (its `dropout` argument; models with dropout; "
+                                    "default: the model's)", "regularization", metavar="P", ge=0, lt=1)
+    drop_path: float | None = setting(None, "stochastic depth, the model's drop_path_rate (residual models; default: "
+                                      "the model's)", "regularization", metavar="P", ge=0, lt=1)
+    early_stopping: int | None = setting(None, "stop after PATIENCE epochs without a better validation accuracy",
+                                         "regularization", metavar="PATIENCE", gt=0)
+    ema: float | None = setting(None, "validate, test and save an exponential moving average of the weights with "
+                                "this decay, e.g. 0.999", "regularization", metavar="DECAY", gt=0, lt=1)
+    evaluate_test: bool = setting(True, "False: never touch the test split (tuning trials)", "execution", flag=False)
+    tta: str = setting("none", "test-time augmentation of the final test (and evaluate's default): flip, "
+                       "flip-translate (flip + 1-pixel shifts, 6 views)", "execution", choices=TTA_MODES)
+    cifar_stem: bool = setting(False, "tv:/timm: models: adapt the stem to 32x32 images (3x3 stride-1 conv, no "
+                               "max-pool)", "model")
     # Transfer learning (cifarlab.transfer; the README's "Transfer learning" section)
-    pretrained: str | None = None  # "imagenet": tv:/timm: weights with their own mean, std and input size
-    weights: str | None = None  # a local file of those --pretrained weights (offline); else the hub (cache)
-    init_from: str | None = None  # a cifarlab run dir or a state-dict file: load the layers that match
-    freeze: str = "none"  # "backbone": train the head only (feature extraction); "none": fine-tune everything
-    unfreeze_schedule: str | None = None  # "stage-per-epoch" or "E:MODULE,...": unfreeze MODULE after E epochs
-    backbone_lr_scale: float = _ranged(1.0, gt=0)  # discriminative lr: the backbone's lr is lr × this
-    freeze_bn: bool = False  # keep every batch-norm layer's running statistics fixed (eval mode) in training
-    # input_size: upsample batches to this size on the device; None: 32 (pretrained: its own)
-    input_size: int | None = _ranged(None, ge=8, le=1024)
-    # head_hidden: tv:/timm: models: head Linear(D, N)-ReLU-Dropout(0.5)-Linear(N, classes)
-    head_hidden: int | None = _ranged(None, ge=1, le=65536)
-    classes: list[str] | None = None  # train, validate and test on these classes only, relabelled in this order
-    # label_fraction: keep this stratified fraction of the training labels (after --val-size)
-    label_fraction: float | None = _ranged(None, gt=0, le=1)
+    pretrained: str | None = setting(None, "tv:/timm: models: published weights with their own mean, std and input "
+                                     "size", "transfer", choices="pretrained")
+    weights: str | None = setting(None, "a local file of the --pretrained weights (offline; default: the hub's "
+                                  "cache)", "transfer", metavar="FILE")
+    init_from: str | None = setting(None, "start from a cifarlab run or a state-dict file: the layers that match are "
+                                    "loaded", "transfer", metavar="RUN_DIR|FILE")
+    freeze: str = setting("none", "backbone: train the head only (feature extraction); none: fine-tune everything",
+                          "transfer", choices="freeze")
+    unfreeze_schedule: str | None = setting(None, "with --freeze backbone: stage-per-epoch, or E:MODULE,... (MODULE "
+                                            "trains after E epochs)", "transfer", metavar="SPEC")
+    backbone_lr_scale: float = setting(1.0, "discriminative lr: the backbone's lr is S x lr", "transfer",
+                                       metavar="S", gt=0)
+    freeze_bn: bool = setting(False, "keep every batch-norm layer's running statistics fixed while training",
+                              "transfer")
+    input_size: int | None = setting(None, "upsample batches to PX x PX on the device, e.g. 64, 96, 224 (default: "
+                                     "32; pretrained: the weights' own)", "transfer", metavar="PX", ge=8, le=1024)
+    head_hidden: int | None = setting(None, "tv:/timm: models: a head Linear(D, N)-ReLU-Dropout(0.5)-Linear(N, "
+                                      "classes), e.g. 512 for the Keras notebook's Dense(512)", "transfer",
+                                      metavar="N", ge=1, le=65536)
+    classes: list[str] | None = setting(None, "train, validate and test on these classes only, relabelled in this "
+                                        "order", "data", metavar="A,B,...")
+    label_fraction: float | None = setting(None, "keep a stratified fraction F of the training labels (after the "
+                                           "validation split)", "data", metavar="F", gt=0, le=1)
     # Execution
-    seed: int = _ranged(0, ge=0, le=2**32 - 1)  # numpy's seeds are 32-bit
-    device: str = "auto"
-    precision: str = "auto"
-    channels_last: bool = True
-    compile: str = "auto"  # torch.compile the training forward: on, off, auto (the measured default per device)
-    tensorboard: bool = False  # also log the epoch metrics as TensorBoard scalars in RUN_DIR/tensorboard
+    seed: int = setting(0, "random seed of the data split, the initialization and the batches", "execution",
+                        metavar="N", ge=0, le=2**32 - 1)  # numpy's seeds are 32-bit
+    device: str = setting("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps", "execution",
+                          metavar="DEVICE")
+    precision: str = setting("auto", "auto: bf16 on GPUs and CPUs with native bf16, else fp32", "execution",
+                             choices=PRECISIONS)
+    channels_last: bool = setting(True, "NHWC memory layout for convolutions", "execution")
+    compile: str = setting("auto", "torch.compile the training forward; auto: the measured choice per device (off on "
+                           "CPUs, where it was slower)", "execution", choices=COMPILE_MODES)
+    tensorboard: bool = setting(False, "also log the epoch metrics for TensorBoard in RUN_DIR/tensorboard (needs "
+                                "tensorboard)", "execution")
     # eval_batch_size: measured 2x the images/s of batch 1000 on a 2-core CPU (cache-friendly)
-    eval_batch_size: int = _ranged(256, gt=0)
+    eval_batch_size: int = setting(256, "images per batch when evaluating", "execution", metavar="N", gt=0)
     # Data parallelism (torchrun): batch_size is the global batch, split over ranks and accumulation steps
-    grad_accum: int = _ranged(1, gt=0)  # micro-batches per optimizer step (gradients summed; same as one big batch)
-    sync_bn: bool = False  # batch-norm statistics over the global batch instead of per rank (GPUs)
-    dist_timeout: float = _ranged(300.0, gt=0)  # seconds a collective waits for the other ranks before failing
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
-    out: str | None = None
+    grad_accum: int = setting(1, "split each batch into K micro-batches and sum their gradients (same step, less "
+                              "memory)", "execution", metavar="K", gt=0)
+    sync_bn: bool = setting(False, "under torchrun: batch-norm statistics over the global batch (SyncBatchNorm, "
+                            "GPUs)", "execution")
+    dist_timeout: float = setting(300.0, "under torchrun: fail when other ranks stop answering for S seconds",
+                                  "execution", metavar="S", gt=0)
+    model_kwargs: dict[str, Any] = setting(None, "arguments of the model's factory (YAML only)", "model",
+                                           flag=False, default_factory=dict)
+    out: str | None = setting(None, "run directory (default: runs/MODEL-TIME)", "execution", metavar="RUN_DIR")
 
     def resolved(self) -> TrainConfig:
-        """A copy with every recipe field filled from the model's recipe, validated."""
-        from .models import get_recipe
-        from .recipes import apply_recipe
+        """A copy with every recipe field filled from the model's recipe, validated: `resolve(cfg)` of
+        cifarlab.training.resolve, which knows the models, recipes and weights this leaf module does not."""
+        from .training.resolve import resolve
 
-        self._check_fields(ranges=False)  # the recipe lookups below need a model name of the right type
-        cfg = apply_recipe(self) if self.recipe else self
-        recipe = get_recipe(cfg.model).as_dict()
-        values = {name: recipe[name] if getattr(cfg, name) is None else getattr(cfg, name)
-                  for name in RECIPE_FIELDS}
-        cfg = dataclasses.replace(cfg, **values)
-        cfg.validate()
-        kwargs = dict(cfg.model_kwargs)  # --dropout / --drop-path become model arguments
-        if cfg.dropout is not None:
-            kwargs[model_kwarg_name(cfg.model, "dropout")] = cfg.dropout
-        if cfg.drop_path is not None:
-            kwargs[model_kwarg_name(cfg.model, "drop_path")] = cfg.drop_path
-        if cfg.cifar_stem:
-            if ":" not in cfg.model:
-                raise CifarlabError(f"--cifar-stem adapts tv:NAME and timm:NAME models; {cfg.model} is built for "
-                                    "32x32 images already")
-            kwargs["cifar_stem"] = True
-        if cfg.head_hidden is not None:
-            if ":" not in cfg.model:
-                raise CifarlabError(f"--head-hidden replaces the head of tv:NAME and timm:NAME models, not {cfg.model}")
-            if cfg.head_hidden < 1:
-                raise CifarlabError(f"--head-hidden must be >= 1 (units of the hidden layer), got {cfg.head_hidden}")
-            kwargs["head_hidden"] = cfg.head_hidden
-        if cfg.pretrained:
-            from .transfer.weights import pretrained_model_kwargs
-
-            kwargs.update(pretrained_model_kwargs(cfg.model))
-        return dataclasses.replace(cfg, model_kwargs=kwargs)
+        return resolve(self)
 
     def validate(self) -> None:
+        """The checks this config can make alone: every field's type, range and fixed choices, and the
+        settings that only make sense together (resolve() adds those that need the models and registries)."""
         if isinstance(self.ema, float) and not 0 < self.ema < 1:  # before the generic check: a better hint
             raise CifarlabError(f"--ema is a decay in (0, 1), e.g. 0.999; got {self.ema}")
         self._check_fields(ranges=True)
-        check_model_kwargs(self.model, self.model_kwargs)
-        _check_choice("--optimizer", self.optimizer, OPTIMIZERS)
-        _check_choice("--schedule", self.schedule, SCHEDULES)
-        _check_choice("--tta", self.tta, TTA_MODES)
-        _check_choice("--compile", self.compile, COMPILE_MODES)
-        from .augment import parse_augment_spec
-
-        parse_augment_spec(self.augment)
+        for f in dataclasses.fields(self):  # fixed choices: a tuple, or a registry of cifarlab.choices
+            choices = f.metadata.get("choices")
+            if choices is not None and not isinstance(choices, str):
+                _check_choice(setting_flag(f.name), getattr(self, f.name), choices)
         if self.early_stopping is not None and self.val_size == 0:
             raise CifarlabError("--early-stopping watches the validation accuracy: it needs --val-size > 0")
-        from .transfer.options import validate_transfer
-
-        validate_transfer(self)
         check_progressive_resize(self.progressive_resize, self.epochs,
                                  upsampled=self.input_size is not None or self.pretrained is not None)
 
@@ -238,11 +263,6 @@ def load_yaml_config(path: str | Path) -> dict[str, Any]:
         raise CifarlabError(f"config file {path}: setting names are text, got {_show(odd[0])}")
     values = {k.replace("-", "_"): v for k, v in values.items()}
     check_settings(values, str(path), ranges=True)
-    if values.get("model_kwargs"):  # against the file's model; a --model flag is checked in validate()
-        try:
-            check_model_kwargs(values.get("model") or TrainConfig.model, values["model_kwargs"])
-        except CifarlabError as e:
-            raise CifarlabError(f"{path}: {e}") from None
     return values
 
 
@@ -345,23 +365,7 @@ def _show(value: Any) -> str:
     return f"{text} ({_kind(value)})" if isinstance(value, str | list | dict | bool) else text
 
 
-def check_model_kwargs(model: str, kwargs: Any) -> None:
-    """model_kwargs must be arguments of the model's factory (or of the class it returns, when the factory
-    passes **kwargs on); torchvision and timm models take any: their builders check them."""
-    if not isinstance(kwargs, dict) or not kwargs:
-        return
-    from .models import model_arguments
-
-    if "num_classes" in kwargs:
-        raise CifarlabError("model_kwargs: num_classes is set from the data's classes (use --classes)")
-    takes = model_arguments(model)
-    unknown = sorted(set(kwargs) - set(takes)) if takes is not None else []
-    if unknown:
-        raise CifarlabError(f"model_kwargs: model {model} has no argument {', '.join(unknown)} "
-                            f"(it takes: {', '.join(takes) or 'none'})")
-
-
-def _check_choice(flag: str, value: str | None, choices: tuple[str, ...]) -> None:
+def _check_choice(flag: str, value: str | None, choices) -> None:
     if value is not None and value not in choices:
         raise CifarlabError(f"unknown {flag} {value!r}; choose one of: {', '.join(choices)}")
 

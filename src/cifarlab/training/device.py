@@ -6,10 +6,9 @@ import functools
 
 import torch
 
-from ..config import COMPILE_MODES
+from ..config import COMPILE_MODES, PRECISIONS
 from ..errors import CifarlabError
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 

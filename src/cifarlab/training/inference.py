@@ -10,13 +10,14 @@ import torch.nn.functional as F
 
 from .._threads import adapt as adapt_threads
 from ..choices import TTA
+from ..config import TrainConfig
 from ..data.loader import DeviceLoader
 from ..data.types import CIFAR10_MEAN, CIFAR10_STD
 from .device import autocast, resolve_precision
 
 # Measured on the 2-core CPU (baseline, bf16): batch 256 runs at 2x the images/s of batch 1000, whose
-# activations no longer fit in the caches.
-EVAL_BATCH_SIZE = 256
+# activations no longer fit in the caches. Declared once, as TrainConfig's default.
+EVAL_BATCH_SIZE = TrainConfig.eval_batch_size
 
 
 def preprocessing(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:

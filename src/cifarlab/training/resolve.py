@@ -1,0 +1,66 @@
+"""A TrainConfig resolved against what config.py (a leaf) does not know: the named recipes, the model's
+default recipe and arguments, the augmentation registry and the published weights. Every run resolves
+its config once, here, before anything is built or written."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from ..augment import parse_augment_spec
+from ..config import RECIPE_FIELDS, TrainConfig, model_kwarg_name
+from ..errors import CifarlabError
+from ..models import get_recipe, model_arguments
+from ..recipes import apply_recipe
+from ..transfer.options import validate_transfer
+from ..transfer.weights import pretrained_model_kwargs
+
+
+def resolve(cfg: TrainConfig) -> TrainConfig:
+    """A copy with every recipe field filled from the named recipe and the model's recipe, validated, and
+    --dropout / --drop-path / --cifar-stem / --pretrained turned into model arguments."""
+    cfg._check_fields(ranges=False)  # the recipe lookups below need a model name of the right type
+    cfg = apply_recipe(cfg) if cfg.recipe else cfg
+    recipe = get_recipe(cfg.model).as_dict()
+    cfg = dataclasses.replace(cfg, **{name: recipe[name] if getattr(cfg, name) is None else getattr(cfg, name)
+                                      for name in RECIPE_FIELDS})
+    validate(cfg)
+    kwargs = dict(cfg.model_kwargs)
+    if cfg.dropout is not None:
+        kwargs[model_kwarg_name(cfg.model, "dropout")] = cfg.dropout
+    if cfg.drop_path is not None:
+        kwargs[model_kwarg_name(cfg.model, "drop_path")] = cfg.drop_path
+    if cfg.cifar_stem:
+        if ":" not in cfg.model:
+            raise CifarlabError(f"--cifar-stem adapts tv:NAME and timm:NAME models; {cfg.model} is built for "
+                                "32x32 images already")
+        kwargs["cifar_stem"] = True
+    if cfg.head_hidden is not None:
+        if ":" not in cfg.model:
+            raise CifarlabError(f"--head-hidden replaces the head of tv:NAME and timm:NAME models, not {cfg.model}")
+        kwargs["head_hidden"] = cfg.head_hidden
+    if cfg.pretrained:
+        kwargs.update(pretrained_model_kwargs(cfg.model))
+    return dataclasses.replace(cfg, model_kwargs=kwargs)
+
+
+def validate(cfg: TrainConfig) -> None:
+    """cfg.validate() (each field alone) and the checks against the registries: model arguments, the
+    augmentation spec, the transfer-learning settings."""
+    cfg.validate()
+    check_model_kwargs(cfg.model, cfg.model_kwargs)
+    parse_augment_spec(cfg.augment)
+    validate_transfer(cfg)
+
+
+def check_model_kwargs(model: str, kwargs: Any) -> None:
+    """model_kwargs must be arguments of the model's factory (or of the class it returns, when the factory
+    passes **kwargs on); torchvision and timm models take any: their builders check them."""
+    if not isinstance(kwargs, dict) or not kwargs:
+        return
+    if "num_classes" in kwargs:
+        raise CifarlabError("model_kwargs: num_classes is set from the data's classes (use --classes)")
+    takes = model_arguments(model)
+    unknown = sorted(set(kwargs) - set(takes)) if takes is not None else []
+    if unknown:
+        raise CifarlabError(f"model_kwargs: model {model} has no argument {', '.join(unknown)} "
+                            f"(it takes: {', '.join(takes) or 'none'})")
