@@ -166,6 +166,14 @@ def test_features_and_explanations_open_the_same_run(run, trained_run):
     assert isinstance(opened, Run) and opened.classes == run.classes
 
 
+def test_explanations_and_feature_maps_take_pil_images_and_tensors(cat_png):
+    from cifarlab.features.inputs import load_images
+
+    by_path = load_images(cat_png)
+    np.testing.assert_array_equal(load_images(Image.open(cat_png)), by_path)
+    np.testing.assert_array_equal(load_images([torch.from_numpy(by_path[0]).permute(2, 0, 1)]), by_path)
+
+
 # -- runfiles -------------------------------------------------------------------------------------
 def test_runfiles_imports_no_torch():
     code = "import sys, cifarlab.runfiles; assert 'torch' not in sys.modules, 'torch imported'"

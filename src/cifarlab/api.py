@@ -38,7 +38,7 @@ def evaluate(run_dir: str | Path | Run, data: str | Path | None = None, *, split
             raise CifarlabError(f"{run.run_dir} was trained without a validation split (--val-size 0)")
         images, labels = splits.val.images, splits.val.labels
     prec = resolve_eval_precision(precision, dev)
-    tta = tta or run.config.tta or "none"
+    tta = tta or (run.config.tta if run.config is not None else None) or "none"
     start = time.perf_counter()
     logits = predict_logits(model, images, device=dev, precision=prec, batch_size=batch_size, tta=tta)
     seconds = time.perf_counter() - start

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import CifarlabError
-from ..training.run import Run, load_run, run_from_model
+from ..training.run import Run, image_batch, load_run, run_from_model
 
 RunLike = str | Path | nn.Module | Run
 ImageLike = str | Path | np.ndarray
@@ -28,7 +28,8 @@ def load(run: RunLike, device: str | torch.device = "auto", classes: list[str] |
 
 
 def load_images(images: ImageLike | list[ImageLike]) -> np.ndarray:
-    """(N, 32, 32, 3) uint8 from an image file, a folder of images, an array (H, W, 3) / (N, H, W, 3), or a list."""
+    """(N, 32, 32, 3) uint8 from an image file, a folder of images, an array (H, W, 3) / (N, H, W, 3), a PIL
+    image, a tensor (C, H, W) / (N, C, H, W), or a list of them."""
     from ..data.images import load_rgb_image
 
     if isinstance(images, np.ndarray):
@@ -38,6 +39,9 @@ def load_images(images: ImageLike | list[ImageLike]) -> np.ndarray:
         if arr.dtype != np.uint8:
             arr = np.clip(arr * 255 if arr.max() <= 1.0 else arr, 0, 255).astype(np.uint8)
         return arr
+    if not isinstance(images, list | str | Path):  # PIL images and tensors: as Run.predict reads them
+        pixels, _ = image_batch(images)
+        return pixels.round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     if isinstance(images, list):
         return np.concatenate([load_images(i) for i in images]) if images else np.zeros((0, 32, 32, 3), np.uint8)
     path = Path(images)

@@ -1,5 +1,5 @@
-"""The run directory, the unit of work: `train` writes it; evaluate, predict, analyze, explain and report
-read it.
+"""The run directory, the unit of work: `train` writes it (here); evaluate, predict, analyze, explain and report
+read it through a Run (training/run.py). The file names and the torch-free readers live in cifarlab.runfiles.
 
     config.json            the resolved TrainConfig, the classes, the command that made the run and each resume's
     command.txt            that command, then one line per resume
