@@ -146,6 +146,7 @@ def test_splits_are_the_ones_training_used(tiny_tree, tmp_path, monkeypatch):
                    seed=3, classes=["dog", "cat"], out=str(tmp_path / "r"), precision="fp32", verbose=False)
     splits = load_run(tmp_path / "r", device="cpu").splits()
     trained = made[0]
+    assert repr(splits) == "Splits(train 16, val 9, test 12 images; 2 classes)"
     assert splits.classes == ["dog", "cat"] and len(splits.val) == 9 and len(splits.train) == 16  # half of 31
     for name in ("train", "val", "test"):
         np.testing.assert_array_equal(getattr(splits, name).images, getattr(trained, name).images, err_msg=name)
@@ -171,7 +172,7 @@ def test_explanations_and_feature_maps_take_pil_images_and_tensors(cat_png):
 
     by_path = load_images(cat_png)
     np.testing.assert_array_equal(load_images(Image.open(cat_png)), by_path)
-    np.testing.assert_array_equal(load_images([torch.from_numpy(by_path[0]).permute(2, 0, 1)]), by_path)
+    np.testing.assert_array_equal(load_images([torch.tensor(by_path[0]).permute(2, 0, 1)]), by_path)
 
 
 # -- runfiles -------------------------------------------------------------------------------------

@@ -53,6 +53,11 @@ class Splits:
     test: ImageSet
     classes: list[str]
 
+    def __repr__(self) -> str:
+        val = f"{len(self.val):,}" if self.val is not None else "none"
+        return (f"Splits(train {len(self.train):,}, val {val}, test {len(self.test):,} images; "
+                f"{len(self.classes)} classes)")
+
 
 def make_splits(cfg: SplitSettings, data: CifarData) -> Splits:
     """train/val/test exactly as training makes them: the validation split carved from train (--val-size,
