@@ -36,7 +36,7 @@ def _top(predictions) -> list[str]:
 
 
 def test_load_run_gives_the_model_config_classes_and_preprocessing(run, trained_run):
-    assert isinstance(run, Run) and not run.model.training
+    assert isinstance(run, Run) and not run.model.training and cifarlab.Run is Run
     assert run.classes == ["cat", "dog", "frog"] and run.config.model == "baseline"
     assert run.mean == CIFAR10_MEAN and run.std == CIFAR10_STD and run.input_size == 32
     assert run.run_dir == Path(trained_run) and run.device == torch.device("cpu")
