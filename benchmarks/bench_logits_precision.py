@@ -30,9 +30,7 @@ from _common import markdown_table, reference_seconds
 from cifarlab.analysis.calibration import expected_calibration_error
 from cifarlab.analysis.predictions import softmax
 from cifarlab.api import load_run
-from cifarlab.data import load_data
 from cifarlab.data.loader import DeviceLoader
-from cifarlab.data.subsets import select_classes
 from cifarlab.training.device import autocast, resolve_device
 from cifarlab.training.inference import EVAL_BATCH_SIZE, fp32_logits, preprocessing
 
@@ -89,9 +87,8 @@ def main() -> None:
     p.add_argument("--out", default="bench-out/logits-precision")
     args = p.parse_args()
     device = resolve_device(args.device)
-    model, info = load_run(args.run, str(device))
-    data = select_classes(load_data(args.data or info["config"].get("data"), progress=False),
-                          info["config"].get("classes"))
+    run = load_run(args.run, str(device))
+    model, data = run.model, run.dataset(args.data)
     split = getattr(data, args.split)
     images, labels = split.images[:args.images], split.labels[:args.images]
     results = {"started": time.strftime("%Y-%m-%d %H:%M"), "run": args.run, "device": str(device),

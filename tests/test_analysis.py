@@ -326,8 +326,8 @@ def _reference_fp32_logits(trained_run, images):
 
     from cifarlab.api import load_run
 
-    model, _ = load_run(trained_run, "cpu")
-    mean, std = model.default_cfg["mean"], model.default_cfg["std"]
+    run = load_run(trained_run, "cpu")
+    model, mean, std = run.model, run.mean, run.std
     x = (torch.from_numpy(images).float() / 255 - torch.tensor(mean)) / torch.tensor(std)
     with torch.no_grad():
         return model.float().eval()(x.permute(0, 3, 1, 2).contiguous()).numpy()
@@ -359,7 +359,7 @@ def test_bf16_body_keeps_the_head_and_the_logits_in_fp32(trained_run, train_tree
     from cifarlab.training.inference import predict_logits
 
     images = load_data(train_tree, progress=False).test.images
-    model, _ = load_run(trained_run, "cpu")
+    model = load_run(trained_run, "cpu").model
     bf16 = predict_logits(model, images, device=torch.device("cpu"), precision="bf16").numpy()
     reference = _reference_fp32_logits(trained_run, images)
     assert bf16.dtype == np.float32

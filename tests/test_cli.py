@@ -148,6 +148,7 @@ def test_train_a_torchvision_model_with_a_cifar_stem(train_tree, tmp_path):
                  "--out", str(out), "--quiet"]) == 0
     import cifarlab
 
-    model, info = cifarlab.load_run(out, device="cpu")
-    assert info["config"]["model_kwargs"] == {"cifar_stem": True}
+    run = cifarlab.load_run(out, device="cpu")
+    model = run.model
+    assert run.config.model_kwargs == {"cifar_stem": True}
     assert model.get_submodule(model.default_cfg["first_conv"]).stride == (1, 1)

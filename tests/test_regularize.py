@@ -105,7 +105,7 @@ def test_ema_weights_are_validated_and_saved(train_tree, tmp_path):
     raw = load_file(str(rundir.latest_checkpoint(tmp_path / "ema") / "model.safetensors"))  # the trained weights
     assert not torch.equal(final["fc1.weight"], raw["fc1.weight"])
     assert torch.equal(final["fc1.weight"], result.model.fc1.weight.detach().cpu())
-    model, _ = cifarlab.load_run(tmp_path / "ema")
+    model = cifarlab.load_run(tmp_path / "ema").model
     assert torch.equal(model.fc1.weight.detach().cpu(), final["fc1.weight"])
     assert result.summary["ema"] == 0.9
 

@@ -159,8 +159,9 @@ def test_checkpoints_keep_only_the_latest_epoch(trained_run):
 
 
 def test_loaded_model_matches_the_trained_one(trained_run):
-    model, info = cifarlab.load_run(trained_run, device="cpu")
-    assert info["classes"] == ["cat", "dog", "frog"] and not model.training
+    run = cifarlab.load_run(trained_run, device="cpu")
+    model = run.model
+    assert run.classes == ["cat", "dog", "frog"] and not model.training
     x = np.zeros((1, 32, 32, 3), np.uint8)
     import torch
 

@@ -285,7 +285,9 @@ def test_pretrained_from_a_weights_file_loads_the_backbone_and_its_preprocessing
                                              "classifier.bias (new head for this run's classes)"]
     frozen = r.model.model.features[0][0].weight.detach()
     assert torch.equal(frozen, imagenet.features[0][0].weight)  # frozen: still the file's weights
-    model, _ = cifarlab.load_run(r.run_dir)
+    run = cifarlab.load_run(r.run_dir)
+    model = run.model
+    assert run.mean == (0.485, 0.456, 0.406) and run.input_size == 40
     assert model.default_cfg["mean"] == (0.485, 0.456, 0.406) and model.default_cfg["input_size"] == (3, 40, 40)
     seen = []
     model.model.features.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[-1]))

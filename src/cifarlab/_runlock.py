@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import CifarlabError
+from .runfiles import LOCK_NAME
 
-LOCK_NAME = ".cifarlab.lock"
 _HELD: dict[str, int] = {}  # real path -> nesting depth: a process may re-enter its own lock
 
 

@@ -68,9 +68,10 @@ def export(run_dir: str | Path, *, format: str = "onnx", out: str | Path | None 
     """Export a run's trained model (default: RUN_DIR/model.onnx) and check it against PyTorch."""
     if format not in FORMATS:
         raise CifarlabError(f"unknown --format {format!r}; choose one of: {', '.join(FORMATS)}")
-    from .training.rundir import load_run_model
+    from .training.run import load_run
 
-    model, info = load_run_model(run_dir, "cpu")  # one-line errors for a missing or foreign run directory
+    run = load_run(run_dir, "cpu")  # one-line errors for a missing or foreign run directory
+    model, info = run.model, run.info
     require_onnx()
     out = Path(out) if out is not None else Path(run_dir) / "model.onnx"
     if out.is_dir():

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import runfiles
 from .errors import CifarlabError
 
 DEFAULT_EPOCHS = 2
@@ -108,16 +109,16 @@ def _check(explain_per_class: int, embed_samples: int, methods: str) -> None:
 def _explain(run_dir: Path, per_class: int, methods: str, device: str):
     from .attribution.api import explain_gallery
 
-    return explain_gallery(run_dir, samples_per_class=per_class, method=methods, out=run_dir / "explain",
+    return explain_gallery(run_dir, samples_per_class=per_class, method=methods, out=run_dir / runfiles.EXPLAIN_DIR,
                            device=device)
 
 
 def _features(run_dir: Path, image, embed_samples: int, device: str) -> None:
     from .features import embed, feature_maps
 
-    feature_maps(run_dir, image, out=run_dir / "features", device=device)
+    feature_maps(run_dir, image, out=run_dir / runfiles.FEATURES_DIR, device=device)
     if embed_samples:
-        embed(run_dir, "pca", embed_samples, out=run_dir / "embed", device=device)
+        embed(run_dir, "pca", embed_samples, out=run_dir / runfiles.EMBED_DIR, device=device)
 
 
 def _analysis_line(a: dict[str, Any], seconds: float) -> str:

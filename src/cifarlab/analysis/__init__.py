@@ -22,12 +22,11 @@ import torch
 
 from .._io import write_json_atomic
 from ..config import TrainConfig
-from ..data import CifarData, ImageSet, load_data, split_train_val, stratified_subset
-from ..data.subsets import select_classes
+from ..data import CifarData, ImageSet, make_splits
 from ..errors import CifarlabError
-from ..training.device import resolve_device
+from ..runfiles import ANALYSIS_DIR, ANALYSIS_JSON, PREDICTIONS
 from ..training.inference import EVAL_BATCH_SIZE, resolve_eval_precision
-from ..training.rundir import load_run_model
+from ..training.run import load_run
 from . import calibration, galleries, label_issues, metrics, robustness
 from .predictions import Predictions, compute_predictions, save_predictions
 
@@ -38,7 +37,6 @@ SPLITS = ("test", "val")
 # quick on a CPU (a standard error of about 1.5 points per cell); use --robustness-images all (or
 # benchmarks/bench_cifar10c.py) for the figure comparable with published tables.
 DEFAULT_ROBUSTNESS_IMAGES = 1000
-ANALYSIS_JSON = "analysis.json"
 
 
 @dataclass
@@ -76,16 +74,17 @@ def analyze(run_dir: str | Path, split: str = "test", data: str | Path | None = 
     step = _timer(timings, log)
     with step("load"):
         run = _open_run(run_dir, data, device, precision)
-        fit_set, val_set = split_train_val(run.data.train, run.cfg.val_size, run.cfg.seed)
+        splits = make_splits(run.cfg, run.data)  # the images the run trained and validated on
+        fit_set, val_set = splits.train, splits.val
         target = _analyzed_set(run.data, val_set, split, run_dir)
-    out_dir = Path(out) if out is not None else Path(run_dir) / "analysis"
+    out_dir = Path(out) if out is not None else Path(run_dir) / ANALYSIS_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
 
     with step("predictions"):
         pred = compute_predictions(run.model, target, split, device=run.device, precision=run.precision,
                                    batch_size=batch_size)
         val = pred if split == "val" else _predict_or_none(run, val_set, batch_size)
-        files["predictions"] = str(save_predictions(pred, out_dir / "predictions.npz"))
+        files["predictions"] = str(save_predictions(pred, out_dir / PREDICTIONS))
     report: dict[str, Any] = {
         "run_dir": str(run_dir), "model": run.cfg.model, "split": split, "images": len(pred),
         "classes": run.classes, "data_source": run.data.source, "device": str(run.device), "precision": run.precision,
@@ -139,14 +138,9 @@ def _check_arguments(split: str, label_check: bool, folds: int, epochs: int | No
 
 def _open_run(run_dir: str | Path, data: str | Path | None, device: str, precision: str) -> _Run:
     """Load the model first (a run without weights fails before any data is read), then the data."""
-    dev = resolve_device(device)
-    prec = resolve_eval_precision(precision, dev)
-    model, info = load_run_model(run_dir, dev)
-    cfg = TrainConfig.from_dict(info["config"]).resolved()
-    dataset = select_classes(load_data(data if data is not None else cfg.data, progress=False), cfg.classes)
-    if dataset.classes != info["classes"]:
-        raise CifarlabError(f"the data's classes {dataset.classes} differ from the run's {info['classes']}")
-    return _Run(model, cfg, list(info["classes"]), dataset, dev, prec)
+    opened = load_run(run_dir, device)
+    prec = resolve_eval_precision(precision, opened.device)
+    return _Run(opened.model, opened.config.resolved(), opened.classes, opened.dataset(data), opened.device, prec)
 
 
 def _analyzed_set(data: CifarData, val_set: ImageSet | None, split: str, run_dir: str | Path) -> ImageSet:
@@ -225,8 +219,6 @@ def _robustness(run: _Run, pred: Predictions, target: ImageSet, size: int | None
 def _label_check(run: _Run, fit_set: ImageSet, folds: int, epochs: int | None, out_dir: Path,
                  files: dict[str, str], log) -> dict:
     """The label check on the images the run trained on (its train split less val, subset as it was)."""
-    if run.cfg.train_size:
-        fit_set = stratified_subset(fit_set, run.cfg.train_size, run.cfg.seed)
     report = label_issues.label_check(fit_set, run.cfg, out_dir, folds=folds, epochs=epochs, device=run.device,
                                       precision=run.precision, log=log)
     files["label_issues"] = report["picture"]

@@ -27,12 +27,13 @@ from ..features.inputs import (
     safe_name,
     sample_indices,
 )
+from ..runfiles import EXPLAIN_JSON, EXPLAIN_MD
 from . import plots, trust
 from .choice import MethodChoice, check_text, choose_method, method_marks
 from .methods import EXPLAINERS, MethodOptions, create_explainer, explainer_class, list_explainers
 
 ALL = "all"
-REPORT_JSON, REPORT_MD = "explain.json", "explain.md"
+REPORT_JSON, REPORT_MD = EXPLAIN_JSON, EXPLAIN_MD
 
 
 def default_method(loaded: LoadedRun) -> MethodChoice:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..runfiles import EXPLAIN_DIR, EXPLAIN_JSON
+
 FALLBACK_METHOD = "gradcam"
 MIN_IMAGES = 10  # fewer explained images are no evidence to choose by (an explained single image has 1)
 RANDOM_ROW = "random order"
@@ -103,7 +105,7 @@ def choose_from_report(report: dict[str, Any], candidates: list[str] | None = No
 
 def choose_method(run_dir: str | Path | None, candidates: list[str] | None = None) -> MethodChoice:
     """The method to show for the run in `run_dir` (Grad-CAM, marked unmeasured, without measurements)."""
-    path = Path(run_dir) / "explain" / "explain.json" if run_dir is not None else None
+    path = Path(run_dir) / EXPLAIN_DIR / EXPLAIN_JSON if run_dir is not None else None
     report = {}
     if path is not None and path.is_file():
         try:

@@ -2,10 +2,13 @@
 only) and smaller training subsets for quick experiments."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Protocol
+
 import numpy as np
 
 from ..errors import CifarlabError
-from .types import ImageSet
+from .types import CifarData, ImageSet
 
 DEFAULT_VAL_SIZE = 5000
 
@@ -30,6 +33,51 @@ def split_train_val(train: ImageSet, val_size: int | None, seed: int) -> tuple[I
     fit_idx, val_idx = train_test_split(
         np.arange(len(train)), test_size=val_size, stratify=_stratify(train), random_state=seed)
     return train.subset(np.sort(fit_idx)), train.subset(np.sort(val_idx))
+
+
+class SplitSettings(Protocol):
+    """The fields of a TrainConfig that decide the splits (the data layer does not import the config)."""
+
+    val_size: int | None
+    seed: int
+    train_size: int | None
+    label_fraction: float | None
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The images a run trained on (`train`), validated on (`val`, None for --val-size 0) and is tested on."""
+
+    train: ImageSet
+    val: ImageSet | None
+    test: ImageSet
+    classes: list[str]
+
+    def __repr__(self) -> str:
+        val = f"{len(self.val):,}" if self.val is not None else "none"
+        return (f"Splits(train {len(self.train):,}, val {val}, test {len(self.test):,} images; "
+                f"{len(self.classes)} classes)")
+
+
+def make_splits(cfg: SplitSettings, data: CifarData) -> Splits:
+    """train/val/test exactly as training makes them: the validation split carved from train (--val-size,
+    --seed), then --train-size and --label-fraction applied to what is left. `data` has the run's classes
+    already selected (data.subsets.select_classes)."""
+    fit_set, val_set = split_train_val(data.train, cfg.val_size, cfg.seed)
+    if cfg.train_size:
+        fit_set = stratified_subset(fit_set, cfg.train_size, cfg.seed)
+    fit_set = label_fraction_subset(fit_set, cfg.label_fraction, cfg.seed)
+    return Splits(fit_set, val_set, data.test, list(data.classes))
+
+
+def label_fraction_subset(fit_set: ImageSet, fraction: float | None, seed: int) -> ImageSet:
+    """A stratified `fraction` of the training images (all of them for None or 1), at least one per class."""
+    if fraction is None or fraction >= 1:
+        return fit_set
+    size = max(fit_set.num_classes, round(fraction * len(fit_set)))
+    if size >= len(fit_set):
+        return fit_set
+    return stratified_subset(fit_set, size, seed)
 
 
 def stratified_subset(data: ImageSet, size: int, seed: int) -> ImageSet:

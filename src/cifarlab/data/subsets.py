@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import CifarlabError
-from .splits import stratified_subset
+from .splits import label_fraction_subset  # noqa: F401  (it lives with the other splits)
 from .types import CifarData, ImageSet
 
 
@@ -26,13 +26,3 @@ def _select(images: ImageSet, classes: list[str]) -> ImageSet:
     relabel[old] = np.arange(len(classes))
     files = [images.files[i] for i in keep] if images.files else []
     return ImageSet(images.images[keep], relabel[images.labels[keep]], list(classes), files)
-
-
-def label_fraction_subset(fit_set: ImageSet, fraction: float | None, seed: int) -> ImageSet:
-    """A stratified `fraction` of the training images (all of them for None or 1), at least one per class."""
-    if fraction is None or fraction >= 1:
-        return fit_set
-    size = max(fit_set.num_classes, round(fraction * len(fit_set)))
-    if size >= len(fit_set):
-        return fit_set
-    return stratified_subset(fit_set, size, seed)

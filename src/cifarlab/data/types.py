@@ -12,7 +12,7 @@ CIFAR10_MEAN = (0.49139968, 0.48215841, 0.44653091)
 CIFAR10_STD = (0.24703223, 0.24348513, 0.26158784)
 
 
-@dataclass
+@dataclass(repr=False)
 class ImageSet:
     """Images as (N, H, W, 3) uint8, labels as (N,) int64, and where each image came from."""
 
@@ -32,6 +32,10 @@ class ImageSet:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def __repr__(self) -> str:  # short: the arrays hold thousands of numbers
+        h, w = self.images.shape[1:3]
+        return f"ImageSet({len(self):,} images {h}x{w}, {self.num_classes} classes)"
 
     @property
     def num_classes(self) -> int:

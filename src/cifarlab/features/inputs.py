@@ -1,58 +1,35 @@
 """What feature visualization and explanations take in: a run (or a model), images, the run's test split."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
 
 from ..errors import CifarlabError
+from ..training.run import Run, image_batch, load_run, run_from_model
 
-RunLike = str | Path | nn.Module
+RunLike = str | Path | nn.Module | Run
 ImageLike = str | Path | np.ndarray
 
 
-@dataclass
-class LoadedRun:
-    """A model in eval mode with its class names, and the run's config.json (empty for a bare model)."""
-
-    model: nn.Module
-    classes: list[str]
-    device: torch.device
-    run_dir: Path | None = None
-    info: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def architecture(self) -> str:
-        cfg = getattr(self.model, "default_cfg", {}) or {}
-        return str(self.info.get("config", {}).get("model") or cfg.get("architecture") or type(self.model).__name__)
+LoadedRun = Run  # the name feature maps, embeddings and explanations used before Run existed
 
 
-def load(run: RunLike, device: str | torch.device = "auto", classes: list[str] | None = None) -> LoadedRun:
-    """A run directory (its trained model and classes) or an nn.Module (classes default to 0..C-1)."""
-    from ..training.device import resolve_device
-
-    if isinstance(run, nn.Module) and device == "auto":  # a model the caller built stays where it is
-        p = next(run.parameters(), None)
-        device = p.device if p is not None else torch.device("cpu")
-    dev = torch.device(device) if isinstance(device, torch.device) else resolve_device(device)
+def load(run: RunLike, device: str | torch.device = "auto", classes: list[str] | None = None) -> Run:
+    """A run directory (its trained model and classes), a Run as it is, or an nn.Module (classes default to
+    0..C-1)."""
+    if isinstance(run, Run):
+        return run
     if isinstance(run, nn.Module):
-        model = run.to(dev).eval()
-        if classes is None:
-            out = getattr(model.get_classifier(), "out_features", None) if hasattr(model, "get_classifier") else None
-            classes = [str(i) for i in range(out or 10)]
-        return LoadedRun(model, list(classes), dev)
-    from ..training.rundir import load_run_model
-
-    model, info = load_run_model(run, dev)
-    return LoadedRun(model, list(info["classes"]), dev, Path(run), info)
+        return run_from_model(run, classes, device)
+    return load_run(run, device)
 
 
 def load_images(images: ImageLike | list[ImageLike]) -> np.ndarray:
-    """(N, 32, 32, 3) uint8 from an image file, a folder of images, an array (H, W, 3) / (N, H, W, 3), or a list."""
+    """(N, 32, 32, 3) uint8 from an image file, a folder of images, an array (H, W, 3) / (N, H, W, 3), a PIL
+    image, a tensor (C, H, W) / (N, C, H, W), or a list of them."""
     from ..data.images import load_rgb_image
 
     if isinstance(images, np.ndarray):
@@ -62,6 +39,9 @@ def load_images(images: ImageLike | list[ImageLike]) -> np.ndarray:
         if arr.dtype != np.uint8:
             arr = np.clip(arr * 255 if arr.max() <= 1.0 else arr, 0, 255).astype(np.uint8)
         return arr
+    if not isinstance(images, list | str | Path):  # PIL images and tensors: as Run.predict reads them
+        pixels, _ = image_batch(images)
+        return pixels.round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     if isinstance(images, list):
         return np.concatenate([load_images(i) for i in images]) if images else np.zeros((0, 32, 32, 3), np.uint8)
     path = Path(images)
@@ -97,19 +77,9 @@ def normalize(model: nn.Module, images: np.ndarray, device: torch.device | str =
     return (x - torch.tensor(mean, device=device).view(1, 3, 1, 1)) / torch.tensor(std, device=device).view(1, 3, 1, 1)
 
 
-def run_test_split(loaded: LoadedRun, data: str | Path | None = None):
+def run_test_split(loaded: Run, data: str | Path | None = None):
     """The run's test split (an ImageSet), checked to have the run's classes."""
-    from ..data import load_data
-    from ..data.subsets import select_classes
-
-    if data is None and loaded.run_dir is None:
-        raise CifarlabError("pass data=... (a bare model has no run config to find its data)")
-    config = loaded.info.get("config", {})
-    dataset = select_classes(load_data(data if data is not None else config.get("data"), progress=False),
-                             config.get("classes"))
-    if dataset.classes != loaded.classes:
-        raise CifarlabError(f"the data's classes {dataset.classes} differ from the run's {loaded.classes}")
-    return dataset.test
+    return loaded.dataset(data).test
 
 
 def per_class_indices(labels: np.ndarray, n_per_class: int, seed: int = 0) -> np.ndarray:

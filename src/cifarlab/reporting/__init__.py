@@ -14,15 +14,16 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from .. import runfiles
 from .._io import write_text_atomic
 from ..errors import CifarlabError
 from .blocks import Section
 
-REPORT_HTML = "report.html"
+REPORT_HTML = runfiles.REPORT_HTML
 
 # What a directory holds, recognized by one file, and who builds its sections.
 KINDS = (
-    ("config.json", "run", "cifarlab.reporting.sections:run_sections"),
+    (runfiles.CONFIG, "run", "cifarlab.reporting.sections:run_sections"),
     ("compare.json", "compare", "cifarlab.reporting.experiments:compare_sections"),
     ("tune.json", "tune", "cifarlab.reporting.experiments:tune_sections"),
     ("ablation.json", "ablate", "cifarlab.reporting.experiments:ablation_sections"),

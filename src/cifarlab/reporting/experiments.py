@@ -7,9 +7,10 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from .. import runfiles
 from ..errors import CifarlabError
+from ..runfiles import read_json
 from .blocks import Cell, Facts, Heading, Section, Table, Text, command, figure_file, figure_group, fmt, number, text
-from .sections import read_json
 
 
 def _mean_std(values: list[float] | None, digits: int = 4, spec: str = "f") -> Cell:
@@ -45,12 +46,12 @@ def compare_sections(out: Path) -> tuple[str, list[Section]]:
 
 def runs_section(runs: Path) -> Section:
     """The run directories an experiment made, with their numbers and how to report on each."""
-    dirs = sorted(p for p in runs.iterdir() if (p / "summary.json").exists()) if runs.is_dir() else []
+    dirs = sorted(p for p in runs.iterdir() if (p / runfiles.SUMMARY).exists()) if runs.is_dir() else []
     if not dirs:
         return Section("runs", "Runs", [Text(f"No finished run directory under {runs}.")])
     rows = []
     for d in dirs:
-        s = read_json(d / "summary.json")
+        s = read_json(d / runfiles.SUMMARY)
         rows.append([text(d.name), text(s.get("model")), number(s.get("seed"), "d"),
                      number(s.get("epochs_completed"), "d"), number(s.get("val_accuracy")),
                      number(s.get("test_accuracy")), number(s.get("train_seconds"), ".1f")])

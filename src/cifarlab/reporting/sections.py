@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .. import runfiles
 from ..attribution.choice import check_text, choose_from_report, method_marks
-from ..errors import CifarlabError
+from ..runfiles import read_json
 from .blocks import (
     Cell,
     Code,
@@ -29,28 +30,11 @@ from .blocks import (
 )
 
 
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CifarlabError(f"cannot read {path}: {e}") from None
-
-
-def read_history(path: Path) -> list[dict[str, Any]]:
-    from .._io import read_jsonl
-
-    try:
-        return read_jsonl(path)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CifarlabError(f"cannot read {path}: {e}") from None
-
-
 def run_sections(run_dir: Path) -> tuple[str, list[Section]]:
     """(title, sections) for a run directory."""
-    info = read_json(run_dir / "config.json")
-    summary_path = run_dir / "summary.json"
-    summary = read_json(summary_path) if summary_path.exists() else None
-    history = read_history(run_dir / "metrics.jsonl")
+    info = runfiles.read_json(run_dir / runfiles.CONFIG)
+    summary = runfiles.read_summary(run_dir)
+    history = runfiles.read_history(run_dir)
     model = info.get("config", {}).get("model", "?")
     return f"{model}: {run_dir.name}", [
         summary_section(run_dir, summary), config_section(info), curves_section(run_dir, history),
@@ -119,12 +103,12 @@ def curves_section(run_dir: Path, history: list[dict[str, Any]]) -> Section:
 
 
 def analysis_section(run_dir: Path) -> Section:
-    adir = run_dir / "analysis"
+    adir = run_dir / runfiles.ANALYSIS_DIR
     title = "Error analysis"
-    if not (adir / "analysis.json").exists():
+    if not (adir / runfiles.ANALYSIS_JSON).exists():
         return missing("analysis", title, "Error analysis was not computed (confusion matrix, galleries of "
                        "mistakes, calibration, robustness).", command("cifarlab analyze", run_dir))
-    a = read_json(adir / "analysis.json")
+    a = read_json(adir / runfiles.ANALYSIS_JSON)
     files = a.get("files") or {}
 
     def fig(key: str, caption: str, wide: bool = False):
@@ -212,7 +196,7 @@ def _caption(path: Path) -> str:
 def features_section(run_dir: Path) -> Section:
     # The story's order: what the first layer looks for, then what each layer makes of one image.
     order = ("first_layer_filters", "features_", "channel_top_")
-    files = sorted(_pngs(run_dir / "features"),
+    files = sorted(_pngs(run_dir / runfiles.FEATURES_DIR),
                    key=lambda p: (next((i for i, o in enumerate(order) if p.stem.startswith(o)), len(order)), p.name))
     if not files:
         return missing("features", "Feature maps", "No feature maps were drawn.",
@@ -224,7 +208,7 @@ def features_section(run_dir: Path) -> Section:
 
 
 def embedding_section(run_dir: Path) -> Section:
-    files = _pngs(run_dir / "embed")
+    files = _pngs(run_dir / runfiles.EMBED_DIR)
     if not files:
         return missing("embedding", "Embedding", "The penultimate-layer features were not projected to 2-D.",
                        command("cifarlab embed", run_dir))
@@ -234,10 +218,10 @@ def embedding_section(run_dir: Path) -> Section:
 
 
 def explanations_section(run_dir: Path) -> Section:
-    edir = run_dir / "explain"
+    edir = run_dir / runfiles.EXPLAIN_DIR
     title = "Explanations"
     files = _pngs(edir)
-    report_path = edir / "explain.json"
+    report_path = edir / runfiles.EXPLAIN_JSON
     if not files and not report_path.exists():
         return missing("explanations", title, "No explanations were computed (heat maps and their faithfulness).",
                        command("cifarlab explain", run_dir, "--samples-per-class", "1", "--evaluate", "100"))

@@ -37,9 +37,9 @@ from .._threads import adapt as adapt_threads
 from ..augment import create_augment
 from ..augment.mix import mixed_cross_entropy
 from ..config import TrainConfig, parse_progressive_resize
-from ..data import CifarData, load_data, split_train_val, stratified_subset
+from ..data import CifarData, load_data, make_splits
 from ..data.loader import DeviceLoader
-from ..data.subsets import label_fraction_subset, select_classes
+from ..data.subsets import select_classes
 from ..errors import CifarlabError, TrainingDiverged
 from ..transfer.setup import prepare_model
 from . import distributed, rundir
@@ -118,10 +118,8 @@ def _train(cfg: TrainConfig | None, *, resume: str | Path | None, overwrite: boo
     # --classes: those only, relabelled; `dataset` (the label check's folds) is used as given
     data = select_classes(load_data(cfg.data, progress=verbose), cfg.classes) if dataset is None else dataset
     classes = data.classes
-    fit_set, val_set = split_train_val(data.train, cfg.val_size, cfg.seed)
-    if cfg.train_size:
-        fit_set = stratified_subset(fit_set, cfg.train_size, cfg.seed)
-    fit_set = label_fraction_subset(fit_set, cfg.label_fraction, cfg.seed)  # --label-fraction
+    splits = make_splits(cfg, data)  # --val-size, --train-size, --label-fraction: as Run.splits() rebuilds them
+    fit_set, val_set = splits.train, splits.val
 
     # 3. Model, augmentation, optimizer, schedule.
     distributed.check_batch(ranks, cfg.batch_size, cfg.grad_accum, len(fit_set))  # the batch is global

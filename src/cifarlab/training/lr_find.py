@@ -26,7 +26,7 @@ from .._io import write_json_atomic
 from ..augment import create_augment
 from ..augment.mix import mixed_cross_entropy
 from ..config import TrainConfig
-from ..data import load_data, split_train_val, stratified_subset
+from ..data import load_data, make_splits
 from ..data.loader import DeviceLoader
 from ..errors import CifarlabError
 from .device import autocast, resolve_device, resolve_precision
@@ -64,9 +64,7 @@ def lr_find(cfg: TrainConfig | None = None, *, out: str | Path, start: float = 1
     torch.manual_seed(cfg.seed)
 
     data = load_data(cfg.data, progress=verbose)
-    fit_set, _ = split_train_val(data.train, cfg.val_size, cfg.seed)  # the validation images stay unseen
-    if cfg.train_size:
-        fit_set = stratified_subset(fit_set, cfg.train_size, cfg.seed)
+    fit_set = make_splits(cfg, data).train  # the validation images stay unseen
     model = build_model(cfg, len(data.classes))
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model = model.to(device=device, memory_format=memory_format).train()

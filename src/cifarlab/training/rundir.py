@@ -1,5 +1,5 @@
-"""The run directory, the unit of work: `train` writes it; evaluate, predict, analyze, explain and report
-read it.
+"""The run directory, the unit of work: `train` writes it (here); evaluate, predict, analyze, explain and report
+read it through a Run (training/run.py). The file names and the torch-free readers live in cifarlab.runfiles.
 
     config.json            the resolved TrainConfig, the classes, the command that made the run and each resume's
     command.txt            that command, then one line per resume
@@ -38,12 +38,21 @@ from .._io import append_jsonl, atomic_path, write_json_atomic, write_text_atomi
 from .._threads import describe as describe_threads
 from ..config import TrainConfig
 from ..errors import CifarlabError
+from ..runfiles import (  # noqa: F401  (the layout's names, re-exported for the writers here)
+    CHECKPOINTS,
+    COMMAND,
+    CONFIG,
+    LEGACY_STATE,
+    LOCK_NAME,
+    METRICS,
+    STATE_JSON,
+    STATE_TENSORS,
+    SUMMARY,
+    WEIGHTS,
+    read_config,
+)
 from . import safestate
 
-CONFIG, METRICS, SUMMARY, COMMAND = "config.json", "metrics.jsonl", "summary.json", "command.txt"
-WEIGHTS, CHECKPOINTS = "model.safetensors", "checkpoints"
-STATE_TENSORS, STATE_JSON = "state.safetensors", "state.json"  # a checkpoint's training state
-LEGACY_STATE = "state.pt"  # pickled by cifarlab before the safetensors + JSON state: never loaded
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
@@ -212,23 +221,8 @@ def load_weights_into(model: nn.Module, path: Path) -> None:
 
 
 def read_run_config(run_dir: str | Path) -> dict[str, Any]:
-    """The run's config.json, or a one-line error when the directory is not a cifarlab run."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise CifarlabError(f"run directory not found: {run_dir}")
-    path = run_dir / CONFIG
-    if not path.exists():
-        raise CifarlabError(f"not a cifarlab run directory (no {CONFIG}): {run_dir}")
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:  # ValueError: bad JSON or not UTF-8
-        raise CifarlabError(f"cannot read {path}: {e}") from None
-    classes = info.get("classes") if isinstance(info, dict) else None
-    if (not isinstance(info.get("config") if isinstance(info, dict) else None, dict) or not isinstance(classes, list)
-            or not classes or not all(isinstance(c, str) for c in classes)):
-        raise CifarlabError(f"{path} is not a cifarlab run config (it needs a \"config\" mapping and a "
-                            "\"classes\" list of names)")
-    return info
+    """The run's config.json, or a one-line error when the directory is not a cifarlab run (runfiles.read_config)."""
+    return read_config(run_dir)
 
 
 def find_weights(run_dir: Path) -> Path:
@@ -320,8 +314,6 @@ def versions() -> dict[str, str]:
 
 def prepare_run_dir(out: Path, overwrite: bool = False) -> None:
     """Create `out` for a new run; refuse to mix a new run into an existing one."""
-    from .._runlock import LOCK_NAME
-
     entries = [p for p in out.iterdir() if p.name != LOCK_NAME] if out.is_dir() else []  # our own lock stays
     if entries:
         if not overwrite:

@@ -29,10 +29,10 @@ import torch.nn as nn
 
 from .._io import atomic_path, write_json_atomic
 from ..config import TrainConfig
-from ..data import ImageSet, load_data, split_train_val, stratified_subset
+from ..data import ImageSet, load_data, make_splits
 from ..data.cache import cache_root
 from ..data.loader import DeviceLoader
-from ..data.subsets import label_fraction_subset, select_classes
+from ..data.subsets import select_classes
 from ..errors import CifarlabError
 from ..training.device import autocast, resolve_device, resolve_precision
 from ..training.inference import preprocessing
@@ -75,11 +75,9 @@ def linear_probe(cfg: TrainConfig | None = None, *, out: str | Path | None = Non
     torch.manual_seed(cfg.seed)
 
     data = select_classes(load_data(cfg.data, progress=verbose), cfg.classes)
-    fit_set, val_set = split_train_val(data.train, cfg.val_size, cfg.seed)
-    if cfg.train_size:
-        fit_set = stratified_subset(fit_set, cfg.train_size, cfg.seed)
-    fit_set = label_fraction_subset(fit_set, cfg.label_fraction, cfg.seed)
-    splits = {"train": fit_set, "val": val_set, "test": data.test}
+    made = make_splits(cfg, data)  # the splits a training run with this config would use
+    fit_set = made.train
+    splits = {"train": made.train, "val": made.val, "test": made.test}
 
     from ..training.regularize import build_model
     from .setup import prepare_model

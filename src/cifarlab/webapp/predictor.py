@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,6 +13,7 @@ import numpy as np
 
 from ..attribution.choice import choose_method
 from ..errors import CifarlabError, DataError
+from ..runfiles import read_summary
 
 ALLOWED_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "GIF": "GIF", "BMP": "BMP", "WEBP": "WebP", "TIFF": "TIFF",
                    "PPM": "PPM"}
@@ -127,8 +127,8 @@ class Predictor:
     def _summary(self) -> dict[str, Any]:
         """summary.json, for the test accuracy shown on the page ({} for an unfinished run)."""
         try:
-            return json.loads((self.run_dir / "summary.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            return read_summary(self.run_dir) or {}
+        except CifarlabError:
             return {}
 
     @property
@@ -141,7 +141,6 @@ class Predictor:
 
     def predict(self, image: np.ndarray, top_k: int = 5, target: str | None = None) -> dict[str, Any]:
         """Top-k classes and the overlay of the run's chosen method for `target` (default: the top class)."""
-        from ..api import top_k_predictions
         from ..attribution.api import explain, resolve_target
         from ..attribution.methods import explainer_class
         from ..attribution.plots import overlay
@@ -151,7 +150,7 @@ class Predictor:
         chosen = None if target is None else self.classes[resolve_target(target, self.classes)]
         method = self.choice.method
         with self.lock:
-            top = top_k_predictions(self.loaded.model, self.classes, image[None], top_k, self.loaded.device)[0]
+            top = self.loaded.predict(image, top_k=top_k)[0]["predictions"]
             cls = chosen if chosen is not None else top[0]["class"]
             e = explain(self.loaded.model, image, method, target=cls, trust_checks=False, classes=self.classes)
         big = enlarge(image, SCALE)

@@ -1,0 +1,93 @@
+"""The layout of a run directory, and readers of its JSON files. Imports no torch, so the report, the web
+page and quick scripts can read a run without loading a model.
+
+    config.json            the resolved TrainConfig, the classes, the command that made the run and each resume's
+    command.txt            that command, then one line per resume
+    metrics.jsonl          one line of metrics per epoch (the history)
+    summary.json           the final numbers, versions and the command (absent until the run finishes)
+    model.safetensors      the final weights, with the config in their metadata
+    checkpoints/epoch_NNN/ model.safetensors, state.safetensors + state.json: the latest epoch only
+    analysis/              `cifarlab analyze`: analysis.json, predictions.npz and its figures
+    explain/               `cifarlab explain`: explain.json, explain.md and the heat maps
+    features/, embed/      `cifarlab features` and `cifarlab embed`: their figures
+    report.html            `cifarlab report`
+    .cifarlab.lock         held by the one process that writes into the run (_runlock.py)
+
+Every reader here fails with a one-line CifarlabError that names the file.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ._io import read_jsonl as _read_jsonl
+from .errors import CifarlabError
+
+CONFIG, METRICS, SUMMARY, COMMAND = "config.json", "metrics.jsonl", "summary.json", "command.txt"
+WEIGHTS, CHECKPOINTS = "model.safetensors", "checkpoints"
+STATE_TENSORS, STATE_JSON = "state.safetensors", "state.json"  # a checkpoint's training state
+LEGACY_STATE = "state.pt"  # pickled by cifarlab before the safetensors + JSON state: never loaded
+ANALYSIS_DIR, ANALYSIS_JSON, PREDICTIONS = "analysis", "analysis.json", "predictions.npz"
+EXPLAIN_DIR, EXPLAIN_JSON, EXPLAIN_MD = "explain", "explain.json", "explain.md"
+FEATURES_DIR, EMBED_DIR = "features", "embed"
+REPORT_HTML = "report.html"
+LOCK_NAME = ".cifarlab.lock"
+
+
+def read_json(path: str | Path) -> Any:
+    """A JSON file, or a one-line error naming it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CifarlabError(f"file not found: {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CifarlabError(f"cannot read {path}: {e}") from None
+
+
+def read_config(run_dir: str | Path) -> dict[str, Any]:
+    """The run's config.json (its "config" mapping, "classes", "command" ...), checked to be a cifarlab run's."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CifarlabError(f"run directory not found: {run_dir}")
+    path = run_dir / CONFIG
+    if not path.exists():
+        raise CifarlabError(f"not a cifarlab run directory (no {CONFIG}): {run_dir}")
+    info = read_json(path)
+    classes = info.get("classes") if isinstance(info, dict) else None
+    if (not isinstance(info.get("config") if isinstance(info, dict) else None, dict) or not isinstance(classes, list)
+            or not classes or not all(isinstance(c, str) for c in classes)):
+        raise CifarlabError(f"{path} is not a cifarlab run config (it needs a \"config\" mapping and a "
+                            "\"classes\" list of names)")
+    return info
+
+
+def read_summary(run_dir: str | Path) -> dict[str, Any] | None:
+    """summary.json, or None while the run has not finished."""
+    path = Path(run_dir) / SUMMARY
+    if not path.exists():
+        return None
+    summary = read_json(path)
+    if not isinstance(summary, dict):
+        raise CifarlabError(f"{path} is not a run summary (a JSON object)")
+    return summary
+
+
+def read_history(run_dir: str | Path) -> list[dict[str, Any]]:
+    """metrics.jsonl, one record per finished epoch ([] before the first)."""
+    path = Path(run_dir) / METRICS
+    if not path.exists():
+        return []
+    return read_jsonl(path)
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    try:
+        return _read_jsonl(path)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CifarlabError(f"cannot read {path}: {e}") from None
+
+
+def is_run_dir(path: str | Path) -> bool:
+    return (Path(path) / CONFIG).is_file()
