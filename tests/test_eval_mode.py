@@ -21,9 +21,8 @@ def test_eval_inside_and_restored_after():
 
 def test_restored_when_the_block_raises():
     net = _net().train()
-    with pytest.raises(RuntimeError, match="boom"):
-        with eval_mode(net):
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), eval_mode(net):
+        raise RuntimeError("boom")
     assert all(x.training for x in net.modules())
 
 
