@@ -257,7 +257,7 @@ def _set_up(cfg: TrainConfig, ranks: distributed.Ranks, device: torch.device, da
     if resize_stages:  # --progressive-resize: fail now, not in epoch 1, if the model cannot take the sizes
         check_model_accepts(model, resize_stages, full_size, device, cfg.model)
     loader, augment = training_loader(cfg, fit_set, model, device, ranks)
-    init_seconds = 0.0 if resuming else _initialize_from_data(model, loader, cfg.seed)
+    init_seconds = 0.0 if resuming else initialize_from_data(model, loader, cfg.seed)
     stepper = make_stepper(cfg, net, model, augment, device, precision, ranks)
     total_steps = cfg.epochs * len(loader)
     mean, std = preprocessing(model)
@@ -381,7 +381,7 @@ def _logits(model: nn.Module, images: np.ndarray, device, precision: str, cfg: T
                           channels_last=cfg.channels_last, tta=tta)
 
 
-def _initialize_from_data(model: nn.Module, loader: DeviceLoader, seed: int, n: int = 5000) -> float:
+def initialize_from_data(model: nn.Module, loader: DeviceLoader, seed: int, n: int = 5000) -> float:
     """Models that set weights from the training images (airbench's patch whitening) get a seeded
     sample of up to n of them, normalized; returns the seconds it took."""
     if not hasattr(model, "initialize_from_data"):
