@@ -2,6 +2,7 @@
 classes, label fraction, transfer set-up and recipe), and every epoch records its per-step loss curve."""
 from __future__ import annotations
 
+import base64
 import json
 import math
 
@@ -59,6 +60,13 @@ def test_epochs_record_their_per_step_loss(train_tree, tmp_path):
         losses = [v for _, v in record["train_loss_steps"]]
         assert all(math.isfinite(v) for v in losses)
         assert sum(losses) / 3 == pytest.approx(record["train_loss"], rel=1e-5)  # equal batches: the mean
+    # the result shows itself: one line in a terminal, numbers and curves in a notebook
+    assert repr(result) == (f"TrainResult(baseline, 2/2 epochs, test accuracy {result.summary['test_accuracy']:.4f}, "
+                            f"run_dir={str(tmp_path / 'run')!r})")
+    page = result._repr_html_()
+    assert "<table>" in page and "test accuracy" in page and str(tmp_path / "run") in page
+    png = base64.b64decode(page.split("data:image/png;base64,")[1].split("'")[0])
+    assert png.startswith(b"\x89PNG") and len(png) > 5000
 
 
 def test_loss_windows_keep_about_300_points_and_cover_every_step():

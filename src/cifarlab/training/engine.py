@@ -46,15 +46,8 @@ from .loop import Progress, Stepper, loss_every, train_one_epoch
 from .optim import build_optimizer
 from .progressive import check_model_accepts, size_for_epoch
 from .regularize import EarlyStopping, build_model, evaluated_model, make_ema
+from .result import TrainResult, _number
 from .tensorboard import TensorBoardLogger, require_tensorboard
-
-
-@dataclass
-class TrainResult:
-    run_dir: Path
-    summary: dict[str, Any]
-    history: list[dict[str, Any]]
-    model: nn.Module
 
 
 def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, overwrite: bool = False,
@@ -464,11 +457,6 @@ def _default_run_dir(model: str) -> Path:
 
 def _epoch_line(r: dict, epochs: int) -> str:
     val = f"  val loss {r['val_loss']:.4f} acc {r['val_accuracy']:.4f}" if "val_accuracy" in r else ""
-    return (f"epoch {_epoch_number(r['epoch'])}/{epochs}  train loss {r['train_loss']:.4f} "
+    return (f"epoch {_number(r['epoch'])}/{epochs}  train loss {r['train_loss']:.4f} "
             f"acc {r['train_accuracy']:.4f}{val}"
             f"  {r['epoch_seconds']:.1f} s ({r['images_per_second']:,.0f} img/s)")
-
-
-def _epoch_number(epoch: float) -> str:
-    """3 for a whole epoch; 1.07 for one cut short by --budget-minutes (not 1.0683760683760684)."""
-    return f"{epoch:.2f}".rstrip("0").rstrip(".")
