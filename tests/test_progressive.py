@@ -12,7 +12,7 @@ from cifarlab.cli import main
 from cifarlab.config import TrainConfig, parse_progressive_resize
 from cifarlab.errors import CifarlabError
 from cifarlab.models import create_model
-from cifarlab.training import engine
+from cifarlab.training import loop
 from cifarlab.training.progressive import resize_batch, size_for_epoch
 
 
@@ -85,7 +85,7 @@ def test_training_sees_the_small_sizes_first_then_full_size(train_tree, tmp_path
         seen.append(out.shape[-1])
         return out
 
-    monkeypatch.setattr(engine, "resize_batch", recording_resize)
+    monkeypatch.setattr(loop, "resize_batch", recording_resize)  # the shared step resizes
     out = tmp_path / "progressive"
     result = cifarlab.train(recipe="fast", data=str(train_tree), epochs=3, batch_size=100,
                             progressive_resize="16:1,24:1", tta="none", out=str(out), verbose=False)
