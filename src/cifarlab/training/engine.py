@@ -1,12 +1,14 @@
 """The training engine: one loop, readable top to bottom (after nanoGPT and airbench).
 
     train(cfg) -> TrainResult
-      1. resolve the config, the device and the precision
-      2. data: load (cached), carve the validation split, optionally subset, put it on the device
-      3. model, augmentation, optimizer, schedule, EMA, early stopping; when resuming, the last checkpoint
-      4. epochs: train, validate, checkpoint, log; stop early on --early-stopping or when on_epoch_end says so
-      5. the end: test once (unless evaluate_test is off), write the final weights and summary.json
+      1. set up: resolve the config, the device and the precision; load the data (cached), carve the
+         validation split, optionally subset it; the model with its transfer set-up, the loader, the
+         optimizer, EMA and early stopping; when resuming, the last checkpoint
+      2. epochs: train (loop.train_one_epoch, the step lr-find shares), validate, checkpoint, log; stop
+         early on --early-stopping, at the time budget, or when on_epoch_end says so
+      3. the end: test once (unless evaluate_test is off), write the final weights and summary.json
 
+The optional parts are objects that do nothing when off (TensorBoard, EMA, the freezer, DDP's helpers).
 Under torchrun every rank runs this same function (distributed.py: DDP, sharded batches, reduced
 metrics); only rank 0 prints and writes the run directory.
 """
@@ -81,19 +83,7 @@ def _train(cfg: TrainConfig | None, *, resume: str | Path | None, overwrite: boo
         held.enter_context(run_dir_lock(run_dir, command))
     log = print if verbose else (lambda *a, **k: None)
     r = _set_up(cfg, ranks, device, dataset, resume is not None, verbose, log)
-    start_epoch, step, history, train_seconds = 0, 0, [], r.init_seconds  # the data-dependent init is training time
-    if resume is not None:
-        start_epoch, step, history, train_seconds = _restore(run_dir, r.model, r.stepper.optimizer, r.stepper.scaler,
-                                                             r.stepper.ema, r.stopper)
-        if ranks.is_main:
-            rundir.remove_temporaries(run_dir)  # what a kill -9 in the middle of a write left
-    elif ranks.is_main:
-        rundir.prepare_run_dir(run_dir, overwrite=overwrite)
-    run_info = {"command": command}
-    if ranks.is_main:  # a resume keeps the command that made the run and adds its own
-        run_info = rundir.write_run_config(run_dir, cfg, r.classes, r.data.source, command,
-                                           resumed_from=start_epoch if resume is not None else None)
-        rundir.rewrite_metrics(run_dir, history)  # drops lines of an epoch whose checkpoint never landed
+    start_epoch, step, history, train_seconds, run_info = _open_run(r, run_dir, resume is not None, overwrite, command)
     tensorboard = TensorBoardLogger(run_dir, enabled=cfg.tensorboard and ranks.is_main,  # no-op unless on
                                     first_epoch=start_epoch)
     log(_start_line(r))
@@ -119,13 +109,7 @@ def _train(cfg: TrainConfig | None, *, resume: str | Path | None, overwrite: boo
             history.append(record)
             stopped = r.stopper.update(record)  # --early-stopping: no better val accuracy for PATIENCE epochs
             if ranks.is_main:
-                rundir.save_checkpoint(run_dir, epoch + 1, r.model, {
-                    "epoch": epoch + 1, "step": step, "optimizer": r.stepper.optimizer.state_dict(),
-                    "scaler": r.stepper.scaler.state_dict(), "rng": _rng_state(), "history": history,
-                    "train_seconds": train_seconds, "early_stopping": r.stopper.state_dict(),
-                    "ema": r.stepper.ema.state_dict() if r.stepper.ema is not None else None,
-                }, _weights_metadata(cfg, r.classes, r.mean, r.std, epoch + 1))
-                rundir.append_metrics(run_dir, record)
+                _save_epoch(r, run_dir, epoch + 1, step, history, train_seconds)
             tensorboard.log_epoch(record)
             log(_epoch_line(record, cfg.epochs))
             if stopped:
@@ -147,12 +131,7 @@ def _train(cfg: TrainConfig | None, *, resume: str | Path | None, overwrite: boo
 
     # 3. The end: the test split, once (never in tuning trials); final weights (the EMA's with --ema); summary.
     model = evaluated_model(r.model, r.stepper.ema)
-    test, eval_seconds = {}, None
-    if cfg.evaluate_test:
-        eval_start = time.perf_counter()
-        test = _evaluate(model, r.data.test.images, r.data.test.labels, len(r.classes), device, r.precision, cfg,
-                         ranks, tta=cfg.tta)
-        eval_seconds = time.perf_counter() - eval_start
+    test, eval_seconds = _test(r, model)
     if ranks.is_main:
         rundir.save_weights(run_dir / rundir.WEIGHTS, model, _weights_metadata(cfg, r.classes, r.mean, r.std,
                                                                                cfg.epochs))
@@ -167,6 +146,48 @@ def _train(cfg: TrainConfig | None, *, resume: str | Path | None, overwrite: boo
     result = f"test accuracy {test['accuracy']:.4f} (loss {test['loss']:.4f})" if test else "no test evaluation"
     log(f"{result} after {last.get('epoch', 0):g} epochs, {train_seconds:.1f} s of training; run directory: {run_dir}")
     return TrainResult(run_dir, summary, history, model)
+
+
+def _open_run(r: _Setup, run_dir: Path, resuming: bool, overwrite: bool,
+              command: str) -> tuple[int, int, list[dict[str, Any]], float, dict[str, Any]]:
+    """(first epoch, step, history, training seconds, run info): the checkpoint's state on --resume, else a
+    fresh run directory; config.json written, metrics.jsonl made to agree with the history."""
+    start_epoch, step, history, train_seconds = 0, 0, [], r.init_seconds  # the data-dependent init is training time
+    if resuming:
+        start_epoch, step, history, train_seconds = _restore(run_dir, r.model, r.stepper.optimizer, r.stepper.scaler,
+                                                             r.stepper.ema, r.stopper)
+        if r.ranks.is_main:
+            rundir.remove_temporaries(run_dir)  # what a kill -9 in the middle of a write left
+    elif r.ranks.is_main:
+        rundir.prepare_run_dir(run_dir, overwrite=overwrite)
+    run_info = {"command": command}
+    if r.ranks.is_main:  # a resume keeps the command that made the run and adds its own
+        run_info = rundir.write_run_config(run_dir, r.cfg, r.classes, r.data.source, command,
+                                           resumed_from=start_epoch if resuming else None)
+        rundir.rewrite_metrics(run_dir, history)  # drops lines of an epoch whose checkpoint never landed
+    return start_epoch, step, history, train_seconds, run_info
+
+
+def _save_epoch(r: _Setup, run_dir: Path, epoch: int, step: int, history: list[dict[str, Any]],
+                train_seconds: float) -> None:
+    """The checkpoint (weights and everything an exact resume needs), then the epoch's metrics line."""
+    s = r.stepper
+    rundir.save_checkpoint(run_dir, epoch, r.model, {
+        "epoch": epoch, "step": step, "optimizer": s.optimizer.state_dict(), "scaler": s.scaler.state_dict(),
+        "rng": _rng_state(), "history": history, "train_seconds": train_seconds,
+        "ema": s.ema.state_dict() if s.ema is not None else None, "early_stopping": r.stopper.state_dict(),
+    }, _weights_metadata(r.cfg, r.classes, r.mean, r.std, epoch))
+    rundir.append_metrics(run_dir, history[-1])
+
+
+def _test(r: _Setup, model: nn.Module) -> tuple[dict[str, float], float | None]:
+    """The test split's metrics (with --tta) and the seconds they took; nothing when evaluate_test is off."""
+    if not r.cfg.evaluate_test:
+        return {}, None
+    start = time.perf_counter()
+    test = _evaluate(model, r.data.test.images, r.data.test.labels, len(r.classes), r.device, r.precision, r.cfg,
+                     r.ranks, tta=r.cfg.tta)
+    return test, time.perf_counter() - start
 
 
 def _resolve_config(cfg: TrainConfig | None, resume: str | Path | None,
