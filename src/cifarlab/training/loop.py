@@ -60,8 +60,7 @@ def train_step(s: Stepper, x: torch.Tensor, y: torch.Tensor, generator: torch.Ge
     x, y_a, y_b, lam = s.augment.mix(x, y, generator)  # (x, y, y, 1.0) without mixup/cutmix
     x = resize_batch(x, image_size)  # --progressive-resize; None: as loaded
     s.optimizer.zero_grad(set_to_none=True)
-    loss_sum = torch.zeros((), device=s.device)
-    correct = torch.zeros((), device=s.device, dtype=torch.long)
+    loss_sum = correct = None  # no zero tensors to fill: one micro-batch (the usual case) adds no kernel
     seen = 0
     # --grad-accum K: K micro-batches, each loss weighted by its share of the global batch.
     for weight, (xs, ys_a, ys_b) in distributed.micro_batches(s.net, s.ranks, s.grad_accum, batch_images,
@@ -71,8 +70,9 @@ def train_step(s: Stepper, x: torch.Tensor, y: torch.Tensor, generator: torch.Ge
             loss = mixed_cross_entropy(logits, ys_a, ys_b, lam, s.label_smoothing)
         loss = loss + weight_penalty(s.model, s.l1, s.l2)  # 0 unless --l1 / --l2
         s.scaler.scale(loss * weight).backward()
-        loss_sum += loss.detach() * len(ys_a)
-        correct += (logits.argmax(1) == ys_a).sum()
+        part_loss, part_correct = loss.detach() * len(ys_a), (logits.argmax(1) == ys_a).sum()
+        loss_sum = part_loss if loss_sum is None else loss_sum + part_loss
+        correct = part_correct if correct is None else correct + part_correct
         seen += len(ys_a)
     s.scaler.step(s.optimizer)
     s.scaler.update()
