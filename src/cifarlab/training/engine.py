@@ -340,12 +340,20 @@ def _epoch_record(r: _Setup, epoch: int, done, image_size: int | None) -> dict[s
               "lr": r.stepper.optimizer.param_groups[0]["lr"], "epoch_seconds": done.seconds,
               "images_per_second": seen / done.seconds, "augment": cfg.augment,
               "image_size": image_size or r.full_size,
-              "steps_per_epoch": len(r.loader), "train_loss_steps": done.loss_steps}  # rank 0's batches
+              "steps_per_epoch": len(r.loader), "train_loss_steps": _over_ranks(r.ranks, done.loss_steps)}
     if r.val_set is not None:  # the EMA's weights when --ema: they are what gets saved
         val = _evaluate(evaluated_model(r.model, r.stepper.ema), r.val_set.images, r.val_set.labels, len(r.classes),
                         r.device, r.precision, cfg, r.ranks)
         record.update({f"val_{k}": v for k, v in val.items()})
     return record
+
+
+def _over_ranks(ranks: distributed.Ranks, points: list[list[float]]) -> list[list[float]]:
+    """Each window's loss averaged over the ranks (their shards differ by at most an image), in one collective."""
+    if not ranks.enabled or not points:
+        return points
+    total = distributed.all_reduce_sum(ranks, torch.tensor([v for _, v in points], dtype=torch.float64))
+    return [[step, value / ranks.world_size] for (step, _), value in zip(points, total.tolist())]
 
 
 def _start_line(r: _Setup) -> str:
