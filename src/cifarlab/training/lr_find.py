@@ -21,8 +21,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from .._io import atomic_path, write_json_atomic
 from ..config import TrainConfig
@@ -128,6 +126,9 @@ def _steepest(lrs: list[float], smoothed: list[float], i_min: int) -> float | No
 
 
 def _plot(lrs, losses, smoothed, suggested, steepest, path: Path, model: str) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # here: importing training stays quick
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(6.4, 4.2))  # the Agg canvas, no pyplot: no global backend, no figure left open
     FigureCanvasAgg(fig)
     ax = fig.subplots()

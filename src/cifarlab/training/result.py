@@ -10,8 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import torch.nn as nn
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 
 @dataclass
@@ -45,6 +43,9 @@ class TrainResult:
 def curves_png(history: list[dict[str, Any]]) -> str:
     """The learning curves as a base64 PNG: loss against steps (training per window of steps, validation
     per epoch) and accuracy per epoch."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # here: importing training stays quick
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(9, 3.2), dpi=100, layout="constrained")  # Agg canvas: no pyplot, no open figures
     FigureCanvasAgg(fig)
     loss_ax, acc_ax = fig.subplots(1, 2)
