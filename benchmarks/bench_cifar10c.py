@@ -30,6 +30,7 @@ from cifarlab.data import load_data
 from cifarlab.data.subsets import select_classes
 from cifarlab.training.device import resolve_device, resolve_precision
 from cifarlab.training.inference import predict_logits
+from cifarlab.training.resolve import resolve
 from cifarlab.training.rundir import load_run_model
 
 
@@ -37,7 +38,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
     model, info = load_run_model(args.run, device)
-    cfg = TrainConfig.from_dict(info["config"]).resolved()
+    cfg = resolve(TrainConfig.from_dict(info["config"]))
     test = select_classes(load_data(args.data or cfg.data, progress=False), cfg.classes).test
     index = np.arange(len(test.labels)) if args.images is None else np.sort(
         np.random.default_rng(0).choice(len(test.labels), args.images, replace=False))

@@ -16,6 +16,7 @@ from cifarlab.cli import main
 from cifarlab.config import TrainConfig
 from cifarlab.data.types import ImageSet
 from cifarlab.errors import CifarlabError
+from cifarlab.training.resolve import resolve
 from conftest import CLASSES, synthetic_images, write_image_tree
 
 PICTURES = ["confusion_matrix.png", "confused_pairs.png", "confident_mistakes.png", "highest_loss.png",
@@ -154,7 +155,7 @@ def test_label_check_flags_a_planted_mislabeled_image(tmp_path):
     labels[planted] = 1  # ... labelled dog
     files = [f"train/{CLASSES[lab]}/img_{i:03d}.png" for i, lab in enumerate(labels)]
     train_set = ImageSet(images, labels, list(CLASSES), files)
-    cfg = TrainConfig(model="baseline", epochs=3, batch_size=16, seed=0).resolved()
+    cfg = resolve(TrainConfig(model="baseline", epochs=3, batch_size=16, seed=0))
     report = label_issues.label_check(train_set, cfg, tmp_path, folds=3, device=torch.device("cpu"),
                                       log=lambda *a: None)
     flagged = [row["file"] for row in report["issues"]]
@@ -188,7 +189,7 @@ def test_label_check_trains_each_fold_with_the_runs_own_recipe(tmp_path, monkeyp
     monkeypatch.setattr(engine, "train", recording_train)
     images, labels = synthetic_images(10, CLASSES, seed=5)
     train_set = ImageSet(images, labels, list(CLASSES))
-    run_cfg = TrainConfig(recipe="fast", batch_size=8, seed=4).resolved()
+    run_cfg = resolve(TrainConfig(recipe="fast", batch_size=8, seed=4))
     report = label_issues.label_check(train_set, run_cfg, tmp_path, folds=2, epochs=1, device=torch.device("cpu"),
                                       precision="fp32", log=lambda *a: None)
     assert whitened == [15, 15]  # each fold model whitened from its own 15 training images

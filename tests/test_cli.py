@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from cifarlab.cli import main
+from cifarlab.training.resolve import resolve
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -136,9 +137,9 @@ def test_cifar_stem_is_a_model_argument_of_external_models():
     from cifarlab.config import TrainConfig
     from cifarlab.errors import CifarlabError
 
-    assert TrainConfig(model="tv:resnet18", cifar_stem=True).resolved().model_kwargs == {"cifar_stem": True}
+    assert resolve(TrainConfig(model="tv:resnet18", cifar_stem=True)).model_kwargs == {"cifar_stem": True}
     with pytest.raises(CifarlabError, match="--cifar-stem adapts tv:NAME and timm:NAME models"):
-        TrainConfig(model="resnet20", cifar_stem=True).resolved()
+        resolve(TrainConfig(model="resnet20", cifar_stem=True))
 
 
 def test_train_a_torchvision_model_with_a_cifar_stem(train_tree, tmp_path):

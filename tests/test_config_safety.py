@@ -82,7 +82,7 @@ def test_good_config_values_load_and_1e_minus_3_is_a_number(tmp_path):
                     "model_kwargs: {shortcut: B}\nnesterov: false\n")
     values = load_yaml_config(path)
     assert values["lr"] == 0.001 and values["weight_decay"] == 0.0005
-    cfg = TrainConfig.from_dict(values, source=str(path)).resolved()
+    cfg = resolve(TrainConfig.from_dict(values, source=str(path)))
     assert cfg.classes == ["cat", "dog"] and cfg.model_kwargs == {"shortcut": "B"}
     assert load_yaml_config(_write(tmp_path / "empty.yaml", "# nothing\n")) == {}
 
@@ -374,6 +374,8 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+from cifarlab.training.resolve import resolve  # noqa: E402
+
 EXAMPLES = int(os.environ.get("CIFARLAB_HYPOTHESIS_EXAMPLES", "25"))  # raise it for a longer search
 FIELDS = sorted(TrainConfig.__dataclass_fields__)
 scalars = (st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=True, allow_infinity=True)
@@ -393,7 +395,7 @@ def test_generated_yaml_configs_load_or_raise_cifarlab_error(tmp_path, document)
     path.write_text(yaml.safe_dump(document, allow_unicode=True))
     try:
         cfg = TrainConfig.from_dict(load_yaml_config(path), source=str(path))
-        cfg.resolved()
+        resolve(cfg)
     except CifarlabError as e:
         assert "\n" not in str(e)
 
@@ -403,7 +405,7 @@ def test_generated_yaml_configs_load_or_raise_cifarlab_error(tmp_path, document)
 def test_generated_python_api_configs_resolve_or_raise_cifarlab_error(settings_):
     """cifarlab.train(**settings) in a notebook checks the same way (no YAML, no flags in between)."""
     try:
-        TrainConfig(**settings_).resolved()
+        resolve(TrainConfig(**settings_))
     except CifarlabError as e:
         assert "\n" not in str(e) or "\n" in repr(settings_)
 
@@ -508,6 +510,6 @@ def test_every_model_recipe_and_named_recipe_passes_the_declared_ranges():
     from cifarlab.recipes import list_recipes
 
     for model in list_models():
-        TrainConfig(model=model).resolved()
+        resolve(TrainConfig(model=model))
     for recipe in list_recipes():
-        TrainConfig(recipe=recipe).resolved()
+        resolve(TrainConfig(recipe=recipe))

@@ -96,6 +96,10 @@ def runs(tmp_path_factory, tiny_tree):
 
 def test_two_ranks_follow_the_single_process_loss_curve(runs):
     assert_same_curve(metrics(runs.two), metrics(runs.one)[:2])  # 2 epochs of 3 steps of 16 images
+    for got, want in zip(metrics(runs.two), metrics(runs.one)[:2]):  # the per-step loss too, averaged over ranks
+        assert [s for s, _ in got["train_loss_steps"]] == [s for s, _ in want["train_loss_steps"]]
+        assert [v for _, v in got["train_loss_steps"]] == pytest.approx([v for _, v in want["train_loss_steps"]],
+                                                                         rel=1e-4)
 
 
 def test_only_rank_0_prints_and_writes(runs):

@@ -22,6 +22,7 @@ from cifarlab.models.airbench import FrozenScaleBatchNorm, patch_whitening_weigh
 from cifarlab.training.inference import TTA_MODES, predict_logits, tta_logits
 from cifarlab.training.muon import MuonSGD, orthogonalize
 from cifarlab.training.optim import build_optimizer, schedule_lr
+from cifarlab.training.resolve import resolve
 
 CPU = torch.device("cpu")
 
@@ -129,7 +130,7 @@ def test_airbench_initializes_from_data_and_freezes_what_airbench_freezes():
 
 def test_airbench_param_groups_cover_every_trainable_parameter_once():
     model = create_model("airbench")
-    cfg = TrainConfig(model="airbench").resolved()
+    cfg = resolve(TrainConfig(model="airbench"))
     optimizer = build_optimizer(model, cfg)
     assert isinstance(optimizer, MuonSGD)
     grouped = [p for g in optimizer.param_groups for p in g["params"]]
@@ -144,7 +145,7 @@ def test_airbench_param_groups_cover_every_trainable_parameter_once():
 
 def test_muon_works_for_any_model_filters_by_muon_the_rest_by_sgd():
     model = create_model("resnet20")
-    optimizer = build_optimizer(model, TrainConfig(model="resnet20", optimizer="muon").resolved())
+    optimizer = build_optimizer(model, resolve(TrainConfig(model="resnet20", optimizer="muon")))
     grouped = {id(p): g["muon"] for g in optimizer.param_groups for p in g["params"]}
     assert set(grouped) == {id(p) for p in model.parameters()}
     assert all(grouped[id(p)] == (p.ndim == 4) for p in model.parameters())
@@ -233,10 +234,10 @@ def test_fast_recipe_one_epoch_end_to_end(train_tree, tmp_path, capsys):
 
 
 def test_recipe_settings_yield_to_flags():
-    cfg = TrainConfig(recipe="fast", tta="flip", augment="standard", val_size=500, epochs=3).resolved()
+    cfg = resolve(TrainConfig(recipe="fast", tta="flip", augment="standard", val_size=500, epochs=3))
     assert (cfg.model, cfg.tta, cfg.augment, cfg.val_size, cfg.epochs) == ("airbench", "flip", "standard", 500, 3)
     assert cfg.batch_size == 2000 and cfg.optimizer == "muon"
-    assert TrainConfig(model="resnet9").resolved().tta == "none"  # other models' defaults are unchanged
+    assert resolve(TrainConfig(model="resnet9")).tta == "none"  # other models' defaults are unchanged
 
 
 @pytest.mark.parametrize("argv, problem", [
@@ -257,7 +258,7 @@ def test_bad_recipe_and_tta_are_one_line_errors(argv, problem, capsys):
 
 def test_unknown_recipe_from_the_api():
     with pytest.raises(CifarlabError, match="unknown --recipe 'slow'; choose one of: fast"):
-        TrainConfig(recipe="slow").resolved()
+        resolve(TrainConfig(recipe="slow"))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none here)")
@@ -276,7 +277,7 @@ def test_compile_auto_follows_the_measured_default_per_device():
     with pytest.raises(CifarlabError, match="unknown --compile 'fast'; choose one of: auto, on, off"):
         resolve_compile("fast", CPU)
     with pytest.raises(CifarlabError, match="unknown --compile 'yes'"):
-        TrainConfig(compile="yes").resolved()
+        resolve(TrainConfig(compile="yes"))
 
 
 @pytest.mark.parametrize("mode, compiled", [("on", True), ("auto", False)])

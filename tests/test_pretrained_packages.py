@@ -15,6 +15,7 @@ import cifarlab
 from cifarlab.cli import main
 from cifarlab.config import TrainConfig
 from cifarlab.errors import CifarlabError
+from cifarlab.training.resolve import resolve
 from cifarlab.transfer import packaged
 from cifarlab.transfer.imagenet_to_cifar import CIFAR10_FROM_IMAGENET, IMAGENET_NAMES
 from conftest import write_image_tree
@@ -31,7 +32,7 @@ def _imagenet_model(name: str):
     from cifarlab.transfer.setup import apply_preprocessing
     from cifarlab.transfer.weights import load_pretrained
 
-    cfg = TrainConfig(model=name, pretrained="imagenet").resolved()
+    cfg = resolve(TrainConfig(model=name, pretrained="imagenet"))
     model = build_model(cfg, 1000)
     report = load_pretrained(model, cfg, with_head=True)
     apply_preprocessing(model, cfg)
@@ -172,7 +173,7 @@ def test_weights_file_is_used_instead_of_the_package(monkeypatch):
     from cifarlab.training.regularize import build_model
     from cifarlab.transfer.weights import load_pretrained
 
-    cfg = TrainConfig(model="timm:efficientnet_lite0", pretrained="imagenet", weights=str(LITE0)).resolved()
+    cfg = resolve(TrainConfig(model="timm:efficientnet_lite0", pretrained="imagenet", weights=str(LITE0)))
     report = load_pretrained(build_model(cfg, 10), cfg)
     assert len(report.loaded) == 294 and report.head_kept_new == ["model.classifier.weight", "model.classifier.bias"]
 

@@ -12,8 +12,9 @@ from cifarlab.cli import main
 from cifarlab.config import TrainConfig, parse_progressive_resize
 from cifarlab.errors import CifarlabError
 from cifarlab.models import create_model
-from cifarlab.training import engine
+from cifarlab.training import loop
 from cifarlab.training.progressive import resize_batch, size_for_epoch
+from cifarlab.training.resolve import resolve
 
 
 def test_the_schedule_parses_and_maps_epochs_to_sizes():
@@ -37,23 +38,23 @@ def test_bad_schedules_name_the_problem(spec, problem):
 
 
 def test_the_config_rejects_schedules_that_cannot_work():
-    assert TrainConfig(recipe="fast", progressive_resize="24:4").resolved().progressive_resize == "24:4"
+    assert resolve(TrainConfig(recipe="fast", progressive_resize="24:4")).progressive_resize == "24:4"
     with pytest.raises(CifarlabError, match="covers 8 of the 8 epochs; leave at least the last one"):
-        TrainConfig(recipe="fast", progressive_resize="16:4,24:4").resolved()
+        resolve(TrainConfig(recipe="fast", progressive_resize="16:4,24:4"))
     with pytest.raises(CifarlabError, match="cannot be combined with --input-size"):
-        TrainConfig(model="resnet20", epochs=4, input_size=64, progressive_resize="24:1").resolved()
+        resolve(TrainConfig(model="resnet20", epochs=4, input_size=64, progressive_resize="24:1"))
     with pytest.raises(CifarlabError, match="or --pretrained, which upsamples"):
-        TrainConfig(model="tv:resnet18", pretrained="imagenet", epochs=4, progressive_resize="24:1").resolved()
+        resolve(TrainConfig(model="tv:resnet18", pretrained="imagenet", epochs=4, progressive_resize="24:1"))
 
 
 def test_the_fast_progressive_recipe_is_fast_with_nine_epochs_the_first_four_small():
-    cfg = TrainConfig(recipe="fast-progressive").resolved()
-    fast = TrainConfig(recipe="fast").resolved()
+    cfg = resolve(TrainConfig(recipe="fast-progressive"))
+    fast = resolve(TrainConfig(recipe="fast"))
     assert (cfg.epochs, cfg.progressive_resize, fast.epochs, fast.progressive_resize) == (9, "24:4", 8, None)
     assert (cfg.model, cfg.augment, cfg.tta, cfg.batch_size) == (fast.model, fast.augment, fast.tta, fast.batch_size)
-    assert TrainConfig(recipe="fast-progressive", epochs=12, progressive_resize="16:6").resolved().epochs == 12
+    assert resolve(TrainConfig(recipe="fast-progressive", epochs=12, progressive_resize="16:6")).epochs == 12
     with pytest.raises(CifarlabError, match="covers 4 of the 3 epochs"):
-        TrainConfig(recipe="fast-progressive", epochs=3).resolved()
+        resolve(TrainConfig(recipe="fast-progressive", epochs=3))
 
 
 def test_resize_downscales_keeps_the_memory_format_and_leaves_full_size_alone():
@@ -85,7 +86,7 @@ def test_training_sees_the_small_sizes_first_then_full_size(train_tree, tmp_path
         seen.append(out.shape[-1])
         return out
 
-    monkeypatch.setattr(engine, "resize_batch", recording_resize)
+    monkeypatch.setattr(loop, "resize_batch", recording_resize)  # the shared step resizes
     out = tmp_path / "progressive"
     result = cifarlab.train(recipe="fast", data=str(train_tree), epochs=3, batch_size=100,
                             progressive_resize="16:1,24:1", tta="none", out=str(out), verbose=False)

@@ -6,6 +6,7 @@ import pytest
 from cifarlab.choices import OPTIMIZERS, SCHEDULES, TTA
 from cifarlab.errors import CifarlabError
 from cifarlab.registry import Registry
+from cifarlab.training.resolve import resolve
 
 
 def test_register_by_decorator_by_name_and_lazily():
@@ -133,11 +134,11 @@ def test_the_config_and_the_command_line_take_a_schedule_registered_later(reques
 
     SCHEDULES.register("sqrt", lambda p: (1 - p) ** 0.5)
     request.addfinalizer(lambda: SCHEDULES.unregister("sqrt"))
-    assert TrainConfig(schedule="sqrt").resolved().schedule == "sqrt"
+    assert resolve(TrainConfig(schedule="sqrt")).schedule == "sqrt"
     assert lr_factor(0.75, "sqrt") == pytest.approx(0.5)
     assert build_parser().parse_args(["train", "--schedule", "sqrt"]).schedule == "sqrt"
     with pytest.raises(CifarlabError, match=r"unknown --schedule 'warm'; choose one of: .*linear, sqrt$"):
-        TrainConfig(schedule="warm").resolved()
+        resolve(TrainConfig(schedule="warm"))
 
 
 # --- the training choices (cifarlab.choices): every registered one works --------------------------------
@@ -173,7 +174,7 @@ def test_every_optimizer_builds_and_steps(optimizer):
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 2))
-    opt = build_optimizer(net, TrainConfig(model="baseline", optimizer=optimizer).resolved())
+    opt = build_optimizer(net, resolve(TrainConfig(model="baseline", optimizer=optimizer)))
     assert all("base_lr" in g for g in opt.param_groups)
     before = [p.detach().clone() for p in net.parameters()]
     net(torch.randn(2, 3, 8, 8)).sum().backward()

@@ -17,6 +17,7 @@ from cifarlab.config import OPTIMIZERS, SCHEDULES, TrainConfig
 from cifarlab.errors import CifarlabError
 from cifarlab.training import rundir
 from cifarlab.training.regularize import EarlyStopping, build_model, supports, weight_penalty
+from cifarlab.training.resolve import resolve
 
 RUN = dict(model="baseline", val_size=30, train_size=64, batch_size=32, precision="fp32", verbose=False)
 
@@ -49,19 +50,19 @@ def test_penalties_add_exactly_lambda_times_the_norms_of_the_weights_without_bia
 
 
 def test_dropout_and_drop_path_reach_the_model_or_fail_with_the_flag():
-    cfg = TrainConfig(model="baseline", dropout=0.25).resolved()
+    cfg = resolve(TrainConfig(model="baseline", dropout=0.25))
     assert cfg.model_kwargs == {"dropout": 0.25}
     assert build_model(cfg, 3).drop.p == 0.25
     with pytest.raises(CifarlabError, match="--dropout: model resnet20 has no dropout"):
-        build_model(TrainConfig(model="resnet20", dropout=0.1).resolved(), 3)
-    cfg = TrainConfig(model="resnet20", drop_path=0.2).resolved()
+        build_model(resolve(TrainConfig(model="resnet20", dropout=0.1)), 3)
+    cfg = resolve(TrainConfig(model="resnet20", drop_path=0.2))
     assert cfg.model_kwargs == {"drop_path_rate": 0.2}
     rates = [m.p for m in build_model(cfg, 3).modules() if type(m).__name__ == "StochasticDepth"]
     assert max(rates) == pytest.approx(0.2)
     with pytest.raises(CifarlabError, match="--drop-path: model baseline has no drop_path_rate"):
-        build_model(TrainConfig(model="baseline", drop_path=0.1).resolved(), 3)
+        build_model(resolve(TrainConfig(model="baseline", drop_path=0.1)), 3)
     assert supports("baseline", "dropout") and not supports("resnet20", "dropout")
-    assert TrainConfig(model="timm:resnet18", dropout=0.1).resolved().model_kwargs == {"drop_rate": 0.1}
+    assert resolve(TrainConfig(model="timm:resnet18", dropout=0.1)).model_kwargs == {"drop_rate": 0.1}
 
 
 def test_cli_dropout_error_is_one_line(tiny_tree, tmp_path, capsys):
@@ -94,8 +95,8 @@ def test_every_optimizer_and_schedule_is_reachable_from_the_cli():
     from cifarlab.training.optim import build_optimizer
 
     net = tiny_net()
-    sgd = build_optimizer(net, TrainConfig(optimizer="sgd", nesterov=True).resolved())
-    assert sgd.defaults["nesterov"] and isinstance(build_optimizer(net, TrainConfig(optimizer="adamw").resolved()),
+    sgd = build_optimizer(net, resolve(TrainConfig(optimizer="sgd", nesterov=True)))
+    assert sgd.defaults["nesterov"] and isinstance(build_optimizer(net, resolve(TrainConfig(optimizer="adamw"))),
                                                    torch.optim.AdamW)
 
 

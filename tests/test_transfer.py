@@ -16,6 +16,7 @@ from cifarlab.data.cache import cache_root
 from cifarlab.errors import CifarlabError
 from cifarlab.models import create_model
 from cifarlab.training.optim import build_optimizer
+from cifarlab.training.resolve import resolve
 from cifarlab.transfer import Freezer, init_from, linear_probe, load_matching
 
 RUN_KW = dict(model="resnet20", val_size=6, precision="fp32", verbose=False, batch_size=16, lr=0.05)
@@ -107,7 +108,7 @@ def _one_step(model, cfg):
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
 def test_freezing_really_freezes(optimizer):
     model = _resnet20()
-    cfg = TrainConfig(model="resnet20", freeze="backbone", optimizer=optimizer, weight_decay=0.1).resolved()
+    cfg = resolve(TrainConfig(model="resnet20", freeze="backbone", optimizer=optimizer, weight_decay=0.1))
     model.train()
     Freezer(model, "backbone").start_epoch(0)
     before = _state(model)
@@ -124,7 +125,7 @@ def test_freezing_really_freezes(optimizer):
 
 def test_freeze_bn_keeps_statistics_while_weights_train():
     model = _resnet20()
-    cfg = TrainConfig(model="resnet20", freeze_bn=True).resolved()
+    cfg = resolve(TrainConfig(model="resnet20", freeze_bn=True))
     model.train()
     Freezer(model, "none", freeze_bn=True).start_epoch(0)
     before = _state(model)
@@ -136,7 +137,7 @@ def test_freeze_bn_keeps_statistics_while_weights_train():
 
 def test_backbone_lr_scale_gives_the_backbone_its_own_lr():
     model = _resnet20()
-    cfg = TrainConfig(model="resnet20", lr=0.1, backbone_lr_scale=0.01).resolved()
+    cfg = resolve(TrainConfig(model="resnet20", lr=0.1, backbone_lr_scale=0.01))
     groups = build_optimizer(model, cfg).param_groups
     head = {id(p) for p in model.fc.parameters()}
     for g in groups:
@@ -300,8 +301,8 @@ def test_pretrained_weights_of_another_architecture_are_refused(no_network, tmp_
     import torchvision
 
     torch.save(torchvision.models.resnet18(num_classes=1000).state_dict(), tmp_path / "resnet18.pth")
-    cfg = TrainConfig(model="tv:mobilenet_v3_small", pretrained="imagenet",
-                      weights=str(tmp_path / "resnet18.pth")).resolved()
+    cfg = resolve(TrainConfig(model="tv:mobilenet_v3_small", pretrained="imagenet",
+                      weights=str(tmp_path / "resnet18.pth")))
     from cifarlab.transfer.weights import load_pretrained
 
     with pytest.raises(CifarlabError, match="do not fit tv:mobilenet_v3_small"):
@@ -318,8 +319,8 @@ def test_timm_pretrained_from_a_file_with_cifar_stem(no_network, monkeypatch, tm
     torch.manual_seed(0)
     source = timm.create_model("resnet18", num_classes=1000)
     save({k: v.contiguous() for k, v in source.state_dict().items()}, str(tmp_path / "r18.safetensors"))
-    cfg = TrainConfig(model="timm:resnet18", pretrained="imagenet", weights=str(tmp_path / "r18.safetensors"),
-                      cifar_stem=True, input_size=32).resolved()
+    cfg = resolve(TrainConfig(model="timm:resnet18", pretrained="imagenet", weights=str(tmp_path / "r18.safetensors"),
+                      cifar_stem=True, input_size=32))
     model = create_model(cfg.model, num_classes=3, **cfg.model_kwargs)
     _, info = prepare_model(model, cfg, ["a", "b", "c"], log=lambda s: None)
     # The 7x7 stem conv was replaced by --cifar-stem: the only backbone tensor allowed to differ.
@@ -328,4 +329,4 @@ def test_timm_pretrained_from_a_file_with_cifar_stem(no_network, monkeypatch, tm
     assert model.default_cfg["mean"] == (0.485, 0.456, 0.406)
     with pytest.raises(CifarlabError, match="no pretrained weights for timm:resnet18: not in the Hugging Face cache"):
         prepare_model(create_model("timm:resnet18", num_classes=3),
-                      TrainConfig(model="timm:resnet18", pretrained="imagenet").resolved(), ["a", "b", "c"])
+                      resolve(TrainConfig(model="timm:resnet18", pretrained="imagenet")), ["a", "b", "c"])

@@ -188,12 +188,6 @@ class TrainConfig:
                                            flag=False, default_factory=dict)
     out: str | None = setting(None, "run directory (default: runs/MODEL-TIME)", "execution", metavar="RUN_DIR")
 
-    def resolved(self) -> TrainConfig:
-        """A copy with every recipe field filled from the model's recipe, validated: `resolve(cfg)` of
-        cifarlab.training.resolve, which knows the models, recipes and weights this leaf module does not."""
-        from .training.resolve import resolve
-
-        return resolve(self)
 
     def validate(self) -> None:
         """The checks this config can make alone: every field's type, range and fixed choices, and the

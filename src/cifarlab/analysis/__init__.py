@@ -26,6 +26,7 @@ from ..data import CifarData, ImageSet, make_splits
 from ..errors import CifarlabError
 from ..runfiles import ANALYSIS_DIR, ANALYSIS_JSON, PREDICTIONS
 from ..training.inference import EVAL_BATCH_SIZE, resolve_eval_precision
+from ..training.resolve import resolve
 from ..training.run import load_run
 from . import calibration, galleries, label_issues, metrics, robustness
 from .predictions import Predictions, compute_predictions, save_predictions
@@ -140,7 +141,7 @@ def _open_run(run_dir: str | Path, data: str | Path | None, device: str, precisi
     """Load the model first (a run without weights fails before any data is read), then the data."""
     opened = load_run(run_dir, device)
     prec = resolve_eval_precision(precision, opened.device)
-    return _Run(opened.model, opened.config.resolved(), opened.classes, opened.dataset(data), opened.device, prec)
+    return _Run(opened.model, resolve(opened.config), opened.classes, opened.dataset(data), opened.device, prec)
 
 
 def _analyzed_set(data: CifarData, val_set: ImageSet | None, split: str, run_dir: str | Path) -> ImageSet:

@@ -18,6 +18,7 @@ from typing import Any
 from .._io import write_json_atomic, write_text_atomic
 from ..config import TrainConfig
 from ..errors import CifarlabError
+from ..training.resolve import resolve
 from .grid import RunOutcome, format_mean_std, markdown_table, mean_std, run_many, write_csv
 
 NOT_VARIED = {"out", "model_kwargs"}
@@ -74,7 +75,7 @@ def ablate(model: str, vary: str | tuple[str, list[Any]], out: str | Path, *, se
     for value in values:
         cfg = dataclasses.replace(base, **{name: value})
         try:
-            cfg.resolved()  # a bad value fails here, before hours of training
+            resolve(cfg)  # a bad value fails here, before hours of training
         except CifarlabError as e:
             raise CifarlabError(f"--vary {name}={value}: {e}") from None
         configs[_label(value)] = cfg

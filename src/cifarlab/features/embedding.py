@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import CifarlabError
+from ..models._modes import eval_mode
 from . import plots
 from .inputs import RunLike, load, normalize, run_test_split, sample_indices
 
@@ -40,16 +41,12 @@ def penultimate_features(model: nn.Module, images: np.ndarray, *, device: torch.
     if not hasattr(model, "forward_features") or not hasattr(model, "forward_head"):
         raise CifarlabError(f"{type(model).__name__} has no forward_features/forward_head (the cifarlab model "
                             "contract); build it with cifarlab.create_model")
-    was_training = model.training
-    model.eval()
     feats, logits = [], []
-    try:
+    with eval_mode(model):
         for i in range(0, len(images), batch_size):
             f = model.forward_features(normalize(model, images[i:i + batch_size], device))
             feats.append(model.forward_head(f, pre_logits=True).float().flatten(1).cpu())
             logits.append(model.forward_head(f).float().cpu())
-    finally:
-        model.train(was_training)
     return torch.cat(feats).numpy(), torch.cat(logits).numpy()
 
 

@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import CifarlabError
+from ..models._modes import eval_mode
 from . import plots
 from .inputs import ImageLike, LoadedRun, RunLike, load, load_images, normalize, run_test_split, safe_name
 from .layers import capture_outputs, model_cfg, resolve_layer, stage_names, to_spatial, token_layout
@@ -133,10 +134,8 @@ def top_activating_images(model: nn.Module, images: np.ndarray, layer: str, chan
         raise CifarlabError(f"k must be >= 1, got {k}")
     resolve_layer(model, layer)
     device = device or next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     scores, maps = [], []
-    try:
+    with eval_mode(model):
         for i in range(0, len(images), batch_size):
             a = layer_activations(model, normalize(model, images[i:i + batch_size], device), [layer])[layer]
             if not 0 <= channel < a.shape[1]:
@@ -145,8 +144,6 @@ def top_activating_images(model: nn.Module, images: np.ndarray, layer: str, chan
             c = a[:, channel].float().cpu()
             scores.append(c.mean(dim=(1, 2)) if reduce == "mean" else c.amax(dim=(1, 2)))
             maps.append(c)
-    finally:
-        model.train(was_training)
     if not scores:
         raise CifarlabError("no images to search")
     s, m = torch.cat(scores), torch.cat(maps)

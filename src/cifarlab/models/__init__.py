@@ -6,6 +6,7 @@ from . import vgg, googlenet, resnet_cifar, preact_resnet, wide_resnet, densenet
 from . import mobilenetv2, resnet9, vit, airbench, external  # noqa: F401
 # isort: on
 from ._base import CifarModel
+from ._modes import eval_mode
 from ._registry import (
     MODELS,
     Recipe,
@@ -20,6 +21,7 @@ from ._registry import (
 )
 
 __all__ = [
-    "MODELS", "CifarModel", "Recipe", "create_model", "get_model_entry", "get_recipe", "is_model", "list_models",
+    "MODELS", "CifarModel", "Recipe", "create_model", "eval_mode", "get_model_entry", "get_recipe", "is_model",
+    "list_models",
     "model_arguments", "register_model", "register_prefix",
 ]

@@ -42,6 +42,7 @@ import torch.nn as nn
 
 from ..errors import CifarlabError
 from ._base import CifarModel
+from ._modes import eval_mode
 from ._registry import Recipe, register_prefix
 
 _PRETRAINED_MSG = "pretrained weights for tv:/timm: models are not supported yet"
@@ -101,15 +102,12 @@ def probe_stages(model: nn.Module, input_size: tuple[int, ...] = _INPUT_SIZE,
     skip = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Identity, nn.Flatten, nn.Dropout)
     handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules()
                if n and not any(n == e or n.startswith(e + ".") for e in exclude)]
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), eval_mode(model):
             model(torch.zeros(1, *input_size))
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
 
     first_conv = next((n for n, m, _ in records if isinstance(m, nn.Conv2d)), None)
     maps = [(n, s[-2] * s[-1]) for n, m, s in records if len(s) == 4 and not isinstance(m, skip)]
@@ -147,15 +145,12 @@ def _output_areas(model: nn.Module, names: list[str]) -> dict[str, int]:
         return fn
 
     handles = [model.get_submodule(n).register_forward_hook(hook(n)) for n in names]
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), eval_mode(model):
             model(torch.zeros(1, *_INPUT_SIZE))
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
     return areas
 
 

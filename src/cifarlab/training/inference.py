@@ -13,6 +13,7 @@ from ..choices import TTA
 from ..config import TrainConfig
 from ..data.loader import DeviceLoader
 from ..data.types import CIFAR10_MEAN, CIFAR10_STD
+from ..models._modes import eval_mode
 from .device import autocast, resolve_precision
 
 # Measured on the 2-core CPU (baseline, bf16): batch 256 runs at 2x the images/s of batch 1000, whose
@@ -87,13 +88,11 @@ def predict_logits(model: nn.Module, images: np.ndarray, *, device: torch.device
     mean, std = preprocessing(model)
     loader = DeviceLoader(images, np.zeros(len(images), np.int64), batch_size=batch_size, device=device,
                           mean=mean, std=std, channels_last=channels_last)
-    was_training = model.training
-    model.eval()
     outputs = []
-    for x, _ in loader:
-        outputs.append(tta_logits(model, x, tta, precision).cpu())
-        adapt_threads()  # --threads auto: use the cores other processes leave free
-    model.train(was_training)
+    with eval_mode(model):
+        for x, _ in loader:
+            outputs.append(tta_logits(model, x, tta, precision).cpu())
+            adapt_threads()  # --threads auto: use the cores other processes leave free
     return torch.cat(outputs) if outputs else torch.zeros(0)
 
 

@@ -22,17 +22,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._io import write_json_atomic
-from ..augment import create_augment
-from ..augment.mix import mixed_cross_entropy
+from .._io import atomic_path, write_json_atomic
 from ..config import TrainConfig
-from ..data import load_data, make_splits
-from ..data.loader import DeviceLoader
+from ..data import load_data
+from ..data.subsets import select_classes
 from ..errors import CifarlabError
-from .device import autocast, resolve_device, resolve_precision
-from .inference import preprocessing
-from .optim import build_optimizer
-from .regularize import build_model, weight_penalty
+from .device import resolve_device, resolve_precision
+from .engine import build_training_model, initialize_from_data, make_stepper, training_loader, training_split
+from .loop import batches, train_step
+from .resolve import resolve
 
 
 @dataclass
@@ -51,48 +49,42 @@ class LrFindResult:
 def lr_find(cfg: TrainConfig | None = None, *, out: str | Path, start: float = 1e-6, end: float = 1.0,
             steps: int = 100, beta: float = 0.98, diverge_factor: float = 4.0, verbose: bool = True,
             **overrides: Any) -> LrFindResult:
-    """Run the range test with the config's model, batch size, optimizer, augmentation and penalties."""
+    """Run the range test on the run the config describes: its recipe, model (with --pretrained /
+    --init-from weights, --input-size and --freeze), data subset (--classes, --train-size,
+    --label-fraction), augmentation, batch size, optimizer and penalties, through train()'s own step.
+
+    The swept lr plays the part of --lr: parameter groups the recipe gives another rate (airbench's
+    whitening bias, a --backbone-lr-scale backbone) keep their ratio to it."""
     log = print if verbose else (lambda *a, **k: None)
     if not 0 < start < end:
         raise CifarlabError(f"lr-find needs 0 < --start < --end, got {start:g} and {end:g}")
     if steps < 5:
         raise CifarlabError(f"--steps must be at least 5, got {steps}")
     cfg = dataclasses.replace(cfg or TrainConfig(), **{k: v for k, v in overrides.items() if v is not None})
-    cfg = cfg.resolved()
+    cfg = resolve(cfg)
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
     torch.manual_seed(cfg.seed)
 
-    data = load_data(cfg.data, progress=verbose)
-    fit_set = make_splits(cfg, data).train  # the validation images stay unseen
-    model = build_model(cfg, len(data.classes))
-    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    model = model.to(device=device, memory_format=memory_format).train()
-    mean, std = preprocessing(model)
-    augment = create_augment(cfg.augment)
-    loader = DeviceLoader(fit_set.images, fit_set.labels, batch_size=cfg.batch_size, device=device, mean=mean,
-                          std=std, shuffle=True, drop_last=len(fit_set) > cfg.batch_size, seed=cfg.seed,
-                          channels_last=cfg.channels_last, augment=augment if augment.transforms else None)
-    optimizer = build_optimizer(model, cfg)
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    data = select_classes(load_data(cfg.data, progress=verbose), cfg.classes)
+    fit_set, _ = training_split(data, cfg)  # the validation images stay unseen
+    model, freezer, _ = build_training_model(cfg, data.classes, device, log)
+    loader, augment = training_loader(cfg, fit_set, model, device)
+    initialize_from_data(model, loader, cfg.seed)  # airbench's whitening, as train() does
+    stepper = make_stepper(cfg, model, model, augment, device, precision)
+    model.train()
+    freezer.start_epoch(0, log)  # frozen layers as in the run's first epoch
     log(f"lr-find: {cfg.model}, {steps} steps from {start:g} to {end:g}, batch {cfg.batch_size}, {cfg.optimizer}, "
         f"{len(fit_set):,} images, {device.type} {precision}")
 
     lrs, losses, smoothed = [], [], []
     average, best, diverged = 0.0, math.inf, False
-    for step, (x, y) in enumerate(_batches(loader, steps)):
+    for step, (x, y) in enumerate(batches(loader, steps)):
         lr = start * (end / start) ** (step / (steps - 1))
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        x, y_a, y_b, lam = augment.mix(x, y, loader.generator)
-        with autocast(device, precision):
-            loss = mixed_cross_entropy(model(x), y_a, y_b, lam, cfg.label_smoothing)
-        loss = loss + weight_penalty(model, cfg.l1, cfg.l2)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        value = loss.item()
+        for group in stepper.optimizer.param_groups:
+            group["lr"] = lr * group.get("base_lr", cfg.lr) / cfg.lr
+        loss_sum, _, seen = train_step(stepper, x, y, loader.generator, batch_images=len(y))
+        value = loss_sum.item() / seen  # the range test reads every step's loss
         if not math.isfinite(value):
             diverged = True
             break
@@ -120,22 +112,10 @@ def lr_find(cfg: TrainConfig | None = None, *, out: str | Path, start: float = 1
         "model": cfg.model, "suggested_lr": suggested, "suggestion": "min/10: the lr at the minimum of the smoothed "
         "loss, divided by 10", "min_loss_lr": min_loss_lr, "steepest_lr": steepest_lr, "diverged": diverged,
         "steps_run": len(lrs), "start": start, "end": end, "batch_size": cfg.batch_size, "optimizer": cfg.optimizer,
+        "train_images": len(fit_set), "classes": data.classes,
         "lrs": lrs, "losses": losses, "smoothed_losses": smoothed, "config": cfg.to_dict(),
     })
     return LrFindResult(suggested, steepest_lr, min_loss_lr, lrs, losses, smoothed, diverged, figure, json_path)
-
-
-def _batches(loader: DeviceLoader, steps: int):
-    """`steps` batches, going round the data as many times as needed."""
-    epoch, done = 0, 0
-    while done < steps:
-        loader.set_epoch(epoch)
-        for batch in loader:
-            yield batch
-            done += 1
-            if done == steps:
-                return
-        epoch += 1
 
 
 def _steepest(lrs: list[float], smoothed: list[float], i_min: int) -> float | None:
@@ -147,9 +127,12 @@ def _steepest(lrs: list[float], smoothed: list[float], i_min: int) -> float | No
 
 
 def _plot(lrs, losses, smoothed, suggested, steepest, path: Path, model: str) -> None:
-    from ..experiments.plots import plt, save_figure
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # here: importing training stays quick
+    from matplotlib.figure import Figure
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig = Figure(figsize=(6.4, 4.2))  # the Agg canvas, no pyplot: no global backend, no figure left open
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
     ax.plot(lrs, losses, color="0.75", lw=0.8, label="loss")
     ax.plot(lrs, smoothed, color="C0", lw=1.8, label="smoothed loss")
     ax.axvline(suggested, color="C3", ls="--", label=f"suggested {suggested:.2g} (min/10)")
@@ -161,4 +144,5 @@ def _plot(lrs, losses, smoothed, suggested, steepest, path: Path, model: str) ->
     ax.set(xlabel="learning rate", ylabel="training loss", title=f"Learning-rate range test: {model}")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    save_figure(fig, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")

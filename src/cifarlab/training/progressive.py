@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import CifarlabError
+from ..models._modes import eval_mode
 
 
 def size_for_epoch(stages: list[tuple[int, int]], epoch: int) -> int | None:
@@ -38,9 +39,7 @@ def check_model_accepts(model: nn.Module, stages: list[tuple[int, int]], image_s
                         model_name: str) -> None:
     """Fail before training when a size is not smaller than the images or the model cannot take it
     (a flatten into a fixed dense layer, like the Keras baseline's)."""
-    was_training = model.training
-    model.eval()  # batch-norm statistics untouched
-    try:
+    with eval_mode(model):  # batch-norm statistics untouched
         for size, _ in stages:
             if size >= image_size:
                 raise CifarlabError(f"--progressive-resize size {size} is not smaller than the "
@@ -50,5 +49,3 @@ def check_model_accepts(model: nn.Module, stages: list[tuple[int, int]], image_s
             except RuntimeError as e:
                 raise CifarlabError(f"--progressive-resize: {model_name} cannot take {size}x{size} images (its layers "
                                     f"expect {image_size}x{image_size}: {str(e).splitlines()[0]})") from None
-    finally:
-        model.train(was_training)

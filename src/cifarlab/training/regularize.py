@@ -18,6 +18,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from ..config import TrainConfig, model_kwarg_name
 from ..errors import CifarlabError
 from ..models import create_model
+from .resolve import resolve
 
 
 def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
@@ -40,7 +41,7 @@ def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
 
 def supports(model: str, setting: str) -> bool:
     """Whether `model` takes the argument behind --dropout / --drop-path (builds it once to find out)."""
-    cfg = TrainConfig(model=model, **{setting: 0.0}).resolved()
+    cfg = resolve(TrainConfig(model=model, **{setting: 0.0}))
     try:
         build_model(cfg, 10)
     except CifarlabError:

@@ -36,6 +36,7 @@ from ..data.subsets import select_classes
 from ..errors import CifarlabError
 from ..training.device import autocast, resolve_device, resolve_precision
 from ..training.inference import preprocessing
+from ..training.resolve import resolve
 
 FEATURE_CACHE_FORMAT = 1
 
@@ -65,7 +66,7 @@ def linear_probe(cfg: TrainConfig | None = None, *, out: str | Path | None = Non
     label_fraction, train_size, val_size, seed, device, precision); `out` gets probe.json when given."""
     log = print if verbose else (lambda *a, **k: None)
     cfg = dataclasses.replace(cfg or TrainConfig(), **{k: v for k, v in overrides.items() if v is not None})
-    cfg = dataclasses.replace(cfg, freeze="backbone", unfreeze_schedule=None).resolved()
+    cfg = resolve(dataclasses.replace(cfg, freeze="backbone", unfreeze_schedule=None))
     if probe_epochs < 1:
         raise CifarlabError(f"--probe-epochs must be >= 1, got {probe_epochs}")
     if not C > 0:

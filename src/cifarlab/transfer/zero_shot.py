@@ -24,6 +24,7 @@ import torch
 from .._io import write_json_atomic
 from ..config import TrainConfig
 from ..errors import CifarlabError
+from ..training.resolve import resolve
 from .imagenet_to_cifar import CIFAR10_FROM_IMAGENET
 
 AGGREGATES = ("sum", "max")
@@ -95,7 +96,7 @@ def zero_shot(cfg: TrainConfig | None = None, *, split: str = "test", aggregate:
     if limit is not None and limit < 10:
         raise CifarlabError(f"--limit must be at least 10 images (one per class), got {limit}")
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    cfg = dataclasses.replace(cfg or TrainConfig(), pretrained="imagenet", **overrides).resolved()
+    cfg = resolve(dataclasses.replace(cfg or TrainConfig(), pretrained="imagenet", **overrides))
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
 

@@ -18,6 +18,7 @@ import yaml
 
 from ..config import TrainConfig
 from ..errors import CifarlabError
+from ..training.resolve import resolve
 
 TYPES = ("float", "int", "categorical")
 KEYS = {"type", "low", "high", "log", "choices"}
@@ -55,7 +56,7 @@ def default_space(cfg: TrainConfig) -> dict[str, Param]:
     dropout (only for models that have one) and the augmentation policy."""
     from ..training.regularize import supports
 
-    cfg = cfg.resolved()
+    cfg = resolve(cfg)
     space = {
         "lr": Param("lr", "float", cfg.lr / 10, cfg.lr * 10, log=True),
         "weight_decay": Param("weight_decay", "float", 1e-6, 1e-2, log=True),
@@ -138,7 +139,7 @@ def check_space(space: dict[str, Param], base: TrainConfig, label: str = "search
         values = list(p.choices) if p.type == "categorical" else [p.low, p.high]
         for value in values:
             try:
-                dataclasses.replace(base, **{p.name: value}).resolved()
+                resolve(dataclasses.replace(base, **{p.name: value}))
             except CifarlabError as e:
                 raise CifarlabError(f"{label}: {p.name} = {value!r}: {e}") from None
             except (TypeError, ValueError) as e:

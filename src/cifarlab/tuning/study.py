@@ -30,6 +30,7 @@ from typing import Any
 from .._io import write_json_atomic, write_text_atomic
 from ..config import TrainConfig
 from ..errors import CifarlabError, TrainingDiverged
+from ..training.resolve import resolve
 from .space import Param, check_space, default_space, load_space, parse_space
 
 PRUNERS = ("median", "hyperband", "none")
@@ -148,7 +149,7 @@ def tune(base: TrainConfig | None = None, out: str | Path = "tune", *, trials: i
     base = dataclasses.replace(base, evaluate_test=False, out=None)
     if base.data and Path(base.data).exists():  # the study remembers it: --from-study may run from elsewhere
         base = dataclasses.replace(base, data=str(Path(base.data).resolve()))
-    resolved = base.resolved()
+    resolved = resolve(base)
     if resolved.val_size == 0:
         raise CifarlabError("tuning maximizes the validation accuracy: --val-size must be > 0")
     space, label = _space(space, base)
@@ -193,7 +194,7 @@ def _run_trials_in_worker(storage_url: str, study_name: str, pruner: Any, base: 
     """One of `tune --workers N`'s processes: the same study, its own trials."""
     optuna = _optuna()
     study = optuna.load_study(study_name=study_name, storage=open_storage(storage_url),
-                              pruner=make_pruner(pruner, base.resolved().epochs))
+                              pruner=make_pruner(pruner, resolve(base).epochs))
     return _run_trials(study, base, out, space, trials, timeout, command, session,
                        print if verbose else (lambda *a, **k: None))
 
@@ -215,7 +216,7 @@ def _run_trials(study, base: TrainConfig, out: Path, space: dict[str, Param], tr
         run_dir = out / "trials" / f"trial_{trial.number:04d}"
         cfg = dataclasses.replace(base, **params, out=str(run_dir))
         trial.set_user_attr("run_dir", str(run_dir))
-        trial.set_user_attr("epochs_planned", cfg.resolved().epochs)
+        trial.set_user_attr("epochs_planned", resolve(cfg).epochs)
         pruned_at: list[int] = []
 
         def report(record: dict[str, Any]) -> bool:
