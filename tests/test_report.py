@@ -16,7 +16,7 @@ import cifarlab
 from cifarlab.cli import main
 from cifarlab.errors import CifarlabError
 
-RUN_SECTIONS = ["summary", "config", "curves", "analysis", "features", "embedding", "explanations"]
+RUN_SECTIONS = ["summary", "curves", "analysis", "explanations", "features", "embedding", "config"]
 
 
 @contextlib.contextmanager

@@ -98,11 +98,11 @@ def test_train_from_study_retrains_the_best_on_train_and_val(study_dir, tmp_path
     assert "no study found" in capsys.readouterr().err
 
 
-def test_fewer_than_two_complete_trials_skip_the_importance_plot(tiny_tree, tmp_path):
+def test_too_few_complete_trials_skip_the_importance_plot(tiny_tree, tmp_path):
     result = tune(base(tiny_tree), tmp_path / "one", trials=1, space=SPACE, pruner="none", epochs=1, verbose=False)
     info = json.loads((tmp_path / "one" / "tune.json").read_text())
     assert result.best_trial == 0 and info["param_importances"] is None
-    assert "at least 2 complete trials" in info["importance_note"]
+    assert "at least 5 complete trials" in info["importance_note"]
     assert not (tmp_path / "one" / "param_importances.png").exists()
 
 

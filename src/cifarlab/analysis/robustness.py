@@ -105,18 +105,26 @@ def corrupt(images: np.ndarray, name: str, severity: int, seed: int = 0) -> np.n
 
 def robustness_table(model: nn.Module, images: np.ndarray, labels: np.ndarray, clean_accuracy: float, *,
                      device: torch.device, precision: str = "fp32", batch_size: int = EVAL_BATCH_SIZE,
-                     seed: int = 0) -> dict:
-    """Accuracy for every corruption and severity, their means, and the clean accuracy of the same images."""
+                     seed: int = 0, progress: bool = False) -> dict:
+    """Accuracy for every corruption and severity, their means, and the clean accuracy of the same images.
+    `progress`: a tqdm bar over the corruption x severity passes (off outside a terminal)."""
+    from tqdm.auto import tqdm
+
     table, corruption_seconds = {}, 0.0
+    bar = tqdm(total=len(CORRUPTIONS) * len(SEVERITIES), desc="  robustness", unit="pass", leave=False,
+               disable=None if progress else True)  # None: tqdm turns itself off when stderr is no terminal
     for name in CORRUPTIONS:
         row = []
+        bar.set_postfix_str(name)
         for severity in SEVERITIES:
             start = time.perf_counter()
             corrupted = corrupt(images, name, severity, seed)
             corruption_seconds += time.perf_counter() - start
             logits = predict_logits(model, corrupted, device=device, precision=precision, batch_size=batch_size)
             row.append(float((logits.argmax(1).numpy() == labels).mean()))
+            bar.update()
         table[name] = row
+    bar.close()
     means = {name: float(np.mean(row)) for name, row in table.items()}
     mean_corrupted = float(np.mean(list(means.values())))
     return {"images": len(labels), "severities": list(SEVERITIES), "clean_accuracy": clean_accuracy,

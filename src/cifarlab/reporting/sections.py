@@ -12,6 +12,7 @@ from ..errors import CifarlabError
 from .blocks import (
     Cell,
     Code,
+    Details,
     Facts,
     Figure,
     Heading,
@@ -52,11 +53,19 @@ def run_sections(run_dir: Path) -> tuple[str, list[Section]]:
     summary = read_json(summary_path) if summary_path.exists() else None
     history = read_history(run_dir / "metrics.jsonl")
     model = info.get("config", {}).get("model", "?")
+    # Results first; the long configuration table last (collapsed), for whoever wants to reproduce the run.
     return f"{model}: {run_dir.name}", [
-        summary_section(run_dir, summary), config_section(info), curves_section(run_dir, history),
-        analysis_section(run_dir), features_section(run_dir), embedding_section(run_dir),
-        explanations_section(run_dir),
+        summary_section(run_dir, summary), curves_section(run_dir, history), analysis_section(run_dir),
+        explanations_section(run_dir), features_section(run_dir), embedding_section(run_dir),
+        config_section(info),
     ]
+
+
+def test_accuracy_label(s: dict[str, Any]) -> str:
+    """What the summary's test accuracy was measured with: the split size, the training's precision, TTA."""
+    tta = s.get("tta") or "none"
+    return (f"test accuracy ({fmt(s.get('test_images'), ',')} images, {s.get('precision', '?')}, "
+            f"{'no TTA' if tta == 'none' else 'TTA ' + tta})")
 
 
 def summary_section(run_dir: Path, s: dict[str, Any] | None) -> Section:
@@ -68,7 +77,8 @@ def summary_section(run_dir: Path, s: dict[str, Any] | None) -> Section:
     best = (f"{fmt(s.get('best_val_accuracy'))} (epoch {s['best_val_epoch']})"
             if s.get("best_val_epoch") is not None else fmt(s.get("best_val_accuracy")))
     items = [
-        ("test accuracy", fmt(s.get("test_accuracy"))), ("test top-3 accuracy", fmt(s.get("test_top3_accuracy"))),
+        (test_accuracy_label(s), fmt(s.get("test_accuracy"))),
+        ("test top-3 accuracy", fmt(s.get("test_top3_accuracy"))),
         ("test loss", fmt(s.get("test_loss"))), ("validation accuracy", fmt(s.get("val_accuracy"))),
         ("best validation accuracy", best), ("train accuracy (last epoch)", fmt(s.get("train_accuracy"))),
         ("epochs", epochs), ("parameters", fmt(s.get("params"), ",")),
@@ -80,6 +90,10 @@ def summary_section(run_dir: Path, s: dict[str, Any] | None) -> Section:
         ("device", f"{s.get('device', '?')} {s.get('precision', '')}".strip()),
     ]
     blocks: list[Any] = [Facts(items)]
+    if s.get("test_accuracy") is not None:
+        blocks.append(Text("The error analysis below recomputes the test accuracy from fp32 logits without TTA, "
+                           "so it may differ from this one in the last digits; its robustness table measures "
+                           "a seeded sample of the images."))
     if s.get("test_accuracy") is None:
         blocks.append(Text("The test split was not evaluated (a tuning trial): the numbers are on validation."))
     return Section("summary", "Summary", blocks)
@@ -90,11 +104,11 @@ def config_section(info: dict[str, Any]) -> Section:
     blocks: list[Any] = [Heading("Command"), Code(str(info.get("command", "-"))),
                          Facts([("data", str(info.get("data_source", "-"))),
                                 ("classes", ", ".join(map(str, info.get("classes", []))))])]
-    blocks += [Heading("Resolved config"),
-               Table(["setting", "value"], [[Cell(str(k)), text(_value(v))] for k, v in cfg.items()])]
+    details: list[Any] = [Table(["setting", "value"], [[Cell(str(k)), text(_value(v))] for k, v in cfg.items()])]
     versions = info.get("versions") or {}
     if versions:
-        blocks += [Heading("Versions"), Facts([(str(k), str(v)) for k, v in versions.items()])]
+        details += [Heading("Versions"), Facts([(str(k), str(v)) for k, v in versions.items()])]
+    blocks.append(Details(f"Resolved config ({len(cfg)} settings) and versions", details))
     return Section("config", "Configuration and command", blocks)
 
 
@@ -106,9 +120,11 @@ def curves_section(run_dir: Path, history: list[dict[str, Any]]) -> Section:
     if not history:
         return missing("curves", "Learning curves", "No epoch finished yet (metrics.jsonl is empty or missing).",
                        command("cifarlab train --resume", run_dir))
-    from .curves import learning_curve_pngs
+    from .curves import learning_curve_pngs, step_losses
 
-    figures = [Figure(png_url(png), f"{name} per epoch") for name, png in learning_curve_pngs(history).items()]
+    per_step = " (training: per step)" if step_losses(history) else ""
+    figures = [Figure(png_url(png), f"{name} per epoch{per_step if name == 'loss' else ''}")
+               for name, png in learning_curve_pngs(history).items()]
     columns = [("epoch", "epoch", "d"), ("train loss", "train_loss", ".4f"), ("train acc", "train_accuracy", ".4f"),
                ("val loss", "val_loss", ".4f"), ("val acc", "val_accuracy", ".4f"), ("lr", "lr", ".3g"),
                ("seconds", "epoch_seconds", ".1f"), ("images/s", "images_per_second", ",.0f")]
@@ -134,13 +150,15 @@ def analysis_section(run_dir: Path) -> Section:
     worst = m.get("worst_class") or {}
     blocks: list[Any] = [
         Text(f"On the {a.get('split', '?')} split: {fmt(a.get('images'), ',')} images "
-             f"({a.get('device', '?')}, {a.get('precision', '?')})."),
-        Facts([("accuracy", fmt(m.get("accuracy"))), ("top-3 accuracy", fmt(m.get("top3_accuracy"))),
+             f"({a.get('device', '?')}, {a.get('precision', '?')}; logits {a.get('logits', 'float32')}, no TTA)."),
+        Facts([(f"accuracy ({a.get('split', '?')}, {fmt(a.get('images'), ',')} images, fp32 logits)",
+                fmt(m.get("accuracy"))), ("top-3 accuracy", fmt(m.get("top3_accuracy"))),
                ("macro F1", fmt((m.get("macro") or {}).get("f1"))),
                ("worst class", f"{worst.get('class', '-')} (F1 {fmt(worst.get('f1'), '.3f')})"),
                ("ECE before → after temperature scaling",
                 f"{fmt(cal.get('ece_before'))} → {fmt(cal.get('ece_after'))}"),
-               ("mean corrupted accuracy", fmt(rob.get("mean_corrupted_accuracy")))]),
+               (f"mean corrupted accuracy ({fmt(rob.get('images'), ',')}-image sample)",
+                fmt(rob.get("mean_corrupted_accuracy")))]),
         Heading("Per class"),
         Table(["class", "precision", "recall", "F1", "support"],
               [[text(r.get("class")), number(r.get("precision")), number(r.get("recall")), number(r.get("f1")),
@@ -158,7 +176,8 @@ def analysis_section(run_dir: Path) -> Section:
     else:
         blocks.append(Text("No mistakes on this split: there are no confused pairs."))
     blocks += [Heading("Galleries"), *figure_group([
-        fig("confident_mistakes", "the most confident mistakes"), fig("highest_loss", "the highest-loss images")])]
+        fig("confident_mistakes", "the most confident mistakes", wide=True),
+        fig("highest_loss", "the highest-loss images", wide=True)])]
     blocks += [Heading("Calibration"), Facts([
         ("ECE before", fmt(cal.get("ece_before"))), ("ECE after", fmt(cal.get("ece_after"))),
         ("NLL before", fmt(cal.get("nll_before"))), ("NLL after", fmt(cal.get("nll_after"))),
@@ -176,7 +195,8 @@ def _robustness(rob: dict[str, Any], fig, run_dir: Path) -> list[Any]:
     severities = rob.get("severities", [])
     rows = [[text(name), *[number(v) for v in values], number((rob.get("mean_accuracy") or {}).get(name))]
             for name, values in rob["accuracy"].items()]
-    return [Facts([("clean accuracy", fmt(rob.get("clean_accuracy"))),
+    return [Facts([(f"clean accuracy on this {fmt(rob.get('images'), ',')}-image sample",
+                    fmt(rob.get("clean_accuracy"))),
                    ("mean corrupted accuracy", fmt(rob.get("mean_corrupted_accuracy"))),
                    ("images", str(rob.get("subset") or fmt(rob.get("images"), ",")))]),
             Table(["corruption", *[f"severity {s}" for s in severities], "mean"], rows),
@@ -285,5 +305,8 @@ def faithfulness_table(rows: dict[str, dict[str, Any]]) -> Table:
         body.append([text(name), number(r.get("deletion_auc"), ".3f"), number(r.get("insertion_auc"), ".3f"),
                      number(r.get("randomization_spearman"), "+.3f"), text(check),
                      number(r.get("seconds_per_image"), ".3f")])
-    return Table(["method", "deletion AUC (lower is better)", "insertion AUC (higher is better)",
-                  "randomization rho", "checks", "s / image"], body)
+    headers = ["method", "deletion AUC ↓", "insertion AUC ↑", "randomization ρ", "checks", "s / image"]
+    keep = [0] + [j for j in range(1, len(headers)) if any(row[j].text != "-" for row in body)]  # no all-dash column
+    return Table([headers[j] for j in keep], [[row[j] for j in keep] for row in body],
+                 "↓ lower is better, ↑ higher is better; ρ: Spearman correlation of the maps before and after "
+                 "the weights are randomized (near 0 is good)")
