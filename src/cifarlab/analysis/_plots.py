@@ -61,10 +61,11 @@ def thumbnail_rows(rows: Sequence[tuple[str, np.ndarray, Sequence[str]]], path: 
     labelled = any(r[0] for r in rows)
     width = THUMB_INCHES * cols + (1.6 if labelled else 0)
     points = readable_points(width)
-    height = (THUMB_INCHES + 2.4 * points / 72) * n_rows + 0.7  # the thumbnail and two lines of title
+    # a row: the thumbnail (as wide as its column less the gaps) and two lines of title, no more
+    height = (0.85 * THUMB_INCHES + 2.6 * points / 72) * n_rows + 0.7
     fig = new_figure(width, height, constrained=False)
     axes = fig.subplots(n_rows, cols, squeeze=False, gridspec_kw={"top": 1 - 0.7 / height, "bottom": 0.02,
-                                                                   "hspace": 0.5, "wspace": 0.08})
+                                                                   "hspace": 0.4, "wspace": 0.15})
     for r, (label, images, titles) in enumerate(rows):
         for c in range(cols):
             ax = axes[r][c]

@@ -23,11 +23,13 @@ details { margin: .5rem 0; }
 summary { cursor: pointer; color: var(--accent); font-weight: 600; }
 nav .todo { color: var(--muted); font-size: .85rem; }
 section { border-top: 1px solid var(--line); padding-bottom: 1rem; }
-.facts { display: grid; grid-template-columns: repeat(auto-fill, minmax(16rem, 1fr)); gap: .25rem 1.5rem;
+.facts { display: grid; grid-template-columns: repeat(auto-fill, minmax(min(100%, 18rem), 1fr)); gap: .25rem 1.5rem;
          margin: .5rem 0; }
 .facts div { display: flex; justify-content: space-between; gap: 1rem; border-bottom: 1px dotted var(--line); }
-.facts dt { color: var(--muted); }
-.facts dd { margin: 0; text-align: right; font-variant-numeric: tabular-nums; overflow-wrap: anywhere; }
+/* The label wraps, the value keeps its width (never "0.66 / 14"); only a value over 70% of the row wraps. */
+.facts dt { color: var(--muted); min-width: 0; overflow-wrap: anywhere; }
+.facts dd { margin: 0; text-align: right; font-variant-numeric: tabular-nums; overflow-wrap: anywhere;
+            flex-shrink: 0; max-width: 70%; }
 .table-wrap { overflow-x: auto; -webkit-overflow-scrolling: touch; margin: .5rem 0; }
 table { border-collapse: collapse; font-size: .9rem; }
 caption { caption-side: bottom; text-align: left; color: var(--muted); font-size: .85rem; padding-top: .25rem; }
