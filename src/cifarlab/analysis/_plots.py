@@ -65,7 +65,7 @@ def thumbnail_rows(rows: Sequence[tuple[str, np.ndarray, Sequence[str]]], path: 
     height = (0.85 * THUMB_INCHES + 2.6 * points / 72) * n_rows + 0.7
     fig = new_figure(width, height, constrained=False)
     axes = fig.subplots(n_rows, cols, squeeze=False, gridspec_kw={"top": 1 - 0.7 / height, "bottom": 0.02,
-                                                                   "hspace": 0.4, "wspace": 0.15})
+                                                                   "hspace": 0.3, "wspace": 0.15})
     for r, (label, images, titles) in enumerate(rows):
         for c in range(cols):
             ax = axes[r][c]
