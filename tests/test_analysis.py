@@ -222,6 +222,9 @@ def test_analyze_writes_every_file_and_the_summary_names_them(trained_run, tmp_p
     for headline in ("accuracy", "top-3", "macro F1", "ECE before", "worst class", "top confused pair",
                      "mean corruption accuracy (15 x 5)"):
         assert headline in console
+    # each step says when it starts, not only when it ends
+    assert console.index("[1/6] load ...") < console.index("  load: ") < console.index("[2/6] predictions ...")
+    assert "[6/6] robustness ..." in console
     assert report["images"] == 60 and report["split"] == "test"
     assert 0 <= report["metrics"]["accuracy"] <= 1
     assert report["calibration"]["val_nll_after"] <= report["calibration"]["val_nll_before"] + 1e-12

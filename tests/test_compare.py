@@ -84,7 +84,8 @@ def test_compare_cli(train_tree, tmp_path, capsys):
     code = main(["compare", "--models", "baseline", "--epochs", "1", "--data", str(train_tree), "--val-size", "30",
                  "--precision", "fp32", "--out", str(tmp_path / "cmp"), "--seeds", "0"])
     assert code == 0
-    assert "# Model comparison" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "# Model comparison" in out and "model 1 of 1: baseline seed 0" in out
 
 
 def test_compare_cli_bad_seeds(capsys):

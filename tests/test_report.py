@@ -16,7 +16,7 @@ import cifarlab
 from cifarlab.cli import main
 from cifarlab.errors import CifarlabError
 
-RUN_SECTIONS = ["summary", "config", "curves", "analysis", "features", "embedding", "explanations"]
+RUN_SECTIONS = ["summary", "curves", "analysis", "explanations", "features", "embedding", "config"]
 
 
 @contextlib.contextmanager
@@ -125,6 +125,11 @@ def test_run_does_the_whole_job_and_the_report_has_every_section(full_run):
     assert "saliency" in page.sections["explanations"]["text"]
     accuracy = f"{full_run.summary['test_accuracy']:.4f}"
     assert accuracy in page.sections["summary"]["text"]
+    # the three test accuracies of one model each say what they were measured on
+    label = f"test accuracy ({full_run.summary['test_images']:,} images, fp32, no TTA)"
+    assert label in page.sections["summary"]["text"]
+    assert "fp32 logits" in page.sections["analysis"]["text"]
+    assert "clean accuracy on this 20-image sample" in page.sections["analysis"]["text"]
 
 
 def test_the_report_is_readable_on_a_phone_and_printable(full_run):
@@ -222,7 +227,9 @@ def test_report_of_a_tune_directory(tiny_tree, tmp_path):
     assert "Best parameters" in text and f"cifarlab train --from-study {out}" in text
     trials = page.tables[-1]
     assert "run_dir" not in str(trials["headers"]) and len(trials["rows"]) == 2
-    assert len(page.images) >= 1  # the optimization history (importances need more trials)
+    assert len(page.images) == 1  # the optimization history; no importance plot from 2 trials...
+    assert "No parameter importance" in text and "at least 5 complete trials" in text  # ...but a note saying why
+    assert "no trial was pruned" in text
 
 
 def test_report_of_ablation_and_lr_find_directories(tiny_tree, tmp_path):
@@ -303,7 +310,7 @@ def test_the_report_in_a_browser_every_image_loads_and_no_section_is_broken(full
     from browser_helper import browser
 
     with browser() as b:
-        page = b.new_page(viewport={"width": 1200, "height": 900})
+        page = b.new_page(viewport={"width": 1400, "height": 900})
         errors = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -320,6 +327,16 @@ def test_the_report_in_a_browser_every_image_loads_and_no_section_is_broken(full
         assert all(s["title"] and s["blocks"] >= 2 and s["height"] > 40 for s in sections), sections
         links = page.evaluate("Array.from(document.querySelectorAll('nav a')).map(a => a.getAttribute('href'))")
         assert links == [f"#{s}" for s in RUN_SECTIONS]
+        fits = "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+        assert page.evaluate(fits)
+        # the long configuration table is last and folded away; a click opens it
+        assert page.is_hidden("#config table") and page.is_visible("#config summary")
+        page.click("#config summary")
+        assert page.is_visible("#config table")
+        # at 1400 px a wide figure is shown at its own size or at least 1000 px wide, so its text stays readable
+        shown = page.evaluate("Array.from(document.querySelectorAll('figure.wide img')).map(i => [i.width, "
+                              "i.naturalWidth])")
+        assert shown and all(w >= min(natural, 1000) for w, natural in shown), shown
 
         # sort the per-class table by F1, then by class name descending
         table = page.locator("#analysis table").first
@@ -331,8 +348,41 @@ def test_the_report_in_a_browser_every_image_loads_and_no_section_is_broken(full
         table.locator("th button", has_text="class").click()
         assert table.locator("tbody td:nth-child(1)").all_inner_texts() == ["frog", "dog", "cat"]
 
-        page.set_viewport_size({"width": 375, "height": 800})  # a phone: nothing wider than the screen
-        assert page.evaluate("document.documentElement.scrollWidth") <= 375
+        page.set_viewport_size({"width": 390, "height": 800})  # a phone: nothing wider than the screen
+        assert page.evaluate(fits)
         page.emulate_media(media="print")
         assert page.evaluate("getComputedStyle(document.querySelector('nav')).display") == "none"
         assert not errors, errors
+
+
+def test_the_loss_curve_is_drawn_per_step_when_the_history_has_steps(trained_run, tmp_path):
+    from cifarlab.reporting.curves import learning_curve_pngs, step_losses
+
+    history = [{"epoch": 1, "train_loss": 2.0, "val_loss": 1.9, "steps_per_epoch": 4,
+                "train_loss_steps": [[1, 2.3], [2, 2.2], [3, 2.1], [4, 2.0]]},
+               {"epoch": 2, "train_loss": 1.6, "val_loss": 1.7, "steps_per_epoch": 4,
+                "train_loss_steps": [[5, 1.8], [6, 1.7], [7, 1.6], [8, 1.5]]}]
+    assert step_losses(history) == [(0.25, 2.3), (0.5, 2.2), (0.75, 2.1), (1.0, 2.0), (1.25, 1.8), (1.5, 1.7),
+                                    (1.75, 1.6), (2.0, 1.5)]
+    assert step_losses([{k: v for k, v in h.items() if k != "train_loss_steps"} for h in history]) == []
+    assert set(learning_curve_pngs(history)) == {"loss"}
+    run = bare_copy(trained_run, tmp_path / "steps")
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    for r in records:
+        r.update(steps_per_epoch=2, train_loss_steps=[[2 * r["epoch"] - 1, 1.2], [2 * r["epoch"], 1.1]])
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    _, page = read_page(cifarlab.report(run))
+    assert "loss per epoch (training: per step)" in page.sections["curves"]["text"]
+
+
+def test_the_faithfulness_table_leaves_out_columns_without_any_value():
+    from cifarlab.reporting.sections import faithfulness_table
+
+    rows = {"gradcam": {"deletion_auc": 0.3, "insertion_auc": 0.6, "randomization_spearman": 0.1},
+            "random order": {"deletion_auc": 0.4, "insertion_auc": 0.5}}
+    table = faithfulness_table(rows)
+    assert "s / image" not in table.headers and "randomization ρ" in table.headers
+    assert all(len(r) == len(table.headers) for r in table.rows)
+    assert any(any(c.text != "-" for c in r[1:]) for r in table.rows)
+    timed = faithfulness_table({n: {**r, "seconds_per_image": 0.01} for n, r in rows.items()})
+    assert "s / image" in timed.headers

@@ -98,11 +98,11 @@ def test_train_from_study_retrains_the_best_on_train_and_val(study_dir, tmp_path
     assert "no study found" in capsys.readouterr().err
 
 
-def test_fewer_than_two_complete_trials_skip_the_importance_plot(tiny_tree, tmp_path):
+def test_too_few_complete_trials_skip_the_importance_plot(tiny_tree, tmp_path):
     result = tune(base(tiny_tree), tmp_path / "one", trials=1, space=SPACE, pruner="none", epochs=1, verbose=False)
     info = json.loads((tmp_path / "one" / "tune.json").read_text())
     assert result.best_trial == 0 and info["param_importances"] is None
-    assert "at least 2 complete trials" in info["importance_note"]
+    assert "at least 5 complete trials" in info["importance_note"]
     assert not (tmp_path / "one" / "param_importances.png").exists()
 
 
@@ -191,3 +191,25 @@ def test_ablate_writes_its_table_and_plot(tiny_tree, tmp_path, capsys):
     assert "± " in md and "mean ± std over 2 seeds" in md and "| standard |" in md
     assert (out / "runs" / "augment-standard-seed1" / "summary.json").exists()
     assert "Ablation of augment" in capsys.readouterr().out
+
+
+class PruneEverything(optuna.pruners.BasePruner):
+    def prune(self, study, trial) -> bool:
+        return True
+
+
+def test_a_trial_is_never_pruned_after_its_last_epoch_and_each_says_where_the_study_stands(tiny_tree, tmp_path,
+                                                                                           capsys):
+    # Pruning after the last epoch saves nothing and throws the result away: those trials complete.
+    result = tune(base(tiny_tree), tmp_path / "t", trials=2, space=SPACE, pruner=PruneEverything(), epochs=1)
+    assert [r["state"] for r in result.rows] == ["COMPLETE", "COMPLETE"] and result.pruned_epochs_saved == 0
+    out = capsys.readouterr().out
+    assert "trial 0 (1 of 2): val acc" in out and "trial 1 (2 of 2): val acc" in out
+    assert re.search(r"trial 1 \(2 of 2\).*best so far: trial \d, val acc [01]\.\d{4}", out)
+    assert "no trial was pruned" in (tmp_path / "t" / "trials.md").read_text()
+
+
+def test_the_median_pruner_can_stop_a_two_epoch_trial_after_its_first_epoch():
+    from cifarlab.tuning.study import make_pruner
+
+    assert make_pruner("median", 2)._n_warmup_steps == 1 and make_pruner("median", 10)._n_warmup_steps == 2

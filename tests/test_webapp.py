@@ -164,8 +164,10 @@ def test_openapi_schema_and_a_page_without_outside_resources(client):
 def test_serve_refuses_bad_settings_with_one_line(trained_run, tmp_path, capsys):
     assert main(["serve", str(tmp_path / "nope")]) == 2
     assert "run directory not found" in capsys.readouterr().err
-    assert main(["serve", str(trained_run), "--port", "70000"]) == 2
-    assert "--port must be between 1 and 65535" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # argparse checks the range: one line, exit 2
+        main(["serve", str(trained_run), "--port", "70000"])
+    assert exit_.value.code == 2
+    assert "--port must be in [0, 65535], got 70000" in capsys.readouterr().err
     import socket
 
     with socket.socket() as s:
@@ -232,3 +234,55 @@ def test_serve_shows_the_runs_most_faithful_method_with_its_measurement(trained_
     assert decoded(body["overlay"]["image"]).size == (256, 256)
     unmeasured = post(TestClient(cifarlab.create_app(trained_run, device="cpu")), a_test_file(train_tree).read_bytes())
     assert unmeasured.json()["overlay"]["measurement"].startswith("not measured")
+
+
+def test_the_method_can_be_chosen_and_each_says_how_far_to_trust_it(trained_run, train_tree, tmp_path):
+    from test_explain import measured_copy
+
+    run = measured_copy(trained_run, tmp_path / "run")
+    client = TestClient(cifarlab.create_app(run, device="cpu"))
+    info = client.get("/api/info").json()
+    methods = {m["name"]: m for m in info["methods"]}
+    assert info["default_method"] == "saliency" and {"gradcam", "saliency", "occlusion"} <= set(methods)
+    assert methods["gradcam"]["measured"] and "against" in methods["gradcam"]["measurement"]
+    assert methods["integrated-gradients"]["marks"]  # the fixture's IG fails the randomization check
+    assert not methods["occlusion"]["measured"] and methods["occlusion"]["measurement"].startswith("not measured")
+    body = post(client, a_test_file(train_tree).read_bytes(), method="gradcam").json()
+    assert body["overlay"]["method"] == "gradcam" and body["overlay"]["measurement"].startswith("deletion AUC")
+    assert decoded(body["overlay"]["image"]).size == (256, 256)
+    marked = post(client, a_test_file(train_tree).read_bytes(), method="integrated-gradients").json()
+    assert marked["overlay"]["marks"] == methods["integrated-gradients"]["marks"]
+
+
+def test_an_unknown_method_is_a_400_naming_the_choices(client, train_tree):
+    r = post(client, a_test_file(train_tree).read_bytes(), method="magic")
+    assert r.status_code == 400
+    assert "unknown explanation method 'magic'" in r.json()["detail"] and "gradcam" in r.json()["detail"]
+
+
+def test_the_page_fits_the_screen_and_switches_methods(trained_run, train_tree, tmp_path):
+    """No broken image and no horizontal scrolling at 1400 px and on a phone (390 px); the method select
+    re-explains the same image and shows the method's trust line."""
+    from browser_helper import browser, served
+    from test_explain import measured_copy
+
+    run = measured_copy(trained_run, tmp_path / "run")
+    with served(run) as url, browser() as b:
+        page = b.new_page(viewport={"width": 1400, "height": 900})
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url)
+        page.wait_for_function("document.querySelectorAll('#method option').length > 3")
+        assert page.input_value("#method") == "saliency"  # the run's measured best
+        page.set_input_files("#file", str(a_test_file(train_tree)))
+        page.wait_for_function("document.getElementById('overlay').naturalWidth > 0")
+        assert "lowest deletion AUC" in page.inner_text("#trust")
+        page.select_option("#method", "integrated-gradients")
+        page.wait_for_function("document.getElementById('overlay-caption').textContent"
+                               ".startsWith('integrated-gradients')")
+        assert page.inner_text("#trust").startswith("Careful: fails the randomization check")
+        for width in (1400, 390):
+            page.set_viewport_size({"width": width, "height": 900})
+            assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth"), width
+            assert page.evaluate("Array.from(document.images).every(i => !i.offsetParent || i.naturalWidth > 0)")
+        assert not errors, errors

@@ -166,12 +166,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     r = tune(config_from_flags(args), args.out, trials=args.trials, timeout=args.timeout, storage=args.storage,
              study_name=args.study, space=args.space, pruner=args.pruner, workers=args.workers,
              pin_cores=args.pin_cores)
-    print((Path(args.out) / "trials.md").read_text())
-    if r.best_params:
-        print(f"best: trial {r.best_trial}, val accuracy {r.best_value:.4f}: "
-              + ", ".join(f"{k}={v}" for k, v in r.best_params.items()))
-    if r.seconds_saved is not None:
-        print(f"pruning saved {r.pruned_epochs_saved:g} epochs ≈ {r.seconds_saved:.1f} s")
+    print((Path(args.out) / "trials.md").read_text())  # it names the best trial and what pruning saved
     who = f"its {args.workers} worker processes" if args.workers > 1 else "this process"
     print(f"{who} ran {len(r.ran)} trial(s): {' '.join(f'#{n}' for n in r.ran) or '-'}")
     print(f"retrain the best on train + val and test it once: cifarlab train --from-study {args.out}"

@@ -72,7 +72,9 @@ def analyze(run_dir: str | Path, split: str = "test", data: str | Path | None = 
     _check_arguments(split, label_check, label_check_folds, label_check_epochs)
     timings: dict[str, float] = {}
     files: dict[str, str] = {}  # what was written, by name
-    step = _timer(timings, log)
+    steps = ["load", "predictions", "metrics", "galleries", "calibration"] + (
+        ["robustness"] if robustness_images != 0 else []) + (["label_check"] if label_check else [])
+    step = _timer(timings, log, steps)
     with step("load"):
         run = _open_run(run_dir, data, device, precision)
         splits = make_splits(run.cfg, run.data)  # the images the run trained and validated on
@@ -100,7 +102,8 @@ def analyze(run_dir: str | Path, split: str = "test", data: str | Path | None = 
     report["robustness"] = {"skipped": "robustness_images = 0"}
     if robustness_images != 0:
         with step("robustness"):
-            report["robustness"] = _robustness(run, pred, target, robustness_images, batch_size, out_dir, files)
+            report["robustness"] = _robustness(run, pred, target, robustness_images, batch_size, out_dir, files,
+                                               verbose)
     report["label_check"] = {"skipped": "off by default (it trains K models); use --label-check"}
     if label_check:
         with step("label_check"):
@@ -201,7 +204,7 @@ def _calibration(pred: Predictions, val: Predictions | None, split: str, out_dir
 
 
 def _robustness(run: _Run, pred: Predictions, target: ImageSet, size: int | None, batch_size: int, out_dir: Path,
-                files: dict[str, str]) -> dict:
+                files: dict[str, str], verbose: bool = False) -> dict:
     """Corruption accuracies on a seeded random subset of the split (clean accuracy from `pred`, not recomputed)."""
     n = len(pred)
     index = np.arange(n) if size is None or size >= n else np.sort(
@@ -210,7 +213,7 @@ def _robustness(run: _Run, pred: Predictions, target: ImageSet, size: int | None
     # every image's corruption is seeded by its index in the split: a sample sees what the full set does
     table = robustness.robustness_table(run.model, target.images[index], pred.labels[index], clean,
                                         device=run.device, precision=run.precision, batch_size=batch_size,
-                                        indices=index)
+                                        indices=index, progress=verbose)
     table["subset"] = (f"all {n:,} images of the split" if len(index) == n
                        else f"{len(index):,} of the split's {n:,} images (seeded random sample)")
     files["robustness"] = str(robustness.plot_robustness(table, out_dir / "robustness.png"))
@@ -226,14 +229,16 @@ def _label_check(run: _Run, fit_set: ImageSet, folds: int, epochs: int | None, o
     return report
 
 
-def _timer(timings: dict[str, float], log) -> Any:
-    """A context manager factory: `with step(name):` records the block's seconds in `timings`."""
+def _timer(timings: dict[str, float], log, steps: list[str]) -> Any:
+    """A context manager factory: `with step(name):` says which step starts ("[2/6] predictions ...") and
+    records the block's seconds in `timings`, printed when it ends."""
     @contextlib.contextmanager
     def step(name: str) -> Iterator[None]:
+        log(f"  [{steps.index(name) + 1}/{len(steps)}] {name.replace('_', ' ')} ...", flush=True)
         start = time.perf_counter()
         yield
         timings[name] = time.perf_counter() - start
-        log(f"  {name}: {timings[name]:.1f} s")
+        log(f"  {name}: {timings[name]:.1f} s", flush=True)
     return step
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._plots import new_figure, save_figure
+from ._plots import new_figure, readable_points, save_figure
 
 TOP_K = 3
 
@@ -65,26 +65,28 @@ def plot_confusion_matrix(counts: np.ndarray, normalized: np.ndarray, classes: l
                           title: str = "") -> Path:
     """Two annotated heat maps side by side: counts and row-normalized shares."""
     n = len(classes)
-    size = max(5.0, 0.55 * n + 2.5)
-    fig = new_figure(2 * size + 1, size)
+    size = max(4.5, 0.5 * n + 1.5)
+    width = 2 * size + 1
+    points = readable_points(width)  # cell numbers and labels readable when the report shows it page-wide
+    fig = new_figure(width, size)
     axes = fig.subplots(1, 2)
     panels = ((counts, "counts", "{:d}"), (normalized, "share of the true class (rows sum to 1)", "{:.2f}"))
     for ax, (matrix, name, fmt) in zip(axes, panels):
         image = ax.imshow(matrix, cmap="Blues", vmin=0)
-        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-        ax.set_title(name, fontsize=10)
-        ax.set_xticks(range(n), classes, rotation=45, ha="right", fontsize=8)
-        ax.set_yticks(range(n), classes, fontsize=8)
-        ax.set_xlabel("predicted class")
-        ax.set_ylabel("true class")
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04).ax.tick_params(labelsize=points)
+        ax.set_title(name, fontsize=points + 1)
+        ax.set_xticks(range(n), classes, rotation=45, ha="right", fontsize=points)
+        ax.set_yticks(range(n), classes, fontsize=points)
+        ax.set_xlabel("predicted class", fontsize=points)
+        ax.set_ylabel("true class", fontsize=points)
         if n <= 20:  # beyond that the numbers no longer fit in the cells
-            _annotate(ax, matrix, fmt)
-    fig.suptitle(title or "confusion matrix", fontsize=12)
+            _annotate(ax, matrix, fmt, points if n <= 12 else points * 0.8)
+    fig.suptitle(title or "confusion matrix", fontsize=points + 2)
     return save_figure(fig, path)
 
 
-def _annotate(ax, matrix: np.ndarray, fmt: str) -> None:
+def _annotate(ax, matrix: np.ndarray, fmt: str, fontsize: float = 7) -> None:
     threshold = matrix.max() / 2 if matrix.size else 0
     for (i, j), value in np.ndenumerate(matrix):
-        ax.text(j, i, fmt.format(value.item()), ha="center", va="center", fontsize=7,
+        ax.text(j, i, fmt.format(value.item()), ha="center", va="center", fontsize=fontsize,
                 color="white" if value > threshold else "black")

@@ -29,23 +29,32 @@ SOURCE = ("CIFAR-10-C (Hendrycks and Dietterich, ICLR 2019): its 15 corruptions 
 def robustness_table(model: nn.Module, images: np.ndarray, labels: np.ndarray, clean_accuracy: float, *,
                      device: torch.device, precision: str = "fp32", batch_size: int = EVAL_BATCH_SIZE,
                      seed: int = CORRUPTION_SEED, indices: Sequence[int] | np.ndarray | None = None,
-                     names: Sequence[str] | None = None, log: Callable[[str], None] | None = None) -> dict:
+                     names: Sequence[str] | None = None, log: Callable[[str], None] | None = None,
+                     progress: bool = False) -> dict:
     """Accuracy for every corruption and severity, CIFAR-10-C's mean over its 15, the extras' mean, and the
     clean accuracy of the same images. `indices`: the images' indices in the test split (their corruption
-    draws are seeded by it), default 0..N-1; `names`: the corruptions to measure (default all 19)."""
+    draws are seeded by it), default 0..N-1; `names`: the corruptions to measure (default all 19);
+    `progress`: a tqdm bar over the passes (off outside a terminal)."""
+    from tqdm.auto import tqdm
+
     names = list(names) if names is not None else CORRUPTIONS.names()
     table, seconds = {}, {}
+    bar = tqdm(total=len(names) * len(SEVERITIES), desc="  robustness", unit="pass", leave=False,
+               disable=None if progress else True)  # None: tqdm turns itself off when stderr is no terminal
     for name in names:
         row, spent = [], 0.0
+        bar.set_postfix_str(name)
         for severity in SEVERITIES:
             start = time.perf_counter()
             corrupted = corrupt(images, name, severity, seed, indices)
             spent += time.perf_counter() - start
             logits = predict_logits(model, corrupted, device=device, precision=precision, batch_size=batch_size)
             row.append(float((logits.argmax(1).numpy() == labels).mean()))
+            bar.update()
         table[name], seconds[name] = row, spent
         if log:
             log(f"    {name:18s} " + " ".join(f"{a:.4f}" for a in row) + f"   ({spent:.1f} s to corrupt)")
+    bar.close()
     means = {name: float(np.mean(row)) for name, row in table.items()}
     benchmark = [n for n in benchmark_corruptions() if n in table]
     extra = [n for n in extra_corruptions() if n in table]

@@ -59,7 +59,8 @@ def compare(models: list[str], out: str | Path, *, seeds: list[int] | None = Non
     jobs = [(name, dataclasses.replace(cfg, seed=s), out / "runs" / f"{name.replace(':', '-')}-seed{s}")
             for name, cfg in configs.items() for s in seeds]
     rows, outcomes = [], {}
-    for outcome in run_many(jobs, log, parallel=parallel, pin=pin_cores, verbose=verbose):  # in job order
+    for outcome in run_many(jobs, log, parallel=parallel, pin=pin_cores, verbose=verbose,
+                            what="model" if len(seeds) == 1 else "run"):  # in job order
         outcomes.setdefault(outcome.key, []).append(outcome)
         if len(outcomes[outcome.key]) == len(seeds):
             name = outcome.key

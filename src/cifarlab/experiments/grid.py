@@ -65,14 +65,15 @@ def _run_one_in_worker(key: str, cfg: TrainConfig, run_dir: Path, show: bool) ->
 
 
 def run_many(jobs: list[tuple[str, TrainConfig, Path]], log: Callable[[str], None] = print, *, parallel: int = 1,
-             pin: bool = False, verbose: bool = True) -> Iterator[RunOutcome]:
+             pin: bool = False, verbose: bool = True, what: str = "run") -> Iterator[RunOutcome]:
     """run_one for each (key, cfg, run_dir), yielded in the order given. `parallel` K > 1: K worker
     processes side by side, the cores divided among them (threads = CPUs // K each, `pin`: CPUs of their
     own); the seeds are the runs' own, so the results are those of running them one after another with
     the same thread count."""
     if parallel <= 1:
-        for job in jobs:
-            yield run_one(*job, log)
+        for i, (key, cfg, run_dir) in enumerate(jobs, 1):  # where a long experiment stands, before each run
+            log(f"{what} {i} of {len(jobs)}: {key} seed {cfg.seed}")
+            yield run_one(key, cfg, run_dir, log)
         return
     from concurrent.futures.process import BrokenProcessPool
 
@@ -83,9 +84,11 @@ def run_many(jobs: list[tuple[str, TrainConfig, Path]], log: Callable[[str], Non
         load_data(data, progress=False)                         # not K times at once in the workers
     with contextlib.closing(run_parallel(_run_one_in_worker, [(*job, verbose) for job in jobs], parallel,
                                          pin=pin)) as futures:
-        for (key, cfg, run_dir), future in zip(jobs, futures):
+        for i, ((key, cfg, run_dir), future) in enumerate(zip(jobs, futures), 1):
             try:
-                yield future.result()
+                outcome = future.result()
+                log(f"{what} {i} of {len(jobs)} done: {key} seed {cfg.seed}")
+                yield outcome
             except BrokenProcessPool:  # a worker was killed (out of memory?): this run and those after it fail
                 outcome = RunOutcome(key, cfg.seed, run_dir, error="worker process died (killed, out of memory?)")
                 log(f"{key} seed {cfg.seed} failed: {outcome.error}")

@@ -59,7 +59,7 @@ def plot_accuracy_vs_time(outcomes: dict[str, list[RunOutcome]], rows: list[dict
            title="Validation accuracy during training (★ final test accuracy)")
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=9.5)
     save_figure(fig, path)
 
 
@@ -80,7 +80,7 @@ def plot_learning_curves(outcomes: dict[str, list[RunOutcome]], path: Path) -> N
     for ax in (ax_acc, ax_loss):
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=9.5)
     save_figure(fig, path)
 
 
@@ -109,5 +109,5 @@ def plot_bars(labels: list[str], series: dict[str, list[list[float]]], ylabel: s
     ax.set(ylabel=ylabel, title=title)
     ax.grid(alpha=0.3, axis="y")
     if len(series) > 1:
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=9.5)
     save_figure(fig, path)

@@ -75,6 +75,15 @@ class Code:
 
 
 @dataclass
+class Details:
+    """Blocks folded away under a summary line (<details>): long tables few readers need."""
+
+    summary: str
+    blocks: list[Any]
+    kind: ClassVar[str] = "details"
+
+
+@dataclass
 class Heading:
     text: str
     kind: ClassVar[str] = "heading"

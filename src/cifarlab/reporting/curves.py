@@ -1,5 +1,8 @@
 """Learning curves drawn from a run's history (metrics.jsonl): loss, accuracy and learning rate per epoch,
-one small figure each, so that a phone shows them one under the other and a wide screen side by side."""
+one small figure each, so that a phone shows them one under the other and a wide screen side by side.
+The loss panel draws the training loss per step when the history records it (`train_loss_steps`:
+[[global_step, loss], ...] and `steps_per_epoch` in each epoch's record), against epochs, beside the
+per-epoch validation loss: a 2-epoch run then has a curve, not two points."""
 from __future__ import annotations
 
 import io
@@ -23,7 +26,9 @@ def _panel(history: list[dict[str, Any]], name: str, series: list[tuple[str, str
 
     lines = []
     for key, label in series:
-        points = [(h["epoch"], h[key]) for h in history if h.get(key) is not None]
+        points = step_losses(history) if key == "train_loss" else []
+        label = f"{label} (per step)" if points else label
+        points = points or [(h["epoch"], h[key]) for h in history if h.get(key) is not None]
         if points:
             lines.append((label, points))
     if not lines:
@@ -32,15 +37,28 @@ def _panel(history: list[dict[str, Any]], name: str, series: list[tuple[str, str
     ax = fig.subplots()
     for label, points in lines:
         xs, ys = zip(*points)
-        ax.plot(xs, ys, marker="o" if len(xs) <= 30 else None, markersize=4, label=label)
+        ax.plot(xs, ys, marker="o" if len(xs) <= 30 else None, markersize=4, label=label,
+                linewidth=0.8 if len(xs) > 30 else 1.5, alpha=0.8 if len(xs) > 30 else 1.0)
     ax.set(xlabel="epoch", ylabel=name, title=name.capitalize())
     if name == "learning rate":
         ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
     else:
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=9.5)
     ax.grid(alpha=0.3)
     if len(history) and max(h["epoch"] for h in history) <= 20:  # whole epochs on a short run's axis
         ax.xaxis.get_major_locator().set_params(integer=True)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     return buf.getvalue()
+
+
+def step_losses(history: list[dict[str, Any]]) -> list[tuple[float, float]]:
+    """(epoch, loss) for every recorded training step, x = global step / steps per epoch; [] when the history
+    has no per-step losses (runs from before they were recorded)."""
+    points = []
+    for h in history:
+        steps, per_epoch = h.get("train_loss_steps"), h.get("steps_per_epoch")
+        if not steps or not per_epoch:
+            continue
+        points += [(step / per_epoch, loss) for step, loss in steps if loss is not None]
+    return points

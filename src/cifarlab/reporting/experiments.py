@@ -69,16 +69,21 @@ def tune_sections(out: Path) -> tuple[str, list[Section]]:
         ("best trial", str(t.get("best_trial") if t.get("best_trial") is not None else "-")),
         ("best validation accuracy", fmt(t.get("best_value"))),
         ("saved by pruning", f"{fmt(t.get('pruned_epochs_saved'), 'g')} epochs ≈ "
-                             f"{fmt(t.get('seconds_saved_by_pruning'), '.1f', ' s')}")])]
+                             f"{fmt(t.get('seconds_saved_by_pruning'), '.1f', ' s')}" if counts.get("PRUNED")
+         else "nothing: no trial was pruned")])]
     if t.get("best_params"):
         blocks += [Heading("Best parameters"), Table(["parameter", "value"], [
             [Cell(str(k)), number(v, ".4g") if isinstance(v, float) else text(v)]
             for k, v in t["best_params"].items()], sortable=False),
             Text("Retrain them on train + validation and test once:", command("cifarlab train --from-study", out))]
+    # The importance plot only where tune.json has importances: too few trials leave a note, not a plot.
+    importances = t.get("param_importances")
     plots = [(n, c) for n, c in (("optimization_history.png", "validation accuracy per trial and the best so far"),
                                  ("param_importances.png", t.get("importance_note") or "parameter importances"))
-             if (out / n).exists()]
+             if (out / n).exists() and (importances or n != "param_importances.png")]
     blocks += figure_group([figure_file(out / n, c) for n, c in plots])
+    if not importances and t.get("importance_note"):
+        blocks.append(Text(f"No parameter importance: {t['importance_note']}."))
     if (out / "trials.csv").exists():
         blocks += [Heading("Trials"), csv_table(out / "trials.csv", drop={"run_dir"})]
     return f"tuning study {t.get('study', out.name)}", [Section("tuning", "Tuning study", blocks)]

@@ -19,13 +19,17 @@ h3 { font-size: 1.05rem; margin: 1.25rem 0 .4rem; }
 nav { margin: 1rem 0; padding: .5rem 1rem; background: var(--soft); border-radius: 8px; }
 nav ol { margin: 0; padding-left: 1.25rem; columns: 2 15rem; }
 nav a { color: var(--accent); }
+details { margin: .5rem 0; }
+summary { cursor: pointer; color: var(--accent); font-weight: 600; }
 nav .todo { color: var(--muted); font-size: .85rem; }
 section { border-top: 1px solid var(--line); padding-bottom: 1rem; }
-.facts { display: grid; grid-template-columns: repeat(auto-fill, minmax(16rem, 1fr)); gap: .25rem 1.5rem;
+.facts { display: grid; grid-template-columns: repeat(auto-fill, minmax(min(100%, 18rem), 1fr)); gap: .25rem 1.5rem;
          margin: .5rem 0; }
 .facts div { display: flex; justify-content: space-between; gap: 1rem; border-bottom: 1px dotted var(--line); }
-.facts dt { color: var(--muted); }
-.facts dd { margin: 0; text-align: right; font-variant-numeric: tabular-nums; overflow-wrap: anywhere; }
+/* The label wraps, the value keeps its width (never "0.66 / 14"); only a value over 70% of the row wraps. */
+.facts dt { color: var(--muted); min-width: 0; overflow-wrap: anywhere; }
+.facts dd { margin: 0; text-align: right; font-variant-numeric: tabular-nums; overflow-wrap: anywhere;
+            flex-shrink: 0; max-width: 70%; }
 .table-wrap { overflow-x: auto; -webkit-overflow-scrolling: touch; margin: .5rem 0; }
 table { border-collapse: collapse; font-size: .9rem; }
 caption { caption-side: bottom; text-align: left; color: var(--muted); font-size: .85rem; padding-top: .25rem; }
@@ -37,7 +41,8 @@ th button { font: inherit; font-weight: 600; color: inherit; background: none; b
 th button::after { content: " \\2195"; color: var(--muted); font-weight: 400; }
 th[aria-sort="ascending"] button::after { content: " \\25B2"; color: var(--fg); }
 th[aria-sort="descending"] button::after { content: " \\25BC"; color: var(--fg); }
-.figures { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(100%, 300px), 1fr)); gap: 1rem;
+/* Two figures a row at most on a wide screen: a plot made 6-7 inches wide stays large enough to read. */
+.figures { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(100%, 480px), 1fr)); gap: 1rem;
            margin: .5rem 0; align-items: start; }
 figure { margin: 0; }
 figure.wide { grid-column: 1 / -1; }
@@ -57,6 +62,7 @@ footer { color: var(--muted); font-size: .85rem; padding-bottom: 2rem; border-to
   nav { display: none; }
   a { color: inherit; text-decoration: none; }
   .table-wrap { overflow: visible; }
+  details > summary { list-style: none; }
   th button::after { content: ""; }
   th[aria-sort="ascending"] button::after { content: " \\25B2"; }
   th[aria-sort="descending"] button::after { content: " \\25BC"; }
@@ -124,7 +130,18 @@ TEMPLATE = """<!DOCTYPE html>
 <section id="{{ s.id }}" class="{{ 'computed' if s.computed else 'not-computed' }}">
 <h2>{{ s.title }}</h2>
 {% if s.missing %}{{ paragraph(s.missing, 'missing') }}{% endif %}
-{% for b in s.blocks %}
+{% for b in s.blocks %}{{ block(b) }}{% endfor %}
+</section>
+{% endfor %}
+</main>
+<footer><p>Made by <code>cifarlab report</code>: one file, images embedded, no network needed. Sections marked
+"not computed" name the command that computes them.</p></footer>
+<script>{{ js }}</script>
+</body>
+</html>
+"""
+
+BLOCK = """{% macro block(b) %}
 {% if b.kind == 'heading' %}<h3>{{ b.text }}</h3>
 {% elif b.kind == 'text' %}{{ paragraph(b, '') }}
 {% elif b.kind == 'code' %}<pre><code>{{ b.text }}</code></pre>
@@ -144,17 +161,11 @@ TEMPLATE = """<!DOCTYPE html>
 {% for row in b.rows %}<tr>{% for c in row %}<td
 {%- if c.numeric %} class="num" data-sort="{{ c.sort }}"{% endif %}>{{ c.text }}</td>{% endfor %}</tr>
 {% endfor %}</tbody></table></div>
+{% elif b.kind == 'details' %}<details><summary>{{ b.summary }}</summary>
+{% for x in b.blocks %}{{ block(x) }}{% endfor %}</details>
 {% endif %}
-{% endfor %}
-</section>
-{% endfor %}
-</main>
-<footer><p>Made by <code>cifarlab report</code>: one file, images embedded, no network needed. Sections marked
-"not computed" name the command that computes them.</p></footer>
-<script>{{ js }}</script>
-</body>
-</html>
-"""
+{% endmacro %}"""
+
 
 PARAGRAPH = """{% macro paragraph(t, cls) %}<p{% if cls %} class="{{ cls }}"{% endif %}>{{ t.text }}\
 {% if t.command %} <code>{{ t.command }}</code>{% endif %}</p>{% endmacro %}"""
@@ -165,6 +176,6 @@ def render(title: str, path: str, sections: list[Section], generated: str, versi
     from markupsafe import Markup
 
     env = Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    template = env.from_string(PARAGRAPH + TEMPLATE)
+    template = env.from_string(PARAGRAPH + BLOCK + TEMPLATE)
     return template.render(title=title, path=path, sections=sections, generated=generated, version=version,
                            css=Markup(CSS), js=Markup(JS))

@@ -13,6 +13,7 @@ from ..runfiles import read_json
 from .blocks import (
     Cell,
     Code,
+    Details,
     Facts,
     Figure,
     Heading,
@@ -36,11 +37,19 @@ def run_sections(run_dir: Path) -> tuple[str, list[Section]]:
     summary = runfiles.read_summary(run_dir)
     history = runfiles.read_history(run_dir)
     model = info.get("config", {}).get("model", "?")
+    # Results first; the long configuration table last (collapsed), for whoever wants to reproduce the run.
     return f"{model}: {run_dir.name}", [
-        summary_section(run_dir, summary), config_section(info), curves_section(run_dir, history),
-        analysis_section(run_dir), features_section(run_dir), embedding_section(run_dir),
-        explanations_section(run_dir),
+        summary_section(run_dir, summary), curves_section(run_dir, history), analysis_section(run_dir),
+        explanations_section(run_dir), features_section(run_dir), embedding_section(run_dir),
+        config_section(info),
     ]
+
+
+def test_accuracy_label(s: dict[str, Any]) -> str:
+    """What the summary's test accuracy was measured with: the split size, the training's precision, TTA."""
+    tta = s.get("tta") or "none"
+    return (f"test accuracy ({fmt(s.get('test_images'), ',')} images, {s.get('precision', '?')}, "
+            f"{'no TTA' if tta == 'none' else 'TTA ' + tta})")
 
 
 def summary_section(run_dir: Path, s: dict[str, Any] | None) -> Section:
@@ -52,7 +61,8 @@ def summary_section(run_dir: Path, s: dict[str, Any] | None) -> Section:
     best = (f"{fmt(s.get('best_val_accuracy'))} (epoch {s['best_val_epoch']})"
             if s.get("best_val_epoch") is not None else fmt(s.get("best_val_accuracy")))
     items = [
-        ("test accuracy", fmt(s.get("test_accuracy"))), ("test top-3 accuracy", fmt(s.get("test_top3_accuracy"))),
+        (test_accuracy_label(s), fmt(s.get("test_accuracy"))),
+        ("test top-3 accuracy", fmt(s.get("test_top3_accuracy"))),
         ("test loss", fmt(s.get("test_loss"))), ("validation accuracy", fmt(s.get("val_accuracy"))),
         ("best validation accuracy", best), ("train accuracy (last epoch)", fmt(s.get("train_accuracy"))),
         ("epochs", epochs), ("parameters", fmt(s.get("params"), ",")),
@@ -64,6 +74,10 @@ def summary_section(run_dir: Path, s: dict[str, Any] | None) -> Section:
         ("device", f"{s.get('device', '?')} {s.get('precision', '')}".strip()),
     ]
     blocks: list[Any] = [Facts(items)]
+    if s.get("test_accuracy") is not None:
+        blocks.append(Text("The error analysis below recomputes the test accuracy from fp32 logits without TTA, "
+                           "so it may differ from this one in the last digits; its robustness table measures "
+                           "a seeded sample of the images."))
     if s.get("test_accuracy") is None:
         blocks.append(Text("The test split was not evaluated (a tuning trial): the numbers are on validation."))
     return Section("summary", "Summary", blocks)
@@ -74,11 +88,11 @@ def config_section(info: dict[str, Any]) -> Section:
     blocks: list[Any] = [Heading("Command"), Code(str(info.get("command", "-"))),
                          Facts([("data", str(info.get("data_source", "-"))),
                                 ("classes", ", ".join(map(str, info.get("classes", []))))])]
-    blocks += [Heading("Resolved config"),
-               Table(["setting", "value"], [[Cell(str(k)), text(_value(v))] for k, v in cfg.items()])]
+    details: list[Any] = [Table(["setting", "value"], [[Cell(str(k)), text(_value(v))] for k, v in cfg.items()])]
     versions = info.get("versions") or {}
     if versions:
-        blocks += [Heading("Versions"), Facts([(str(k), str(v)) for k, v in versions.items()])]
+        details += [Heading("Versions"), Facts([(str(k), str(v)) for k, v in versions.items()])]
+    blocks.append(Details(f"Resolved config ({len(cfg)} settings) and versions", details))
     return Section("config", "Configuration and command", blocks)
 
 
@@ -90,9 +104,11 @@ def curves_section(run_dir: Path, history: list[dict[str, Any]]) -> Section:
     if not history:
         return missing("curves", "Learning curves", "No epoch finished yet (metrics.jsonl is empty or missing).",
                        command("cifarlab train --resume", run_dir))
-    from .curves import learning_curve_pngs
+    from .curves import learning_curve_pngs, step_losses
 
-    figures = [Figure(png_url(png), f"{name} per epoch") for name, png in learning_curve_pngs(history).items()]
+    per_step = " (training: per step)" if step_losses(history) else ""
+    figures = [Figure(png_url(png), f"{name} per epoch{per_step if name == 'loss' else ''}")
+               for name, png in learning_curve_pngs(history).items()]
     columns = [("epoch", "epoch", "d"), ("train loss", "train_loss", ".4f"), ("train acc", "train_accuracy", ".4f"),
                ("val loss", "val_loss", ".4f"), ("val acc", "val_accuracy", ".4f"), ("lr", "lr", ".3g"),
                ("seconds", "epoch_seconds", ".1f"), ("images/s", "images_per_second", ",.0f")]
@@ -118,13 +134,15 @@ def analysis_section(run_dir: Path) -> Section:
     worst = m.get("worst_class") or {}
     blocks: list[Any] = [
         Text(f"On the {a.get('split', '?')} split: {fmt(a.get('images'), ',')} images "
-             f"({a.get('device', '?')}, {a.get('precision', '?')})."),
-        Facts([("accuracy", fmt(m.get("accuracy"))), ("top-3 accuracy", fmt(m.get("top3_accuracy"))),
+             f"({a.get('device', '?')}, {a.get('precision', '?')}; logits {a.get('logits', 'float32')}, no TTA)."),
+        Facts([(f"accuracy ({a.get('split', '?')}, {fmt(a.get('images'), ',')} images, fp32 logits)",
+                fmt(m.get("accuracy"))), ("top-3 accuracy", fmt(m.get("top3_accuracy"))),
                ("macro F1", fmt((m.get("macro") or {}).get("f1"))),
                ("worst class", f"{worst.get('class', '-')} (F1 {fmt(worst.get('f1'), '.3f')})"),
                ("ECE before → after temperature scaling",
                 f"{fmt(cal.get('ece_before'))} → {fmt(cal.get('ece_after'))}"),
-               ("mean corrupted accuracy", fmt(rob.get("mean_corrupted_accuracy")))]),
+               (f"mean corrupted accuracy ({fmt(rob.get('images'), ',')}-image sample)",
+                fmt(rob.get("mean_corrupted_accuracy")))]),
         Heading("Per class"),
         Table(["class", "precision", "recall", "F1", "support"],
               [[text(r.get("class")), number(r.get("precision")), number(r.get("recall")), number(r.get("f1")),
@@ -142,7 +160,8 @@ def analysis_section(run_dir: Path) -> Section:
     else:
         blocks.append(Text("No mistakes on this split: there are no confused pairs."))
     blocks += [Heading("Galleries"), *figure_group([
-        fig("confident_mistakes", "the most confident mistakes"), fig("highest_loss", "the highest-loss images")])]
+        fig("confident_mistakes", "the most confident mistakes", wide=True),
+        fig("highest_loss", "the highest-loss images", wide=True)])]
     blocks += [Heading("Calibration"), Facts([
         ("ECE before", fmt(cal.get("ece_before"))), ("ECE after", fmt(cal.get("ece_after"))),
         ("NLL before", fmt(cal.get("nll_before"))), ("NLL after", fmt(cal.get("nll_after"))),
@@ -161,7 +180,8 @@ def _robustness(rob: dict[str, Any], fig, run_dir: Path) -> list[Any]:
     extra = set(rob.get("extra_corruptions", []))
     rows = [[text(f"{name} (extra)" if name in extra else name), *[number(v) for v in values],
              number((rob.get("mean_accuracy") or {}).get(name))] for name, values in rob["accuracy"].items()]
-    return [Facts([("clean accuracy", fmt(rob.get("clean_accuracy"))),
+    return [Facts([(f"clean accuracy on this {fmt(rob.get('images'), ',')}-image sample",
+                    fmt(rob.get("clean_accuracy"))),
                    ("mean corrupted accuracy (CIFAR-10-C, 15 corruptions × 5 severities)",
                     fmt(rob.get("mean_corrupted_accuracy"))),
                    ("mean accuracy on the 4 extra corruptions", fmt(rob.get("extra_mean_accuracy"))),
@@ -273,5 +293,8 @@ def faithfulness_table(rows: dict[str, dict[str, Any]]) -> Table:
         body.append([text(name), number(r.get("deletion_auc"), ".3f"), number(r.get("insertion_auc"), ".3f"),
                      number(r.get("randomization_spearman"), "+.3f"), text(check),
                      number(r.get("seconds_per_image"), ".3f")])
-    return Table(["method", "deletion AUC (lower is better)", "insertion AUC (higher is better)",
-                  "randomization rho", "checks", "s / image"], body)
+    headers = ["method", "deletion AUC ↓", "insertion AUC ↑", "randomization ρ", "checks", "s / image"]
+    keep = [0] + [j for j in range(1, len(headers)) if any(row[j].text != "-" for row in body)]  # no all-dash column
+    return Table([headers[j] for j in keep], [[row[j] for j in keep] for row in body],
+                 "↓ lower is better, ↑ higher is better; ρ: Spearman correlation of the maps before and after "
+                 "the weights are randomized (near 0 is good)")

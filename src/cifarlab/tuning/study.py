@@ -11,7 +11,7 @@ number of finished (complete or pruned) trials the study should hold.
     DIR/trials.csv, DIR/trials.md      one row per trial: state, validation accuracy, parameters, epochs, time
     DIR/tune.json                      best parameters, counts, the time pruning saved
     DIR/optimization_history.png       validation accuracy per trial and the best so far
-    DIR/param_importances.png          fANOVA importances (from 2 complete trials on)
+    DIR/param_importances.png          fANOVA importances (from MIN_IMPORTANCE_TRIALS complete trials on)
 """
 from __future__ import annotations
 
@@ -59,14 +59,19 @@ def _optuna():
     return optuna
 
 
+MIN_IMPORTANCE_TRIALS = 5  # fewer complete trials: no importance plot, a note instead
+
+
 def make_pruner(pruner, epochs: int):
     """A pruner by name: median (once 3 trials are complete, from the end of epoch 2 on: one epoch's
-    accuracy says little about a trial), hyperband (from epoch 1, rungs growing 3×), none."""
+    accuracy says little about a trial; from epoch 1 on when a trial has only 2, else it could only stop
+    a trial at its end, saving nothing), hyperband (from epoch 1, rungs growing 3×), none."""
     optuna = _optuna()
     if not isinstance(pruner, str):
         return pruner
     if pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)  # steps are epochs 1, 2, ...
+        # steps are epochs 1, 2, ...
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=min(2, max(epochs - 1, 1)))
     if pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs, 1), reduction_factor=3)
     if pruner == "none":
@@ -216,13 +221,16 @@ def _run_trials(study, base: TrainConfig, out: Path, space: dict[str, Param], tr
         run_dir = out / "trials" / f"trial_{trial.number:04d}"
         cfg = dataclasses.replace(base, **params, out=str(run_dir))
         trial.set_user_attr("run_dir", str(run_dir))
-        trial.set_user_attr("epochs_planned", resolve(cfg).epochs)
+        planned = resolve(cfg).epochs
+        trial.set_user_attr("epochs_planned", planned)
         pruned_at: list[int] = []
 
         def report(record: dict[str, Any]) -> bool:
             step = math.ceil(record["epoch"])
             trial.report(record["val_accuracy"], step)
-            if trial.should_prune():
+            # After the last epoch there is nothing left to save: a trial that ran to its end completes
+            # (pruning it there would only throw its result away, and "save" 0 epochs).
+            if step < planned and trial.should_prune():
                 pruned_at.append(step)
                 return True
             return False
@@ -232,11 +240,13 @@ def _run_trials(study, base: TrainConfig, out: Path, space: dict[str, Param], tr
         trial.set_user_attr("epochs_completed", s["epochs_completed"])
         trial.set_user_attr("train_seconds", s["train_seconds"])
         shown = ", ".join(f"{k}={_short(v)}" for k, v in params.items())
+        which = f"trial {trial.number} ({_finished(study) + 1} of {trials})"
         if pruned_at:
-            log(f"trial {trial.number}: pruned after epoch {pruned_at[0]} (val acc {s['val_accuracy']:.4f}); {shown}")
+            log(f"{which}: pruned after epoch {pruned_at[0]} of {planned} (val acc {s['val_accuracy']:.4f}); "
+                f"{shown}; {_best_so_far(study)}")
             raise optuna.TrialPruned(f"pruned after epoch {pruned_at[0]}")
-        log(f"trial {trial.number}: val acc {s['val_accuracy']:.4f} after {s['epochs_completed']:g} epochs, "
-            f"{s['train_seconds']:.1f} s; {shown}")
+        log(f"{which}: val acc {s['val_accuracy']:.4f} after {s['epochs_completed']:g} epochs, "
+            f"{s['train_seconds']:.1f} s; {shown}; {_best_so_far(study, (trial.number, s['val_accuracy']))}")
         return s["val_accuracy"]
 
     state = optuna.trial.TrialState
@@ -255,6 +265,22 @@ def _run_trials(study, base: TrainConfig, out: Path, space: dict[str, Param], tr
         study.optimize(objective, n_trials=trials - done, timeout=timeout, catch=(TrainingDiverged,),
                        callbacks=[enough])
     return ran
+
+
+def _finished(study) -> int:
+    state = _optuna().trial.TrialState
+    return len(study.get_trials(deepcopy=False, states=(state.COMPLETE, state.PRUNED)))
+
+
+def _best_so_far(study, current: tuple[int, float] | None = None) -> str:
+    """"best so far: trial N, val acc X", counting the trial that just ended (not yet stored as complete)."""
+    state = _optuna().trial.TrialState
+    done = [(t.number, t.value) for t in study.get_trials(deepcopy=False, states=(state.COMPLETE,))]
+    done += [current] if current is not None else []
+    if not done:
+        return "no complete trial yet"
+    number, value = max(done, key=lambda d: (d[1], -d[0]))
+    return f"best so far: trial {number}, val acc {value:.4f}"
 
 
 def _space(space, base: TrainConfig) -> tuple[dict[str, Param], str]:
@@ -320,8 +346,9 @@ def write_report(study, out: Path, storage_url: str) -> TuneResult:
 
 
 def _importances(optuna, study, complete) -> tuple[dict[str, float] | None, str]:
-    if len(complete) < 2:
-        return None, f"parameter importance needs at least 2 complete trials (have {len(complete)})"
+    if len(complete) < MIN_IMPORTANCE_TRIALS:  # fANOVA's forest over 2 or 3 points ranks noise
+        return None, (f"parameter importance skipped: it needs at least {MIN_IMPORTANCE_TRIALS} complete trials "
+                      f"to mean anything (have {len(complete)})")
     try:
         evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
         values = optuna.importance.get_param_importances(study, evaluator=evaluator)
@@ -340,7 +367,9 @@ def _markdown(name, rows, names, best, counts, saved_epochs, saved_seconds, mean
     if best:
         params = ", ".join(f"{k}={_short(v)}" for k, v in best.params.items())
         lines.append(f"best: trial {best.number}, validation accuracy {best.value:.4f} with {params}")
-    if mean_epoch is not None:
+    if not counts.get("PRUNED"):
+        lines.append("no trial was pruned")
+    elif mean_epoch is not None:
         lines.append(f"pruning saved {saved_epochs:g} epochs ≈ {saved_seconds:.1f} s "
                      f"(mean epoch {mean_epoch:.2f} s)")
     lines += [note, ""]
@@ -376,7 +405,7 @@ def _plot_history(rows, path: Path, name: str) -> None:
     ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     if done or pruned:
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=9.5)
     save_figure(fig, path)
 
 

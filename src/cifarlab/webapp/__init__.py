@@ -1,6 +1,7 @@
 """`cifarlab serve`: a small local web app to try a trained run. Drop or choose an image, or pick a random
-test image; see it enlarged, the top-5 classes with probability bars and the Grad-CAM overlay of the top
-class (or of a class clicked). `POST /api/predict` (multipart, field `file`) answers scripts in JSON.
+test image; see it enlarged, the top-5 classes with probability bars and the explanation overlay of the
+top class (or of a class clicked), by the method picked (default: the run's most faithful), with how far
+to trust it. `POST /api/predict` (multipart, field `file`) answers scripts in JSON.
 
     serve(run_dir, host="127.0.0.1", port=8000)   runs the app with uvicorn until Ctrl+C
     create_app(run_dir) -> FastAPI                 the app itself (tests, or another ASGI server)

@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from .. import __version__
+from ..attribution.methods import list_explainers
 from ..errors import CifarlabError
 from .limits import BodyLimit
 from .page import PAGE
@@ -43,11 +44,21 @@ class PredictResponse(BaseModel):
     overlay: Overlay
 
 
+class Method(BaseModel):
+    name: str
+    description: str
+    measured: bool = Field(description="whether the run's explain results measured it")
+    measurement: str = Field(description="its deletion AUC against random order, or 'not measured'")
+    marks: list[str] = Field(description="checks it fails (randomization, worse than random order)")
+
+
 class Info(BaseModel):
     model: str
     run_dir: str
     classes: list[str]
     test_accuracy: float | None
+    default_method: str = Field(description="the method shown unless one is asked for: the run's most faithful")
+    methods: list[Method] = Field(description="every explanation method, with how far to trust it on this run")
     max_upload_bytes: int
     accepted_formats: list[str]
 
@@ -70,11 +81,11 @@ def create_app(run_dir: str | Path, *, device: str = "auto",
     # No /docs or /redoc: FastAPI's pages for them load Swagger UI from a CDN, and this app works offline.
     app = FastAPI(title="cifarlab serve", version=__version__, docs_url=None, redoc_url=None,
                   description=f"Classify an image with the {predictor.loaded.architecture} model of {run_dir} and "
-                              "see where it looks (Grad-CAM).")
+                              "see where it looks (an explanation method of your choice).")
     app.state.predictor = predictor
     refusals = {413: {"model": Problem, "description": "the file is too large"},
                 415: {"model": Problem, "description": "not an image, or a format not accepted"},
-                400: {"model": Problem, "description": "a malformed image or an unknown class"}}
+                400: {"model": Problem, "description": "a malformed image, an unknown class or method"}}
 
     # Bodies are read by BodyLimit, which stops at the limit even when no Content-Length was sent.
     app.add_middleware(BodyLimit, limit=max_upload_bytes + MULTIPART_SLACK, shown_limit=max_upload_bytes)
@@ -89,14 +100,19 @@ def create_app(run_dir: str | Path, *, device: str = "auto",
                 "accepted_formats": list(ALLOWED_FORMATS.values())}
 
     @app.post("/api/predict", response_model=PredictResponse, responses=refusals,
-              summary="top classes and the Grad-CAM overlay for an uploaded image")
+              summary="top classes and an explanation overlay for an uploaded image")
     def predict(file: Annotated[UploadFile, File(description="an image file (PNG, JPEG, GIF, BMP, WebP, TIFF)")],
                 target: Annotated[str | None, Form(description="explain this class (a name or an index) instead "
                                                                "of the top one")] = None,
-                top_k: Annotated[int, Form(ge=1, le=1000, description="how many classes")] = 5) -> dict:
+                top_k: Annotated[int, Form(ge=1, le=1000, description="how many classes")] = 5,
+                method: Annotated[str | None, Form(description="the explanation method (see /api/info); default: "
+                                                               "the run's most faithful")] = None) -> dict:
+        if method and method not in list_explainers():  # refused before the upload is decoded
+            raise HTTPException(400, f"unknown explanation method {method!r}; choose one of: "
+                                     f"{', '.join(list_explainers())}")
         try:
             image = decode_upload(file.file.read(max_upload_bytes + 1), max_upload_bytes, upload_name(file.filename))
-            return predictor.predict(image, top_k=top_k, target=target or None)
+            return predictor.predict(image, top_k=top_k, target=target or None, method=method or None)
         except UploadError as e:
             raise HTTPException(e.status, str(e)) from None
         except CifarlabError as e:  # an unknown target class

@@ -45,6 +45,11 @@ figcaption { color: var(--muted); font-size: .85rem; max-width: min(256px, 42vw)
 .bar span { display: block; height: 100%; background: var(--accent); }
 .pct { text-align: right; font-variant-numeric: tabular-nums; }
 #truth { margin: 0 0 .5rem; }
+select { font: inherit; padding: .35rem .5rem; border-radius: 6px; border: 1px solid var(--line); max-width: 100%; }
+#trust { font-size: .85rem; max-width: min(256px, 42vw); margin: .35rem 0 0; padding: .3rem .5rem; border-radius: 6px;
+         background: var(--soft); }
+#trust.good { background: #dafbe1; }
+#trust.marked { background: #ffebe9; }
 footer { color: var(--muted); font-size: .85rem; max-width: 980px; margin: 0 auto 2rem; padding: 0 16px; }
 </style>
 </head>
@@ -61,30 +66,35 @@ footer { color: var(--muted); font-size: .85rem; max-width: 980px; margin: 0 aut
 </label>
 <div class="actions">
 <button type="button" class="main" id="random">Random test image</button>
+<label for="method">Explanation method</label>
+<select id="method" name="method"></select>
 <span id="status" role="status"></span>
 </div>
+<p class="hint" id="method-trust"></p>
 <p id="error" role="alert" hidden></p>
 <section id="result" hidden aria-live="polite">
 <div class="pictures">
 <figure><img id="input-image" alt="the image the model sees, enlarged">
 <figcaption>What the model sees (32×32, enlarged)</figcaption></figure>
 <figure><img id="overlay" alt="explanation overlay">
-<figcaption id="overlay-caption">explanation</figcaption></figure>
+<figcaption id="overlay-caption">explanation</figcaption>
+<p id="trust"></p></figure>
 </div>
 <div class="scores">
 <h2>Top classes</h2>
 <p id="truth" hidden></p>
 <ol id="predictions"></ol>
-<p class="hint">Click a class to see where the model finds it (Grad-CAM: red is where that class's evidence is).</p>
+<p class="hint">Click a class to see where the model finds it (red is where that class's evidence is).</p>
 </div>
 </section>
 </main>
 <footer>Served by <code>cifarlab serve</code>. For scripts: <code>POST /api/predict</code> (multipart, field
-<code>file</code>); its OpenAPI schema is at <a href="openapi.json">/openapi.json</a>.</footer>
+<code>file</code>, optional <code>target</code> and <code>method</code>); its OpenAPI schema is at
+<a href="openapi.json">/openapi.json</a>.</footer>
 <script>
 (function () {
   'use strict';
-  var current = null, maxBytes = null;
+  var current = null, currentTarget = null, maxBytes = null, methods = {};
   var $ = function (id) { return document.getElementById(id); };
 
   function status(text) { $('status').textContent = text; }
@@ -108,6 +118,18 @@ footer { color: var(--muted); font-size: .85rem; max-width: 980px; margin: 0 aut
     $('model').textContent = info.model + acc + ': ' + info.classes.length + ' classes (' +
       info.classes.join(', ') + ')';
     maxBytes = info.max_upload_bytes;
+    var select = $('method');
+    info.methods.forEach(function (m) {
+      methods[m.name] = m;
+      var o = document.createElement('option');
+      o.value = m.name;
+      o.textContent = m.name + (m.name === info.default_method ? ' (default: most faithful here)' : '') +
+        (m.marks.length ? ' (marked)' : '');
+      o.title = m.description;
+      o.selected = m.name === info.default_method;
+      select.appendChild(o);
+    });
+    describeMethod();
     $('limits').textContent += ' Up to ' + (maxBytes / 1048576).toFixed(maxBytes % 1048576 ? 1 : 0) + ' MB.';
   }).catch(function () { $('model').textContent = 'The server did not answer.'; });
 
@@ -120,12 +142,14 @@ footer { color: var(--muted); font-size: .85rem; max-width: 980px; margin: 0 aut
     var form = new FormData();
     form.append('file', blob, blob.name || 'image.png');
     if (target) { form.append('target', target); }
+    form.append('method', $('method').value);
     error('');
     status(target ? 'Explaining ' + target + '…' : 'Predicting…');
     return fetch('api/predict', {method: 'POST', body: form}).then(function (r) {
       return r.json().catch(function () { return {}; }).then(function (body) {
         if (!r.ok) { error(detail(body, r)); return; }
         current = blob;
+        currentTarget = target;
         show(body);
         status('');
       });
@@ -136,8 +160,8 @@ footer { color: var(--muted); font-size: .85rem; max-width: 980px; margin: 0 aut
     $('input-image').src = body.image;
     $('overlay').src = body.overlay.image;
     var o = body.overlay;
-    $('overlay-caption').textContent = o.method + ' for ' + o['class'] + (o.layer ? ' (layer ' + o.layer + ')' : '') +
-      ': ' + o.measurement + (o.marks.length ? ' [' + o.marks.join('; ') + ']' : '');
+    $('overlay-caption').textContent = o.method + ' for ' + o['class'] + (o.layer ? ' (layer ' + o.layer + ')' : '');
+    trust($('trust'), o);
     var list = $('predictions');
     list.textContent = '';
     body.predictions.forEach(function (p) {
@@ -157,6 +181,21 @@ footer { color: var(--muted); font-size: .85rem; max-width: 980px; margin: 0 aut
     });
     $('result').hidden = false;
   }
+
+  // How far to trust the method: its measured deletion AUC against random order, and the checks it fails.
+  function trust(el, m) {
+    el.textContent = (m.marks.length ? 'Careful: ' + m.marks.join('; ') + '. ' : '') +
+      'Faithfulness: ' + m.measurement + '.';
+    el.className = m.marks.length ? 'marked' : (m.measurement.indexOf('not measured') === 0 ? '' : 'good');
+  }
+  function describeMethod() {
+    var m = methods[$('method').value];
+    if (m) { $('method-trust').textContent = m.description; }
+  }
+  $('method').addEventListener('change', function () {
+    describeMethod();
+    if (current) { send(current, currentTarget); }
+  });
 
   function choose(file, truth) {
     if (!file) { return; }

@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from ..attribution.choice import choose_method
+from ..attribution.choice import RANDOM_ROW, choose_method
+from ..attribution.methods import EXPLAINERS, list_explainers
 from ..errors import CifarlabError, DataError
 from ..runfiles import read_summary
 
@@ -136,11 +137,28 @@ class Predictor:
         return self.loaded.classes
 
     def info(self) -> dict[str, Any]:
-        return {"model": self.loaded.architecture, "run_dir": str(self.run_dir), "classes": self.classes,
-                "test_accuracy": self.summary.get("test_accuracy")}
+        from ..attribution.methods import describe_explainers
 
-    def predict(self, image: np.ndarray, top_k: int = 5, target: str | None = None) -> dict[str, Any]:
-        """Top-k classes and the overlay of the run's chosen method for `target` (default: the top class)."""
+        return {"model": self.loaded.architecture, "run_dir": str(self.run_dir), "classes": self.classes,
+                "test_accuracy": self.summary.get("test_accuracy"), "default_method": self.choice.method,
+                "methods": [{"name": name, "description": text, **self.trust(name)}
+                            for name, text in describe_explainers().items()]}
+
+    def trust(self, method: str) -> dict[str, Any]:
+        """How far to trust `method` on this run: its measured deletion AUC against random order (from the
+        run's explain results), and the checks it fails; "not measured" without them."""
+        auc, random_auc = self.choice.deletion_auc.get(method), self.choice.deletion_auc.get(RANDOM_ROW)
+        if not self.choice.measured or auc is None or random_auc is None:
+            return {"measured": False, "measurement": "not measured for this run (cifarlab explain RUN_DIR --method "
+                                                      "all --evaluate 200 measures it)", "marks": []}
+        measurement = (self.choice.measurement if method == self.choice.method else  # it names the image count
+                       f"deletion AUC {auc:.3f} against {random_auc:.3f} for random order (lower is more faithful)")
+        return {"measured": True, "marks": self.choice.marks.get(method, []), "measurement": measurement}
+
+    def predict(self, image: np.ndarray, top_k: int = 5, target: str | None = None,
+                method: str | None = None) -> dict[str, Any]:
+        """Top-k classes and the overlay of `method` (default: the run's chosen one) for `target` (default: the
+        top class)."""
         from ..attribution.api import explain, resolve_target
         from ..attribution.methods import explainer_class
         from ..attribution.plots import overlay
@@ -148,15 +166,17 @@ class Predictor:
 
         # a class name or index; an unknown one fails before any work
         chosen = None if target is None else self.classes[resolve_target(target, self.classes)]
-        method = self.choice.method
+        method = method or self.choice.method
+        if method not in list_explainers():
+            raise CifarlabError(EXPLAINERS.unknown_message(method))
         with self.lock:
             top = self.loaded.predict(image, top_k=top_k)[0]["predictions"]
             cls = chosen if chosen is not None else top[0]["class"]
             e = explain(self.loaded.model, image, method, target=cls, trust_checks=False, classes=self.classes)
         big = enlarge(image, SCALE)
         return {"predictions": top, "image": png_data_url(big),
-                "overlay": {"class": cls, "method": method, "measurement": self.choice.measurement,
-                            "marks": self.choice.marks.get(method, []), "layer": e.layer,
+                "overlay": {"class": cls, "method": method, "measurement": self.trust(method)["measurement"],
+                            "marks": self.trust(method)["marks"], "layer": e.layer,
                             "image": png_data_url(overlay(e.maps[method][cls], big,
                                                           signed=explainer_class(method).signed))}}
 
