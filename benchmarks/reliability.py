@@ -209,8 +209,8 @@ def flag_cases() -> list[Case]:
              ["train", "--resume", "{ws}/data"], mention="data"),
         Case("flag-resume-change", "flags", "--resume with a changed --model",
              ["train", "--resume", "{case}/run", "--model", "resnet20"], setup=lambda ws, c: copy_run(ws, c)),
-        Case("flag-unknown", "flags", "an unknown flag", train_argv("--epoch", "2")),
-        Case("flag-nocommand", "flags", "no command at all", []),
+        Case("flag-unknown", "flags", "an unknown flag", train_argv("--epochz", "2")),
+        Case("flag-nocommand", "flags", "no command at all (prints the help, exit 2)", [], expect="clean"),
         Case("flag-unknown-command", "flags", "an unknown command", ["trian"]),
         Case("flag-from-study-missing", "flags", "--from-study of a missing directory",
              ["train", "--from-study", "{case}/nostudy", "--out", "{case}/out"], absent=["{case}/out"]),
@@ -228,20 +228,25 @@ CONFIGS = {
 }
 
 
+def config_argv() -> list[str]:
+    """train with --config and no recipe flags of its own: the file's values are what gets checked."""
+    return ["train", "--data", "{ws}/data", "--val-size", "6", "--precision", "fp32", "--quiet", "--out",
+            "{case}/out", "--config", "{case}/cfg.yaml"]
+
+
 def config_cases() -> list[Case]:
     cases = []
     for name, text in CONFIGS.items():
         def setup(ws, case, text=text):
             (case / "cfg.yaml").write_text(text)
-        cases.append(Case(f"config-{name}", "config", f"--config with {text.strip()!r}",
-                          train_argv("--config", "{case}/cfg.yaml"), mention="cfg.yaml", setup=setup,
-                          absent=["{case}/out"]))
+        cases.append(Case(f"config-{name}", "config", f"--config with {text.strip()!r}", config_argv(),
+                          mention="cfg.yaml", setup=setup, absent=["{case}/out"]))
 
     def latin1(ws, case):
         (case / "cfg.yaml").write_bytes("model: baseline\n# caf\xe9\n".encode("latin-1"))
     cases += [
-        Case("config-not-utf8", "config", "--config file that is not UTF-8", train_argv("--config", "{case}/cfg.yaml"),
-             mention="cfg.yaml", setup=latin1, absent=["{case}/out"]),
+        Case("config-not-utf8", "config", "--config file that is not UTF-8", config_argv(), mention="cfg.yaml",
+             setup=latin1, absent=["{case}/out"]),
         Case("config-missing", "config", "--config of a missing file", train_argv("--config", "{case}/nope.yaml"),
              mention="nope.yaml", absent=["{case}/out"]),
         Case("config-directory", "config", "--config of a directory", train_argv("--config", "{ws}/data"),
@@ -640,23 +645,31 @@ def two_writers(ws: Path, case: Path) -> tuple[bool, str]:
 
 
 def overwrite_while_training(ws: Path, case: Path) -> tuple[bool, str]:
-    """--overwrite of a run another process is still training: refused, the first run intact."""
+    """--overwrite, --resume and report of a run another process is training: refused with the holder's pid,
+    the first run untouched (it trains for long enough, then is stopped)."""
     base = [a.format(ws=ws, case=case) for a in train_argv(out="{case}/out")]
     first = list(base)
-    first[first.index("--epochs") + 1] = "6"
+    first[first.index("--epochs") + 1] = "100000"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     p1 = subprocess.Popen([PY, "-m", "cifarlab", *first], cwd=case, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (case / "out/metrics.jsonl").exists():
-        time.sleep(0.2)
-    p2 = subprocess.run([PY, "-m", "cifarlab", *base, "--overwrite"], cwd=case, capture_output=True, text=True,
-                        env=env, timeout=600)
-    out1, err1 = p1.communicate(timeout=600)
-    lines = (case / "out/metrics.jsonl").read_text().splitlines() if (case / "out/metrics.jsonl").exists() else []
-    ok = p1.returncode == 0 and p2.returncode == 2 and "Traceback" not in p2.stderr and len(lines) == 6
-    return ok, f"first exit {p1.returncode}, overwrite exit {p2.returncode}, {len(lines)} metric lines; " \
-               f"{p2.stderr.strip().splitlines()[-1][:100] if p2.stderr.strip() else ''}"
+                          stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (case / "out/metrics.jsonl").exists():
+            time.sleep(0.2)
+        others = [base + ["--overwrite"], ["train", "--resume", str(case / "out"), "--quiet"],
+                  ["report", str(case / "out")]]
+        results = [subprocess.run([PY, "-m", "cifarlab", *argv], cwd=case, capture_output=True, text=True,
+                                  env=env, timeout=600) for argv in others]
+        still_running = p1.poll() is None
+    finally:
+        os.killpg(p1.pid, signal.SIGKILL)
+        p1.wait()
+    refused = [r.returncode == 2 and f"pid {p1.pid}" in r.stderr and "Traceback" not in r.stderr for r in results]
+    info = json.loads((case / "out/config.json").read_text())
+    ok = still_running and all(refused) and info["config"]["epochs"] == 100000
+    return ok, (f"first run still training: {still_running}; overwrite, resume, report refused with its pid: "
+                f"{refused}; " + (results[0].stderr.strip().splitlines() or [""])[-1][:100])
 
 
 def kill_and_resume(ws: Path, case: Path) -> tuple[bool, str]:

@@ -94,7 +94,7 @@ class TrainConfig:
                                  "fast-progressive = fast with the first 4 of 9 epochs on 24x24 images (quicker on "
                                  "CPUs); flags override it", "model", choices="recipes")
     # Recipe fields: None means "the model's default" (see `cifarlab models --recipes`).
-    epochs: int | None = setting(None, "passes over the training images", "model", metavar="N", gt=0)
+    epochs: int | None = setting(None, "passes over the training images", "model", metavar="N", gt=0, le=1_000_000)
     batch_size: int | None = setting(None, "images per optimizer step; under torchrun the global batch, split over "
                                      "the ranks", "model", metavar="N", gt=0)
     optimizer: str | None = setting(None, "the optimizer", "model", choices=OPTIMIZERS)

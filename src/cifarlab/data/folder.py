@@ -70,6 +70,8 @@ def read_image_folder(root: str | Path, workers: int | None = None) -> CifarData
     if not root.is_dir():
         raise DataError(f"data folder not found: {root}")
     train, test = list_split(root, "train"), list_split(root, "test")
+    if len(train.classes) < 2:
+        raise DataError(f"{train.root} has one class folder ({train.classes[0]}): a classifier needs at least 2")
     if train.classes != test.classes:
         only_train = sorted(set(train.classes) - set(test.classes))
         only_test = sorted(set(test.classes) - set(train.classes))
