@@ -33,7 +33,7 @@ def test_help_and_version():
     (["train", "--lr", "abc"], ["--lr", "invalid float value"]),
     (["train", "--optimizer", "rmsprop"], ["--optimizer", "invalid choice"]),
     (["train", "--model", "nonet", "--data", "x"], ["unknown --model 'nonet'", "baseline"]),
-    (["train", "--epochs", "0"], ["--epochs must be > 0"]),
+    (["train", "--epochs", "0"], ["--epochs must be in (0, 1000000], got 0"]),
     (["train", "--precision", "fp16", "--device", "cpu"], ["fp16 needs a GPU"]),
     (["train", "--device", "tpu"], ["unknown --device 'tpu'"]),
     (["train", "--data", "/no/such/folder", "--epochs", "1"], ["data path not found: /no/such/folder"]),

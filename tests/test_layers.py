@@ -37,13 +37,7 @@ ALLOWED: dict[tuple[str, str], str] = {}
 
 # Known import cycles (module sets that reach each other), each with why it is still here; a cycle
 # that is not inside one of these fails the test.
-ALLOWED_CYCLES: dict[frozenset[str], str] = {
-    frozenset({"cifarlab.config", "cifarlab.recipes", "cifarlab.transfer.weights", "cifarlab.transfer.setup",
-               "cifarlab.transfer.freeze", "cifarlab.training.rundir"}):
-        "config <-> recipes and config -> transfer.weights: config.py's resolution, moving out of config.py; "
-        "training.rundir.load_run_model -> transfer.setup -> transfer.weights.init_from -> training.rundir's "
-        "run-directory readers: they move to the torch-free run module (issue 17, 'A Run')",
-}
+ALLOWED_CYCLES: dict[frozenset[str], str] = {}
 
 
 def _layer(module: str) -> int:

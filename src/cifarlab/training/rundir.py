@@ -49,6 +49,8 @@ from ..runfiles import (  # noqa: F401  (the layout's names, re-exported for the
     STATE_TENSORS,
     SUMMARY,
     WEIGHTS,
+    find_weights,
+    latest_checkpoint,
     read_config,
 )
 from . import safestate
@@ -148,13 +150,6 @@ def remove_temporaries(run_dir: Path) -> None:
             stale.unlink(missing_ok=True)
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The checkpoint of the last completed epoch (a temporary .epoch_NNN.tmp never counts)."""
-    done = sorted(p for p in (Path(run_dir) / CHECKPOINTS).glob("epoch_*")
-                  if (p / WEIGHTS).is_file() and ((p / STATE_JSON).is_file() or (p / LEGACY_STATE).is_file()))
-    return done[-1] if done else None
-
-
 def resumable_checkpoint(run_dir: Path) -> Path:
     """The checkpoint that --resume continues from; a one-line error when there is none to trust."""
     ckpt = latest_checkpoint(run_dir)
@@ -223,17 +218,6 @@ def load_weights_into(model: nn.Module, path: Path) -> None:
 def read_run_config(run_dir: str | Path) -> dict[str, Any]:
     """The run's config.json, or a one-line error when the directory is not a cifarlab run (runfiles.read_config)."""
     return read_config(run_dir)
-
-
-def find_weights(run_dir: Path) -> Path:
-    """The final weights, else the latest epoch checkpoint's (an interrupted run can still be evaluated)."""
-    final = Path(run_dir) / WEIGHTS
-    if final.exists():
-        return final
-    ckpt = latest_checkpoint(run_dir)
-    if ckpt is None:
-        raise CifarlabError(f"no trained weights in {run_dir} (no {WEIGHTS} and no checkpoint)")
-    return ckpt / WEIGHTS
 
 
 def load_run_model(run_dir: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:

@@ -30,6 +30,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import CifarlabError
+from ..runfiles import find_weights, read_config
 from .packaged import (
     TF_LITE_MEAN,
     TF_LITE_STD,
@@ -195,11 +196,9 @@ def init_from(model: nn.Module, source: str | Path, classes: list[str], label: s
 
     The head is loaded only when the source records the same class names in the same order (a cifarlab
     run or a cifarlab .safetensors file); otherwise it stays new. No tensor matching at all is an error."""
-    from ..training.rundir import find_weights, read_run_config
-
     source = Path(source)
     if source.is_dir():
-        source_classes = read_run_config(source).get("classes")
+        source_classes = read_config(source).get("classes")
         path = find_weights(source)
         state, _ = read_state_file(path)
     else:
