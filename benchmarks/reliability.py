@@ -704,8 +704,60 @@ def kill_and_resume(ws: Path, case: Path) -> tuple[bool, str]:
     return same and not leftovers, f"weights identical: {same}; temporary files left: {len(leftovers)}"
 
 
+def _suite(command: list[str], parse: Callable[[str], tuple[bool, str]], timeout: float = 1800):
+    """A scenario that runs one of the project's own checks (pytest selections, the serve load test)."""
+    def run(ws: Path, case: Path) -> tuple[bool, str]:
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.run([PY, *command], cwd=REPO, capture_output=True, text=True, env=env, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+        ok, summary = parse(proc.stdout + proc.stderr)
+        return ok and proc.returncode == 0, f"exit {proc.returncode}: {summary}"
+    run.__name__ = " ".join(command).replace(str(REPO) + "/", "")
+    return run
+
+
+def _pytest_summary(out: str) -> tuple[bool, str]:
+    lines = [line.strip("= ") for line in out.splitlines() if " passed" in line or " failed" in line]
+    last = lines[-1] if lines else "no pytest summary"
+    return " failed" not in last and " passed" in last, last
+
+
+def _load_summary(out: str) -> tuple[bool, str]:
+    lines = [line.strip() for line in out.splitlines() if line.startswith(("server RSS", "FAIL"))
+             or " requests, " in line]
+    return bool(lines) and not any(line.startswith("FAIL") for line in lines), "; ".join(lines)[:300]
+
+
+def pytest_case(id_: str, group: str, what: str, selection: list[str]) -> Case:
+    return Case(id_, group, what, expect="scenario",
+                scenario=_suite(["-m", "pytest", "-q", "-p", "no:cacheprovider", *selection], _pytest_summary))
+
+
 def scenario_cases() -> list[Case]:
     return [
+        pytest_case("faults-checkpoint-writes", "faults injected",
+                    "each file of a checkpoint, the metrics line, the final weights and the summary fail to write in "
+                    "turn (ENOSPC, EIO), and the final rename: one line, no temporary file, previous checkpoint "
+                    "intact, resume ends bit for bit as an uninterrupted run",
+                    ["tests/test_rundir_safety.py", "-k", "failed_write or disk_full or failed_rename or kill_9"]),
+        pytest_case("untrusted-every-reader", "untrusted",
+                    "pickle payloads in state.pt, every .safetensors, --init-from and --weights files, caches and "
+                    "predictions.npz, then every command that reads a run: the payload never runs",
+                    ["tests/test_rundir_safety.py", "-k", "poisoned or pickled or legacy or payload"]),
+        pytest_case("hypothesis-config-and-flags", "generated inputs",
+                    "Hypothesis: generated YAML configs, Python-API configs and flag values of every subcommand "
+                    "either work or exit 2 with one line",
+                    ["tests/test_config_safety.py", "-k", "generated"]),
+        pytest_case("hypothesis-uploads", "generated inputs",
+                    "Hypothesis: generated uploads, form fields, file names and seeds never get a 5xx from serve",
+                    ["tests/test_input_safety.py", "-k", "generated"]),
+        pytest_case("archive-bitflips-300", "archive",
+                    "300 single-bit flips of small archives (150 held to the md5, 150 to the gzip CRC): none loads "
+                    "altered pixels",
+                    ["tests/test_archive.py", "-k", "flip"]),
+        Case("load-serve", "load", "a bounded load test of serve on 127.0.0.1: 300 requests of 22 kinds, 20 at a "
+             "time, a chunked 30 MB body, two bursts of 20 simultaneous 4096x4096 uploads: no 5xx, RSS back within "
+             "150 MB", expect="scenario", scenario=_suite(["benchmarks/load_serve.py"], _load_summary)),
         Case("two-writers", "concurrency", "two `train` on one --out started together", expect="scenario",
              scenario=two_writers),
         Case("overwrite-while-training", "concurrency", "--overwrite a run another process is training",
