@@ -27,3 +27,28 @@ def test_epoch_line_rounds_a_budget_cut_epoch():
               "images_per_second": 100.0}
     assert _epoch_line(record, 180).startswith("epoch 1.07/180 ")
     assert _epoch_line({**record, "epoch": 3}, 3).startswith("epoch 3/3 ")
+
+
+def test_results_show_themselves_in_a_notebook(trained_run, tmp_path):
+    """analyze, explain, compare and tune results: a short repr and HTML with their pictures inline."""
+    import cifarlab
+    from cifarlab.experiments.compare import Comparison
+    from cifarlab.tuning.study import TuneResult
+
+    analysis = cifarlab.analyze(trained_run, out=tmp_path / "a", robustness_images=0, verbose=False)
+    assert repr(analysis).startswith("Analysis(baseline on test") and len(repr(analysis)) < 200
+    page = analysis._repr_html_()
+    assert page.count("data:image/png;base64,") == len(analysis.figures()) >= 3 and "macro F1" in page
+    assert analysis["metrics"]["accuracy"] == analysis.get("metrics")["accuracy"]  # still the dict it was
+
+    from conftest import synthetic_images
+
+    e = cifarlab.explain(trained_run, synthetic_images(1, ["cat"])[0][0], "saliency", trust_checks=False)
+    assert e.figure is None and repr(e).startswith("Explanation(") and "saliency" in repr(e)
+    assert "data:image/png;base64," in e._repr_html_()  # drawn on demand, though nothing was written
+
+    (tmp_path / "cmp").mkdir()
+    rows = Comparison([{"model": "baseline", "params": 1250858, "test_accuracy": 0.66}], tmp_path / "cmp")
+    assert repr(rows) == f"Comparison(baseline; {tmp_path / 'cmp'})" and "1,250,858" in rows._repr_html_()
+    tune = TuneResult(tmp_path, "s", "sqlite://", {"lr": 0.01}, 0.5, 0, [{"number": 0, "value": 0.5}], 0.0, None)
+    assert "best trial 0: val acc 0.5000" in repr(tune) and "<table>" in tune._repr_html_()

@@ -114,7 +114,30 @@ def analyze(run_dir: str | Path, split: str = "test", data: str | Path | None = 
     report["files"] = files
     write_json_atomic(out_dir / ANALYSIS_JSON, report)
     log(format_summary(report))
-    return report
+    return Analysis(report)
+
+
+class Analysis(dict):
+    """The contents of analysis.json (a dict), shown in a notebook as its headline numbers and figures."""
+
+    def __repr__(self) -> str:
+        m = self.get("metrics", {})
+        return (f"Analysis({self.get('model')} on {self.get('split')}, {self.get('images', 0):,} images: accuracy "
+                f"{m.get('accuracy', float('nan')):.4f}, macro F1 {m.get('macro', {}).get('f1', float('nan')):.4f}; "
+                f"{len(self.figures())} figures)")
+
+    def figures(self) -> list[str]:
+        return [f for f in self.get("files", {}).values() if str(f).endswith(".png")]
+
+    def _repr_html_(self) -> str:
+        from .._display import result_html
+
+        m, cal, rob = self["metrics"], self["calibration"], self["robustness"]
+        return result_html(f"Error analysis: {self['model']} on {self['split']} ({self['images']:,} images)", [
+            ("accuracy (fp32 logits)", m["accuracy"]), ("top-3 accuracy", m["top3_accuracy"]),
+            ("macro F1", m["macro"]["f1"]), ("ECE before / after temperature",
+                                            f"{cal['ece_before']:.4f} / {cal.get('ece_after') or float('nan'):.4f}"),
+            ("CIFAR-10-C mean corruption accuracy", rob.get("mean_corrupted_accuracy"))], self.figures())
 
 
 def _image_count(value: int | str | None) -> int | None:

@@ -147,6 +147,28 @@ class Explanation:
                 "target": self.target, "target_probability": self.target_probability,
                 "figure": str(self.figure) if self.figure else None}
 
+    def __repr__(self) -> str:
+        return (f"Explanation({self.source}: {self.predicted} {self.probability:.1%}; methods "
+                f"{', '.join(self.maps)}" + (f"; target {self.target}" if self.target else "") + ")")
+
+    def _repr_html_(self) -> str:
+        """The panel: the image and each method's heat map per explained class (drawn now if not written)."""
+        import tempfile
+
+        from .._display import result_html
+
+        png = self.figure
+        if png is None or not Path(png).is_file():
+            rows = [(f"{name}", {m: self.maps[m][name] for m in self.maps}) for name in next(iter(self.maps.values()))]
+            with tempfile.TemporaryDirectory() as tmp:
+                drawn = plots.explanation_figure(self.image, rows, {m: explainer_class(m).signed for m in self.maps},
+                                                 Path(tmp) / "panel.png", self.layer or "")
+                png = drawn.read_bytes()
+        facts = [("predicted", f"{self.predicted} ({self.probability:.1%})"), ("target", self.target),
+                 *[(f"{m} deletion AUC", r.get("deletion_auc")) for m, r in self.metrics.items()
+                   if isinstance(r, dict)]]
+        return result_html(f"Explanation of {self.source}", facts, [png])
+
 
 def _layer_name(loaded: LoadedRun, methods: list[str], layer: str | None) -> str | None:
     from ..features.layers import default_cam_layer, resolve_layer

@@ -68,7 +68,27 @@ def compare(models: list[str], out: str | Path, *, seeds: list[int] | None = Non
             rows.append(_row(name, facts, outcomes[name]))
             _write_outputs(out, rows, outcomes)  # after every model, so a long compare shows progress
     log(f"comparison written to {out}/compare.md")
-    return rows
+    return Comparison(rows, out)
+
+
+class Comparison(list):
+    """compare()'s table rows (a list of dicts), shown in a notebook as the table and its plots."""
+
+    def __init__(self, rows: list[dict[str, Any]], out: Path):
+        super().__init__(rows)
+        self.out = Path(out)
+
+    def __repr__(self) -> str:
+        return f"Comparison({', '.join(str(r.get('model')) for r in self)}; {self.out})"
+
+    def _repr_html_(self) -> str:
+        from .._display import result_html
+
+        headers = [h for h in ("model", "params", "mflops", "train_seconds", "val_accuracy", "test_accuracy", "error")
+                   if any(h in r for r in self)]
+        return result_html(f"Model comparison ({self.out})", [], [self.out / f"{name}.png" for name in (
+            "accuracy_vs_time", "accuracy_vs_params", "learning_curves")],
+            table=(headers, [[r.get(h) for h in headers] for r in self]))
 
 
 def _model_facts(describe_model, name: str, cfg: TrainConfig) -> dict[str, Any]:

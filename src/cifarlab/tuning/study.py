@@ -49,6 +49,21 @@ class TuneResult:
     seconds_saved: float | None
     ran: list[int] = field(default_factory=list)  # the trial numbers this call ran
 
+    def __repr__(self) -> str:
+        best = f"best trial {self.best_trial}: val acc {self.best_value:.4f}" if self.best_value is not None else \
+            "no complete trial yet"
+        return f"TuneResult({self.study_name}: {len(self.rows)} trials, {best}; {self.out})"
+
+    def _repr_html_(self) -> str:
+        from .._display import result_html
+
+        headers = sorted({k for r in self.rows for k in r}, key=lambda k: (k not in ("number", "state", "value"), k))
+        return result_html(f"Tuning study {self.study_name}", [
+            ("trials", len(self.rows)), ("best trial", self.best_trial), ("best validation accuracy", self.best_value),
+            ("best parameters", self.best_params), ("epochs saved by pruning", self.pruned_epochs_saved)],
+            [self.out / "optimization_history.png", self.out / "param_importances.png"],
+            table=(headers, [[r.get(h) for h in headers] for r in self.rows]))
+
 
 def _optuna():
     try:
