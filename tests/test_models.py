@@ -247,3 +247,15 @@ def test_models_summary_is_a_layer_table(capsys):
     assert main(["models", "resnet*", "--summary"]) == 2
     assert "--summary describes one model" in capsys.readouterr().err
     assert main(["models", "nosuch", "--summary"]) == 2
+
+
+def test_model_facts_are_counted_once_then_read_from_the_cache(monkeypatch):
+    from cifarlab.models import profile
+
+    first = describe_model("resnet20")
+    assert (profile.cache_root() / "model_facts.json").is_file()
+    monkeypatch.setattr(profile, "_count", lambda *a, **k: pytest.fail("counted again"))
+    assert describe_model("resnet20") == first
+    (profile.cache_root() / "model_facts.json").write_text("{not json")  # a damaged cache is recounted
+    monkeypatch.undo()
+    assert describe_model("resnet20") == first
