@@ -712,7 +712,7 @@ def _suite(command: list[str], parse: Callable[[str], tuple[bool, str]], timeout
                               stdin=subprocess.DEVNULL)
         ok, summary = parse(proc.stdout + proc.stderr)
         return ok and proc.returncode == 0, f"exit {proc.returncode}: {summary}"
-    run.__name__ = " ".join(command).replace(str(REPO) + "/", "")
+    run.__name__ = "python " + shlex.join(command)
     return run
 
 
@@ -803,7 +803,9 @@ def run_case(case: Case, ws: Path, root: Path) -> Result:
             passed, observed = case.scenario(ws, case_dir)
         except Exception as e:  # a scenario that breaks is a failed case, not a broken table
             passed, observed = False, f"{type(e).__name__}: {e}"
-        return Result(case, passed, observed, time.perf_counter() - start, f"(scenario: {case.scenario.__name__})")
+        name = case.scenario.__name__
+        command = name if name.startswith("python ") else f"(scenario: {name})"
+        return Result(case, passed, observed, time.perf_counter() - start, command)
     argv = [_fill(a, ws, case_dir) for a in case.argv]
     try:
         proc = cifarlab(argv, cwd=case_dir, env=case.env)
