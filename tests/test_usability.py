@@ -52,3 +52,11 @@ def test_results_show_themselves_in_a_notebook(trained_run, tmp_path):
     assert repr(rows) == f"Comparison(baseline; {tmp_path / 'cmp'})" and "1,250,858" in rows._repr_html_()
     tune = TuneResult(tmp_path, "s", "sqlite://", {"lr": 0.01}, 0.5, 0, [{"number": 0, "value": 0.5}], 0.0, None)
     assert "best trial 0: val acc 0.5000" in repr(tune) and "<table>" in tune._repr_html_()
+
+
+def test_a_budget_run_announces_its_minutes_not_a_number_of_epochs():
+    from cifarlab.config import TrainConfig
+    from cifarlab.training.engine import _planned
+
+    assert _planned(TrainConfig(epochs=180, budget_minutes=10)) == "10 minutes (at most 180 epochs)"
+    assert _planned(TrainConfig(epochs=2)) == "2 epochs"

@@ -355,10 +355,17 @@ def _over_ranks(ranks: distributed.Ranks, points: list[list[float]]) -> list[lis
     return [[step, value / ranks.world_size] for (step, _), value in zip(points, total.tolist())]
 
 
+def _planned(cfg: TrainConfig) -> str:
+    """"30 epochs", or under --budget-minutes "10 minutes (at most 180 epochs)": the clock decides."""
+    if cfg.budget_minutes:
+        return f"{cfg.budget_minutes:g} minutes (at most {cfg.epochs} epochs)"
+    return f"{cfg.epochs} epochs"
+
+
 def _start_line(r: _Setup) -> str:
     cfg, ranks = r.cfg, r.ranks
     return (f"run {cfg.out}: {cfg.model} ({r.params:,} params), {len(r.fit_set):,} train / "
-            f"{len(r.val_set) if r.val_set else 0:,} val images, {cfg.epochs} epochs, batch {cfg.batch_size}, "
+            f"{len(r.val_set) if r.val_set else 0:,} val images, {_planned(cfg)}, batch {cfg.batch_size}, "
             f"{cfg.optimizer} lr {cfg.lr:g}, {r.device.type} {r.precision}" + (", compiled" if r.compiled else "")
             + (f", {ranks.world_size} ranks of {cfg.batch_size // ranks.world_size}" if ranks.enabled else "")
             + (f", {cfg.grad_accum} micro-batches per step" if cfg.grad_accum > 1 else "")
