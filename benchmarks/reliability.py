@@ -48,28 +48,19 @@ MARKER = "PWNED"
 
 
 # --------------------------------------------------------------------------------------------- workspace
-def synthetic_images(n_per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    images, labels = [], []
-    for c in range(len(CLASSES)):
-        base = np.array([(c * 97) % 256, (c * 57 + 80) % 256, (c * 151 + 160) % 256], np.float32)
-        for _ in range(n_per_class):
-            img = base + rng.normal(0, 40, (32, 32, 3))
-            r0 = 4 + 8 * c
-            img[r0:r0 + 8, r0:r0 + 8] = 255
-            images.append(np.clip(img, 0, 255).astype(np.uint8))
-            labels.append(c)
-    return np.stack(images), np.array(labels)
+def write_tree(root: Path) -> Path:
+    """The tests' own 3-class synthetic tree (tests/conftest.py): 20 train and 6 test images per class."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from conftest import write_image_tree
+
+    return write_image_tree(root, n_train=20, n_test=6, classes=CLASSES)
 
 
-def write_tree(root: Path, n_train: int = 20, n_test: int = 6) -> Path:
-    for split, n, seed in (("train", n_train, 0), ("test", n_test, 1)):
-        images, labels = synthetic_images(n, seed)
-        for i, (img, lab) in enumerate(zip(images, labels)):
-            folder = root / split / CLASSES[lab]
-            folder.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(img).save(folder / f"img_{i:04d}.png")
-    return root
+def one_image() -> np.ndarray:
+    sys.path.insert(0, str(REPO / "tests"))
+    from conftest import synthetic_images
+
+    return synthetic_images(1, CLASSES, seed=5)[0][0]
 
 
 def write_archive(path: Path) -> Path:
@@ -118,7 +109,7 @@ def build_workspace(ws: Path) -> None:
     write_tree(ws / "data")
     write_archive(ws / "cifar-10-python.tar.gz")
     Image.new("L", (14000, 14000)).save(ws / "bomb.png")  # 196 M pixels, a few KB on disk
-    Image.fromarray(synthetic_images(1, 5)[0][0]).save(ws / "cat.png")
+    Image.fromarray(one_image()).save(ws / "cat.png")
     (ws / "afile.txt").write_text("not a directory\n")
     (ws / "notes.png").write_text("this is text, not a PNG\n")
     run = cifarlab(["train", "--model", "baseline", "--epochs", "1", "--data", str(ws / "data"), "--val-size", "6",

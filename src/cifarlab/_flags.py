@@ -90,12 +90,19 @@ def seeds(flag: str) -> Callable[[str], list[int]]:
     return parse
 
 
-def augment_spec(text: str) -> str:
-    try:
-        parse_augment_spec(text)
-    except CifarlabError as e:
-        raise argparse.ArgumentTypeError(str(e).removeprefix("unknown --augment ")) from None
-    return text
+def checked_by(check: Callable[[str], Any], prefix: str) -> Callable[[str], str]:
+    """An argparse type from a check that raises CifarlabError: the text itself when it passes, else the
+    check's message without `prefix` (argparse names the flag itself)."""
+    def parse(text: str) -> str:
+        try:
+            check(text)
+        except CifarlabError as e:
+            raise argparse.ArgumentTypeError(str(e).removeprefix(prefix)) from None
+        return text
+    return parse
+
+
+augment_spec = checked_by(parse_augment_spec, "unknown --augment ")
 
 
 def at_least_one(text: str) -> int:
@@ -108,12 +115,7 @@ def at_least_one(text: str) -> int:
     return value
 
 
-def _threads(text: str) -> str:
-    try:
-        parse_threads(text)
-    except CifarlabError as e:
-        raise argparse.ArgumentTypeError(str(e).removeprefix("--threads ")) from None
-    return text
+_threads = checked_by(parse_threads, "--threads ")
 
 
 # --- TrainConfig fields as flags --------------------------------------------------------------------------------
