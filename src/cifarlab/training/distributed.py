@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -47,6 +48,14 @@ class Ranks:
         return self.rank == 0
 
 
+_timeout_seconds: float | None = None  # --dist-timeout of the group this process set up, for error messages
+
+# How gloo's transport reports a peer that died or stopped answering; these errors come out of DDP's
+# backward hook as plain RuntimeErrors that do not name gloo.
+_TRANSPORT_FAILURES = ("Timed out waiting", "pair closure", "Connection closed by peer", "Connection reset by peer",
+                       "Broken pipe")
+
+
 def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
 
@@ -69,6 +78,8 @@ def setup(device_name: str, timeout_seconds: float) -> tuple[Ranks, torch.device
         raise CifarlabError(f"data-parallel training runs on CUDA GPUs or CPUs, not {device.type}")
     owns = not dist.is_initialized()
     if owns:
+        global _timeout_seconds
+        _timeout_seconds = timeout_seconds
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
                                 timeout=datetime.timedelta(seconds=timeout_seconds))
     if device.type == "cpu" and not explicit_threads():  # the ranks of one machine share its cores
@@ -186,13 +197,15 @@ def collective_failure(error: BaseException) -> str | None:
     if not launched_by_torchrun():
         return None
     text = str(error).strip()
-    from_backend = isinstance(error, dist.DistError) or (
-        isinstance(error, RuntimeError) and any(word in text for word in ("gloo", "NCCL", "nccl", "c10d")))
+    from_backend = isinstance(error, dist.DistError) or (isinstance(error, RuntimeError) and any(
+        word in text for word in ("gloo", "NCCL", "nccl", "c10d", *_TRANSPORT_FAILURES)))
     if not from_backend:
         return None
     first = text.splitlines()[0] if text else type(error).__name__
     if "]" in first:  # drop gloo's source-file prefix: "[.../unbound_buffer.cc:129] Timed out ..."
         first = first.split("]", 1)[1].strip() or first
+    if _timeout_seconds is not None and not re.search(r"\d+ ?ms", first):  # say how long it waited when gloo does not
+        first += f", no answer within --dist-timeout {_timeout_seconds:g} s"
     rank = os.environ.get("RANK", "?")
     return (f"rank {rank} lost contact with the other ranks ({first}); another rank has probably died or hung "
             f"(see torchrun's report), the job stops here")
