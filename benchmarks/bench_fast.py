@@ -4,6 +4,16 @@ data, over several seeds, plus a check that the in-memory loader outruns trainin
     python benchmarks/bench_fast.py --data ../shared/data/cifar10 --seeds 0,1,2 [--epochs N] [--out DIR]
     python benchmarks/bench_fast.py --data ../shared/data/cifar10 --loader-only
     python benchmarks/bench_fast.py --data ../shared/data/cifar10 --no-loader-check --config widths.yaml --epochs 16
+    python benchmarks/bench_fast.py --data ../shared/data/cifar10 --no-loader-check --recipe fast-progressive \
+        --vs-port --seeds 0,1,2                   # issue 21: the recipe against the airbench94 port, interleaved
+    python benchmarks/bench_fast.py --data ../shared/data/cifar10 --no-loader-check --vs-port --seeds 0 \
+        --variants recipe=- a=benchmarks/configs/a.yaml   # candidates beside the recipe and the port
+
+With --vs-port, each seed runs ../shared/bench/airbench94_muon_cpu.py (the record method ported to this
+CPU, unchanged) and then the recipe (and each --variants entry) with that seed, so that port and recipe
+are interleaved in one run; the ratio is the recipe's time to accuracy over the port's, timed the same
+way (training plus the TTA evaluation). Each variant is LABEL=CONFIG.yaml (settings added to the recipe's;
+`-`: none).
 
 Like airbench, the recipe trains on all 50,000 training images and reports the test split: its
 hyperparameters are the paper's, not tuned here, so no validation split is carved out.
@@ -20,13 +30,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from _common import best_seconds, markdown_table, mean_std, read_summary, reference_seconds, run_cli
+from _common import SHARED, best_seconds, markdown_table, mean_std, read_summary, reference_seconds, run_cli
 
 from cifarlab.augment import create_augment
 from cifarlab.data import load_data
@@ -85,16 +97,33 @@ def loader_check(data: str, models: list[str], augments: list[str]) -> tuple[lis
     return rows, rates
 
 
+PORT = SHARED / "bench" / "airbench94_muon_cpu.py"
+
+
+def run_port(data: str, seed: int) -> dict:
+    """The airbench94_muon CPU port with this seed: its time to accuracy (training + TTA) and accuracy."""
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, str(PORT), data, "--seed", str(seed)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{PORT} failed:\n{proc.stderr[-2000:]}")
+    found = dict(re.findall(r"(airbench_cpu_seconds|airbench_cpu_accuracy|train_seconds|tta_seconds)=([0-9.]+)",
+                            proc.stdout))
+    return {"seed": seed, "variant": "port", "test_accuracy": float(found["airbench_cpu_accuracy"]),
+            "train_seconds": float(found["train_seconds"]), "tta_seconds": float(found["tta_seconds"]),
+            "seconds": float(found["airbench_cpu_seconds"]), "process_wall_seconds": time.perf_counter() - start}
+
+
 def run_seed(data: str, seed: int, out: Path, epochs: int | None, recipe: str = "fast",
-             config: str | None = None) -> dict:
-    run_dir = out / f"seed{seed}"
+             config: str | None = None, label: str = "") -> dict:
+    run_dir = out / (f"{label}-seed{seed}" if label else f"seed{seed}")
     args = ["train", "--recipe", recipe, "--data", data, "--seed", str(seed), "--out", str(run_dir), "--overwrite",
             "--quiet"] + (["--epochs", str(epochs)] if epochs else []) + (["--config", config] if config else [])
     start = time.perf_counter()
     run_cli(args)
     wall = time.perf_counter() - start
     s = read_summary(run_dir)
-    return {"seed": seed, "test_accuracy": s["test_accuracy"], "train_seconds": s["train_seconds"],
+    return {"seed": seed, "variant": label or recipe, "test_accuracy": s["test_accuracy"],
+            "train_seconds": s["train_seconds"],
             "tta_seconds": s["test_seconds"], "seconds": s["train_seconds"] + s["test_seconds"],
             "process_wall_seconds": wall, "epochs": s["epochs_completed"], "train_img_s": s["images_per_second"]}
 
@@ -111,6 +140,9 @@ def main() -> None:
     p.add_argument("--models", default="baseline", help="models whose training rate the loader must beat "
                                                           "(baseline: the fastest in the zoo)")
     p.add_argument("--augments", default="none,standard,altflip+translate")
+    p.add_argument("--vs-port", action="store_true", help="run the airbench94 CPU port before each seed (issue 21)")
+    p.add_argument("--variants", nargs="+", metavar="LABEL=CONFIG",
+                   help="several variants of the recipe, each LABEL=CONFIG.yaml (`-`: the recipe alone)")
     p.add_argument("--out", default="bench-out/fast")
     args = p.parse_args()
     out = Path(args.out)
@@ -127,21 +159,38 @@ def main() -> None:
                              [[r["augment"], r["batch"], f"{r['loader_img_s']:,.0f}", f"{r['ratio']:.0f}×"]
                               for r in rows]))
     if not args.loader_only:
+        variants = [v.split("=", 1) for v in args.variants] if args.variants else [["", args.config or "-"]]
         ref = [reference_seconds()]
-        runs = [run_seed(args.data, int(s), out, args.epochs, args.recipe, args.config) for s in args.seeds.split(",")]
+        runs = []
+        for seed in (int(s) for s in args.seeds.split(",")):
+            if args.vs_port:
+                runs.append(run_port(args.data, seed))
+                print(f"port seed {seed}: {runs[-1]['test_accuracy']:.4f} in {runs[-1]['seconds']:.1f} s", flush=True)
+            for label, config in variants:
+                runs.append(run_seed(args.data, seed, out, args.epochs, args.recipe,
+                                     None if config == "-" else config, label))
+                print(f"{runs[-1]['variant']} seed {seed}: {runs[-1]['test_accuracy']:.4f} in "
+                      f"{runs[-1]['seconds']:.1f} s", flush=True)
+            (out / "runs_so_far.json").write_text(json.dumps(runs, indent=2))  # a long run's results survive a crash
         ref.append(reference_seconds())
         reference = min(ref)
+        port_seconds = {r["seed"]: r["seconds"] for r in runs if r["variant"] == "port"}
         for r in runs:
             r["multiple_of_reference"] = r["seconds"] / reference
+            if r["seed"] in port_seconds:
+                r["vs_port"] = r["seconds"] / port_seconds[r["seed"]]
         report.update(runs=runs, reference_seconds=ref, uptime_after=subprocess.run(
             ["uptime"], capture_output=True, text=True).stdout.strip())
-        acc, secs, mult = ([r[k] for r in runs] for k in ("test_accuracy", "seconds", "multiple_of_reference"))
-        report["summary"] = {"n": len(runs), "test_accuracy": mean_std(acc), "seconds": mean_std(secs),
-                             "multiple_of_reference": mean_std(mult)}
-        print(markdown_table(["seed", "test acc (TTA)", "train s", "TTA s", "time to acc s", "× ref"],
-                             [[r["seed"], f"{r['test_accuracy']:.4f}", f"{r['train_seconds']:.1f}",
-                               f"{r['tta_seconds']:.1f}", f"{r['seconds']:.1f}", f"{r['multiple_of_reference']:.0f}"]
-                              for r in runs]))
+        report["summary"] = {}
+        for variant in dict.fromkeys(r["variant"] for r in runs):
+            mine = [r for r in runs if r["variant"] == variant]
+            report["summary"][variant] = {"n": len(mine), **{k: mean_std([r[k] for r in mine]) for k in (
+                "test_accuracy", "seconds", "multiple_of_reference") + (("vs_port",) if port_seconds else ())}}
+        print(markdown_table(["variant", "seed", "test acc (TTA)", "train s", "TTA s", "time to acc s", "× ref",
+                              "× port"],
+                             [[r["variant"], r["seed"], f"{r['test_accuracy']:.4f}", f"{r['train_seconds']:.1f}",
+                               f"{r['tta_seconds']:.1f}", f"{r['seconds']:.1f}", f"{r['multiple_of_reference']:.0f}",
+                               f"{r['vs_port']:.3f}" if "vs_port" in r else ""] for r in runs]))
         print(f"reference workload {ref[0]:.2f} s before, {ref[1]:.2f} s after; {report['summary']}")
     (out / "bench_fast.json").write_text(json.dumps(report, indent=2))
     print(f"numbers: {out / 'bench_fast.json'}")
