@@ -237,6 +237,20 @@ def test_tab_completion_lists_the_lazy_api():
     assert {"train", "load_run", "predict", "analyze", "explain", "__version__"} <= set(names)
 
 
+def test_the_lazy_api_gives_the_same_function_every_time():
+    """cifarlab.transfer has a submodule named zero_shot: once it is imported, the package's attribute is
+    that module, so `cifarlab.zero_shot` must come from the submodule (it once became the module on the
+    second access, and a notebook's loop over input sizes failed on its second call)."""
+    import types
+
+    import cifarlab
+
+    for name in ("zero_shot", "linear_probe", "train", "lr_find", "compare", "ablate"):
+        first = getattr(cifarlab, name)
+        assert callable(first) and not isinstance(first, types.ModuleType), name
+        assert getattr(cifarlab, name) is first, name
+
+
 def test_models_summary_is_a_layer_table(capsys):
     from cifarlab.cli import main
 

@@ -56,12 +56,21 @@ def test_the_notebook_runs_in_tiny_mode(tmp_path, monkeypatch):
     assert "from scratch: test accuracy" in streams and "from random weights, freeze none" in streams
     assert "from the 5-class checkpoint, freeze backbone" in streams
     assert "from the 5-class checkpoint, freeze none" in streams
+    # the ImageNet weights of cifarlab[pretrained] (in [dev]): zero-shot and the Keras notebook's frozen experiment
+    for size in (32, 64):
+        assert f"zero-shot at {size:>3} px: test accuracy" in streams, size
+    assert "the most frequent ImageNet class at 64 px: airplane → " in streams
+    for size in (32, 48):
+        assert f"frozen EfficientNet-Lite0 + Dense(512) at {size:>3} px: test accuracy" in streams, size
     pngs = _outputs(nb, "image/png")
-    assert len(pngs) >= 15  # every section shows its plots
+    assert len(pngs) >= 16  # every section shows its plots
+    imagenet_plot = next(c for c in nb.cells if c.cell_type == "code" and "imagenet_transfer.png" in c.source)
+    assert any("image/png" in o.get("data", {}) for o in imagenet_plot.outputs)  # accuracy against input size
     sentences = "\n".join(o["data"]["text/markdown"] for o in _outputs(nb, "text/markdown"))
     for fragment in ("test accuracy, against the Keras notebook's 66%", "does best on validation",
                      "Two more epochs:", "The range test suggests lr", "validation accuracy with",
-                     "Calibration:", "test images by their penultimate features", "deletion AUC"):
+                     "Calibration:", "test images by their penultimate features", "deletion AUC",
+                     "The frozen ImageNet backbone with a Dense(512) head reaches"):
         assert fragment in sentences, fragment
 
 

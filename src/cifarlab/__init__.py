@@ -41,7 +41,8 @@ _LAZY = {
     "top_activating_images": "cifarlab.features",
     "embed": "cifarlab.features",
     "linear_probe": "cifarlab.transfer",
-    "zero_shot": "cifarlab.transfer",
+    # the submodule: once imported, `cifarlab.transfer.zero_shot` is that module, not the function
+    "zero_shot": "cifarlab.transfer.zero_shot",
     "report": "cifarlab.reporting",
     "run": "cifarlab.pipeline",
     "serve": "cifarlab.webapp",
