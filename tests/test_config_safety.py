@@ -436,7 +436,7 @@ _WORK = ["cifarlab.training.distributed.setup", "cifarlab.api.evaluate", "cifarl
          "cifarlab.augment.augment_preview", "cifarlab.training.lr_find", "cifarlab.tuning.tune",
          "cifarlab.experiments.compare", "cifarlab.experiments.ablate", "cifarlab.pipeline.run",
          "cifarlab.transfer.probe.linear_probe", "cifarlab.models.profile.describe_models",
-         "cifarlab.transfer.zero_shot.zero_shot"]
+         "cifarlab.transfer.zeroshot.zero_shot"]
 
 flag_text = (st.integers(-2**40, 2**40).map(str) | st.floats().map(str) | st.text(max_size=8)
              | st.sampled_from(["0", "-1", "1", "0.5", "1e9", "nan", "-inf", "", "é", "4294967296", "65535"]))

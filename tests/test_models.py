@@ -238,17 +238,24 @@ def test_tab_completion_lists_the_lazy_api():
 
 
 def test_the_lazy_api_gives_the_same_function_every_time():
-    """cifarlab.transfer has a submodule named zero_shot: once it is imported, the package's attribute is
-    that module, so `cifarlab.zero_shot` must come from the submodule (it once became the module on the
-    second access, and a notebook's loop over input sizes failed on its second call)."""
+    """A lazily exported name must not also be a submodule of its package: importing the submodule rebinds
+    the package's attribute to the module (cifarlab.transfer.zero_shot once became a module on its second
+    access, and a notebook's loop over input sizes failed on its second call)."""
+    import pkgutil
     import types
 
     import cifarlab
+    import cifarlab.transfer as transfer
 
     for name in ("zero_shot", "linear_probe", "train", "lr_find", "compare", "ablate"):
         first = getattr(cifarlab, name)
         assert callable(first) and not isinstance(first, types.ModuleType), name
         assert getattr(cifarlab, name) is first, name
+    assert not isinstance(transfer.zero_shot, types.ModuleType) and transfer.zero_shot is cifarlab.zero_shot
+    for package in (cifarlab, transfer):
+        exported = set(getattr(package, "__all__", ()))
+        submodules = {m.name for m in pkgutil.iter_modules(package.__path__)}
+        assert not exported & submodules, f"{package.__name__}: {exported & submodules} are names and submodules"
 
 
 def test_models_summary_is_a_layer_table(capsys):

@@ -95,7 +95,7 @@ def test_tf_preprocessing_is_the_right_one(real_data, monkeypatch):
     """On 1,000 real training images at 128 (zero-shot, no training), the weights score best with TF padding
     and mean = std = 0.5; ImageNet's mean/std or symmetric padding score lower."""
     from cifarlab.transfer import weights
-    from cifarlab.transfer.zero_shot import zero_shot
+    from cifarlab.transfer.zeroshot import zero_shot
 
     def accuracy():
         r = zero_shot(model="timm:efficientnet_lite0", data=str(real_data), split="train", limit=1000,
@@ -195,7 +195,7 @@ def test_imagenet_groups_name_the_right_classes():
 
 
 def test_cifar_scores_sum_and_max():
-    from cifarlab.transfer.zero_shot import cifar_scores, group_matrix
+    from cifarlab.transfer.zeroshot import cifar_scores, group_matrix
 
     groups = group_matrix(["cat", "dog"])
     probs = torch.zeros(1, 1000)
@@ -211,7 +211,7 @@ def cifar_named_tree(tmp_path_factory) -> Path:
 
 @needs_lite0
 def test_zero_shot_reports_accuracy_and_confusion(cifar_named_tree, tmp_path):
-    from cifarlab.transfer.zero_shot import zero_shot
+    from cifarlab.transfer.zeroshot import zero_shot
 
     r = zero_shot(model="timm:efficientnet_lite0", input_size=32, data=str(cifar_named_tree), precision="fp32",
                   out=str(tmp_path), verbose=False)

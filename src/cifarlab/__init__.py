@@ -41,8 +41,7 @@ _LAZY = {
     "top_activating_images": "cifarlab.features",
     "embed": "cifarlab.features",
     "linear_probe": "cifarlab.transfer",
-    # the submodule: once imported, `cifarlab.transfer.zero_shot` is that module, not the function
-    "zero_shot": "cifarlab.transfer.zero_shot",
+    "zero_shot": "cifarlab.transfer",
     "report": "cifarlab.reporting",
     "run": "cifarlab.pipeline",
     "serve": "cifarlab.webapp",

@@ -28,7 +28,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_zero_shot(args: argparse.Namespace) -> int:
-    from .transfer.zero_shot import zero_shot
+    from .transfer.zeroshot import zero_shot
 
     r = zero_shot(model=args.model, weights=args.weights, input_size=args.input_size, data=args.data,
                   device=args.device, precision=args.precision, eval_batch_size=args.eval_batch_size,

@@ -6,7 +6,7 @@ from importlib import import_module
 
 _EXPORTS = {
     "Freezer": "freeze", "transfer_param_groups": "freeze",
-    "ProbeResult": "probe", "linear_probe": "probe", "ZeroShotResult": "zero_shot", "zero_shot": "zero_shot",
+    "ProbeResult": "probe", "linear_probe": "probe", "ZeroShotResult": "zeroshot", "zero_shot": "zeroshot",
     "apply_preprocessing": "setup", "prepare_model": "setup",
     "LoadReport": "weights", "init_from": "weights", "load_matching": "weights", "read_state_file": "weights",
 }

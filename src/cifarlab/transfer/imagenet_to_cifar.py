@@ -1,4 +1,4 @@
-"""The ImageNet-1k classes grouped into the ten CIFAR-10 classes, for zero-shot evaluation (zero_shot.py).
+"""The ImageNet-1k classes grouped into the ten CIFAR-10 classes, for zero-shot evaluation (zeroshot.py).
 
 Indices are those of the standard ImageNet-1k label order (timm.data.ImageNetInfo; the test checks every
 index against its class name there). CIFAR-10's own class definitions (Krizhevsky 2009) decide the edges:
@@ -26,7 +26,7 @@ tow trucks; "ship" everything from rowboats to tankers. The choices:
   gondola, lifeboat, liner, pirate ship, schooner, speedboat, submarine, trimaran, wreck, yawl.
 - truck: big trucks: fire engine, garbage truck, moving van, tow truck, trailer truck. Not pickup.
 
-The other 745 classes belong to no CIFAR class: their probability is ignored (see zero_shot.py).
+The other 745 classes belong to no CIFAR class: their probability is ignored (see zeroshot.py).
 """
 from __future__ import annotations
 
