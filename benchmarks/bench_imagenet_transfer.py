@@ -30,6 +30,9 @@ from pathlib import Path
 
 from _common import ROOT, SHARED, markdown_table, mean_std, read_summary, run_cli
 
+KERAS_VGG16 = 0.58  # the Keras notebook's frozen ImageNet VGG16 + dense head, 2 epochs at 32x32: its published figure
+BASELINE = 0.6738  # cifarlab's baseline from scratch, 2 epochs on 45,000 images, 3 seeds (BENCHMARKS.md, issue 2)
+MARKERS = {"zero-shot": "v", "probe": "o", "notebook": "s", "finetune": "D", "baseline": "x"}
 STAGES = ("zero-shot", "probe", "notebook", "finetune", "plot")
 DEFAULT_SIZES = {"zero-shot": [32, 64, 128, 224], "probe": [32, 64, 96, 128, 160, 224], "notebook": [32, 96, 128],
                  "finetune": [64, 96, 128]}
@@ -142,12 +145,18 @@ def plot(args) -> None:
             label = {"zero-shot": "zero-shot (no training)", "probe": "linear probe (cached features)",
                      "notebook": "frozen + Dense(512) head, 2 epochs", "finetune": "fine-tuned (time budget)",
                      "baseline": "Keras baseline (same wall clock)"}.get(arm, arm)
-            ax.errorbar(sizes, [m for m, _ in stats], yerr=[s for _, s in stats], marker="o", capsize=3, label=label)
+            ax.errorbar(sizes, [m for m, _ in stats], yerr=[s for _, s in stats], marker=MARKERS.get(arm, "o"),
+                        capsize=3, label=label)
+    ax.axhline(KERAS_VGG16, color="grey", ls="--", lw=1, label="Keras notebook: frozen VGG16 at 32 px (its figure)")
+    ax.axhline(BASELINE, color="tab:red", ls="-.", lw=1,
+               label="cifarlab baseline from scratch at 32 px, 2 epochs, all images")
+    ax.axhline(0.1, color="lightgrey", ls=":", lw=1, label="chance")
     ax.set_xscale("log", base=2)
     ax.set_xticks(sorted(ticks), [str(t) for t in sorted(ticks)])
     ax.minorticks_off()
     ax.set_xlabel("input size (32x32 CIFAR-10 upsampled to px)")
     ax.set_ylabel("CIFAR-10 test accuracy")
+    ax.set_ylim(0, 1)
     ax.set_title(f"ImageNet transfer: {args.model} (TF EfficientNet-Lite weights)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -191,11 +200,16 @@ def main() -> None:
                 rows += probe(args, size)
             else:
                 rows += train_runs(args, size, stage)
-        rows = sorted(kept + rows, key=lambda r: (r["size"], r["seed"] or 0))
-        text = table(stage, rows)
-        path.write_text(json.dumps({"rows": rows, "args": vars(args), "wall_seconds": time.perf_counter() - start,
-                                    "table": text}, indent=2))
+            text = save(path, kept + rows, stage, args, time.perf_counter() - start)  # each size, as it ends
         print(text, flush=True)
+
+
+def save(path: Path, rows: list[dict], stage: str, args, seconds: float) -> str:
+    """Write a stage's rows (and their table) so that an interrupted run keeps the sizes it finished."""
+    rows = sorted(rows, key=lambda r: (r["size"], r["seed"] or 0))
+    text = table(stage, rows)
+    path.write_text(json.dumps({"rows": rows, "args": vars(args), "wall_seconds": seconds, "table": text}, indent=2))
+    return text
 
 
 if __name__ == "__main__":

@@ -1,0 +1,59 @@
+"""Issue 21: seconds per airbench training step at batch 2000 (bf16 autocast, channels_last, 2 threads,
+Muon), by training image size, and optionally the per-op profile (where an epoch's time goes).
+
+    PYTHONPATH=src python benchmarks/profile_airbench_step.py 32 [--profile]
+    PYTHONPATH=src python benchmarks/profile_airbench_step.py 32 --compile-pointwise   # pool+BN+GELU compiled
+"""
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+from cifarlab.models import airbench as ab
+from cifarlab.models.airbench import airbench
+from cifarlab.training.muon import MuonSGD
+
+torch.set_num_threads(2)
+size = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 32
+if "--compile-pointwise" in sys.argv:  # torch.compile on the memory-bound part of each block only
+    def pool_norm_act(x, norm):
+        return F.gelu(F.batch_norm(F.max_pool2d(x, 2), norm.running_mean, norm.running_var, None, norm.bias,
+                                   True, norm.momentum, norm.eps))
+
+    def norm_act(x, norm):
+        return F.gelu(F.batch_norm(x, norm.running_mean, norm.running_var, None, norm.bias, True, norm.momentum,
+                                   norm.eps))
+
+    pool_norm_act, norm_act = torch.compile(pool_norm_act, dynamic=False), torch.compile(norm_act, dynamic=False)
+
+    def forward(self, x):
+        return norm_act(self.conv2(pool_norm_act(self.conv1(x), self.norm1)), self.norm2)
+
+    ab.ConvGroup.forward = forward
+m = airbench().to(memory_format=torch.channels_last)
+opt = MuonSGD(m.param_groups(0.24, 2000, 2e-6, 0.85, 8))
+x = torch.randn(2000, 3, size, size).contiguous(memory_format=torch.channels_last)
+y = torch.randint(0, 10, (2000,))
+
+
+def step():
+    opt.zero_grad(set_to_none=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = torch.nn.functional.cross_entropy(m(x), y, label_smoothing=0.2)
+    loss.backward()
+    opt.step()
+
+
+for _ in range(2):
+    step()
+t, n = time.perf_counter(), 4
+for _ in range(n):
+    step()
+print(f"size {size}: {(time.perf_counter() - t) / n:.3f} s/step")
+if "--profile" in sys.argv:
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU]) as p:
+        for _ in range(2):
+            step()
+    print(p.key_averages().table(sort_by="self_cpu_time_total", row_limit=30))
