@@ -330,3 +330,31 @@ def test_timm_pretrained_from_a_file_with_cifar_stem(no_network, monkeypatch, tm
     with pytest.raises(CifarlabError, match="no pretrained weights for timm:resnet18: not in the Hugging Face cache"):
         prepare_model(create_model("timm:resnet18", num_classes=3),
                       resolve(TrainConfig(model="timm:resnet18", pretrained="imagenet")), ["a", "b", "c"])
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+def test_input_size_reaches_the_network_when_the_head_runs_apart(precision):
+    """bf16 evaluation runs forward_features and the head apart (fp32 logits); the --input-size upsampling is
+    a forward pre-hook, so it once never ran there: a run trained at 96 px was validated at 32 px (0.30
+    instead of 0.79 in the notebook). Logits, embeddings and probe features must all see the upsampled image."""
+    from cifarlab.features.embedding import penultimate_features
+    from cifarlab.training.inference import fp32_logits
+    from cifarlab.transfer.probe import compute_features
+    from cifarlab.transfer.setup import apply_preprocessing
+
+    torch.manual_seed(0)
+    model = create_model("resnet20").eval()
+    apply_preprocessing(model, TrainConfig(model="resnet20", input_size=48))
+    seen = []
+    model.conv1.register_forward_pre_hook(lambda m, args: seen.append(tuple(args[0].shape[-2:])))
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(x)
+        got = fp32_logits(model, x, precision)
+    assert seen == [(48, 48), (48, 48)]
+    assert torch.allclose(got, expected, atol=0.1 if precision == "bf16" else 1e-5)
+    images = torch.randint(0, 256, (3, 32, 32, 3), dtype=torch.uint8).numpy()
+    seen.clear()
+    penultimate_features(model, images)
+    compute_features(model, images, torch.device("cpu"), precision)
+    assert seen == [(48, 48), (48, 48)]

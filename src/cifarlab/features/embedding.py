@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import CifarlabError
-from ..models._modes import eval_mode
+from ..models._modes import eval_mode, hooked_input
 from . import plots
 from .inputs import RunLike, load, normalize, run_test_split, sample_indices
 
@@ -44,7 +44,7 @@ def penultimate_features(model: nn.Module, images: np.ndarray, *, device: torch.
     feats, logits = [], []
     with eval_mode(model):
         for i in range(0, len(images), batch_size):
-            f = model.forward_features(normalize(model, images[i:i + batch_size], device))
+            f = model.forward_features(hooked_input(model, normalize(model, images[i:i + batch_size], device)))
             feats.append(model.forward_head(f, pre_logits=True).float().flatten(1).cpu())
             logits.append(model.forward_head(f).float().cpu())
     return torch.cat(feats).numpy(), torch.cat(logits).numpy()

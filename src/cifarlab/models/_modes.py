@@ -21,3 +21,13 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for m, training in modes:
             m.training = training
+
+
+def hooked_input(model: nn.Module, x):
+    """`x` as `model(x)` would hand it to forward(): after the model's forward pre-hooks (the --input-size
+    upsampling is one). Code that calls forward_features directly, to run the head apart, must start here."""
+    for hook in model._forward_pre_hooks.values():
+        result = hook(model, (x,))
+        if result is not None:
+            x = result[0] if isinstance(result, tuple) else result
+    return x

@@ -34,6 +34,7 @@ from ..data.cache import cache_root
 from ..data.loader import DeviceLoader
 from ..data.subsets import select_classes
 from ..errors import CifarlabError
+from ..models._modes import hooked_input
 from ..training.device import autocast, resolve_device, resolve_precision
 from ..training.inference import preprocessing
 from ..training.resolve import resolve
@@ -167,17 +168,11 @@ def compute_features(model: nn.Module, images: np.ndarray, device: torch.device,
     mean, std = preprocessing(model)
     loader = DeviceLoader(images, np.zeros(len(images), np.int64), batch_size=batch_size, device=device,
                           mean=mean, std=std)
-    from .setup import ResizeInput
-
-    # forward_features bypasses the model's forward pre-hooks: apply the --input-size resize here.
-    hooks = [h for h in model._forward_pre_hooks.values() if isinstance(h, ResizeInput)]
     model.eval()
     out = []
     for x, _ in loader:
-        for hook in hooks:
-            x = hook(model, (x,))[0]
-        with autocast(device, precision):
-            f = model.forward_head(model.forward_features(x), pre_logits=True)
+        with autocast(device, precision):  # hooked_input: the --input-size resize, which forward_features skips
+            f = model.forward_head(model.forward_features(hooked_input(model, x)), pre_logits=True)
         out.append(f.float().flatten(1).cpu())
     return torch.cat(out).numpy()
 
