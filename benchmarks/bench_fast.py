@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -114,10 +115,11 @@ def run_port(data: str, seed: int) -> dict:
 
 
 def run_seed(data: str, seed: int, out: Path, epochs: int | None, recipe: str = "fast",
-             config: str | None = None, label: str = "") -> dict:
+             config: str | None = None, label: str = "", extra: tuple[str, ...] = ()) -> dict:
     run_dir = out / (f"{label}-seed{seed}" if label else f"seed{seed}")
     args = ["train", "--recipe", recipe, "--data", data, "--seed", str(seed), "--out", str(run_dir), "--overwrite",
-            "--quiet"] + (["--epochs", str(epochs)] if epochs else []) + (["--config", config] if config else [])
+            "--quiet", *extra]
+    args += (["--epochs", str(epochs)] if epochs else []) + (["--config", config] if config else [])
     start = time.perf_counter()
     run_cli(args)
     wall = time.perf_counter() - start
@@ -126,6 +128,10 @@ def run_seed(data: str, seed: int, out: Path, epochs: int | None, recipe: str = 
             "train_seconds": s["train_seconds"],
             "tta_seconds": s["test_seconds"], "seconds": s["train_seconds"] + s["test_seconds"],
             "process_wall_seconds": wall, "epochs": s["epochs_completed"], "train_img_s": s["images_per_second"]}
+
+
+def load_average() -> str:
+    return "load average: " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> None:
@@ -143,13 +149,18 @@ def main() -> None:
     p.add_argument("--vs-port", action="store_true", help="run the airbench94 CPU port before each seed (issue 21)")
     p.add_argument("--variants", nargs="+", metavar="LABEL=CONFIG",
                    help="several variants of the recipe, each LABEL=CONFIG.yaml (`-`: the recipe alone)")
+    p.add_argument("--device", default="cpu", help="the runs' --device (cuda: no reference workload, a CPU measure)")
+    p.add_argument("--compile", default="auto", help="the runs' --compile (auto, on, off)")
     p.add_argument("--out", default="bench-out/fast")
     args = p.parse_args()
+    on_cpu = args.device == "cpu"
+    extra = ("--device", args.device, "--compile", args.compile)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    load = load_average()
     report = {"uptime_before": load, "data": args.data, "recipe": args.recipe, "config": args.config,
-              "epochs": args.epochs}
+              "epochs": args.epochs, "device": args.device, "compile": args.compile, "torch": torch.__version__,
+              "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None}
 
     if not args.no_loader_check:
         rows, rates = loader_check(args.data, args.models.split(","), args.augments.split(","))
@@ -160,7 +171,7 @@ def main() -> None:
                               for r in rows]))
     if not args.loader_only:
         variants = [v.split("=", 1) for v in args.variants] if args.variants else [["", args.config or "-"]]
-        ref = [reference_seconds()]
+        ref = [reference_seconds()] if on_cpu else []
         runs = []
         for seed in (int(s) for s in args.seeds.split(",")):
             if args.vs_port:
@@ -168,19 +179,19 @@ def main() -> None:
                 print(f"port seed {seed}: {runs[-1]['test_accuracy']:.4f} in {runs[-1]['seconds']:.1f} s", flush=True)
             for label, config in variants:
                 runs.append(run_seed(args.data, seed, out, args.epochs, args.recipe,
-                                     None if config == "-" else config, label))
+                                     None if config == "-" else config, label, extra))
                 print(f"{runs[-1]['variant']} seed {seed}: {runs[-1]['test_accuracy']:.4f} in "
                       f"{runs[-1]['seconds']:.1f} s", flush=True)
             (out / "runs_so_far.json").write_text(json.dumps(runs, indent=2))  # a long run's results survive a crash
-        ref.append(reference_seconds())
-        reference = min(ref)
+        if on_cpu:
+            ref.append(reference_seconds())
+        reference = min(ref) if ref else float("nan")
         port_seconds = {r["seed"]: r["seconds"] for r in runs if r["variant"] == "port"}
         for r in runs:
             r["multiple_of_reference"] = r["seconds"] / reference
             if r["seed"] in port_seconds:
                 r["vs_port"] = r["seconds"] / port_seconds[r["seed"]]
-        report.update(runs=runs, reference_seconds=ref, uptime_after=subprocess.run(
-            ["uptime"], capture_output=True, text=True).stdout.strip())
+        report.update(runs=runs, reference_seconds=ref, uptime_after=load_average())
         report["summary"] = {}
         for variant in dict.fromkeys(r["variant"] for r in runs):
             mine = [r for r in runs if r["variant"] == variant]
@@ -191,7 +202,9 @@ def main() -> None:
                              [[r["variant"], r["seed"], f"{r['test_accuracy']:.4f}", f"{r['train_seconds']:.1f}",
                                f"{r['tta_seconds']:.1f}", f"{r['seconds']:.1f}", f"{r['multiple_of_reference']:.0f}",
                                f"{r['vs_port']:.3f}" if "vs_port" in r else ""] for r in runs]))
-        print(f"reference workload {ref[0]:.2f} s before, {ref[1]:.2f} s after; {report['summary']}")
+        if ref:
+            print(f"reference workload {ref[0]:.2f} s before, {ref[1]:.2f} s after")
+        print(report["summary"])
     (out / "bench_fast.json").write_text(json.dumps(report, indent=2))
     print(f"numbers: {out / 'bench_fast.json'}")
 

@@ -66,6 +66,20 @@ def resolve_compile(mode: str, device: torch.device) -> bool:
     return COMPILE_BY_DEFAULT.get(device.type, False) if mode == "auto" else mode == "on"
 
 
+def use_fastest_kernels(device: torch.device) -> None:
+    """On CUDA, let cuDNN time its convolution algorithms for the run's shapes and keep the fastest
+    (shapes are fixed per run, so this pays after the first steps). Runs with one seed then agree to
+    rounding rather than bit for bit, as on any GPU without deterministic kernels."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work, so that a timer read next counts it (CUDA runs asynchronously)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def autocast(device: torch.device, precision: str):
     """The autocast context for a resolved precision (a no-op for fp32)."""
     if precision == "fp32":

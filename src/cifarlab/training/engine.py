@@ -42,7 +42,7 @@ from ..data.subsets import select_classes
 from ..errors import CifarlabError, TrainingDiverged
 from ..transfer.setup import prepare_model
 from . import distributed, rundir
-from .device import resolve_compile, resolve_precision
+from .device import resolve_compile, resolve_precision, synchronize, use_fastest_kernels
 from .inference import classification_metrics, predict_logits, preprocessing
 from .loop import Progress, Stepper, loss_every, train_one_epoch
 from .optim import build_optimizer
@@ -250,6 +250,7 @@ def _set_up(cfg: TrainConfig, ranks: distributed.Ranks, device: torch.device, da
     """Precision, data, model (transfer set-up included), loader, optimizer, EMA and early stopping."""
     precision = resolve_precision(cfg.precision, device)
     compiled = resolve_compile(cfg.compile, device)
+    use_fastest_kernels(device)
     if cfg.tensorboard:
         require_tensorboard()
     _seed_everything(cfg.seed)
@@ -417,6 +418,7 @@ def initialize_from_data(model: nn.Module, loader: DeviceLoader, seed: int, n: i
     start = time.perf_counter()
     pick = torch.randperm(len(loader.labels), generator=torch.Generator().manual_seed(seed))[:n].to(loader.device)
     model.initialize_from_data(loader.normalize(loader.images[pick]))
+    synchronize(loader.device)
     return time.perf_counter() - start
 
 

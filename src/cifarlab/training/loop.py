@@ -22,7 +22,7 @@ from .._threads import adapt as adapt_threads
 from ..augment.mix import mixed_cross_entropy
 from ..data.loader import DeviceLoader
 from . import distributed
-from .device import autocast
+from .device import autocast, synchronize
 from .optim import schedule_lr
 from .progressive import resize_batch
 from .regularize import update_ema, weight_penalty
@@ -146,6 +146,7 @@ def train_one_epoch(s: Stepper, loader: DeviceLoader, *, step: int, progress: Pr
             bar.set_postfix(loss=f"{loss_value / seen:.3f}", acc=f"{correct_value / seen:.3f}", img_s=f"{rate:,.0f}")
     if seen and (not marks or marks[-1][0] != step):
         marks.append((step, loss_sum.clone(), seen))  # the epoch's last, shorter window
+    synchronize(s.device)  # the epoch's time includes the steps a GPU still has queued
     return EpochResult(loss_sum, correct, seen, step, time.perf_counter() - start, out_of_time,
                        _window_means(marks))
 
