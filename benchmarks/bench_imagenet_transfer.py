@@ -12,13 +12,14 @@ input size the 32x32 CIFAR-10 images are upsampled to. Five stages, each selecta
                --backbone-lr-scale, against the Keras baseline trained for the same wall clock (same augmentation)
     plot       accuracy against input size for each mode, from the results of the stages run so far
 
-Results go to OUT/<stage>.json (one row per size and seed; a re-run replaces the rows of the sizes it ran), the table
+Results go to OUT/<stage>.json (one row per size, seed and arm; a re-run replaces the rows it measures again), the table
 to stdout, the plot to --plot. Every stage runs cifarlab's CLI in a fresh process, like a user.
 
     python benchmarks/bench_imagenet_transfer.py --stages zero-shot --sizes 32 64 128 224      # ~15 min CPU
     python benchmarks/bench_imagenet_transfer.py --stages probe --sizes 32 64 96 --train-size 5000 --seeds 0
     python benchmarks/bench_imagenet_transfer.py --stages notebook --sizes 32 96 128 --train-size 10000
     python benchmarks/bench_imagenet_transfer.py --stages finetune --sizes 64 96 128 --budget-minutes 20
+    python benchmarks/bench_imagenet_transfer.py --stages finetune --sizes 64 --seeds 1 --arms finetune
     python benchmarks/bench_imagenet_transfer.py --stages plot
 """
 from __future__ import annotations
@@ -69,35 +70,42 @@ def probe(args, size: int) -> list[dict]:
     return rows
 
 
-def train_runs(args, size: int, stage: str) -> list[dict]:
-    rows = []
-    for seed in args.seeds:
-        out = Path(args.out) / f"{stage}-{size}-seed{seed}"
-        common = ["train", "--data", args.data, "--precision", args.precision, "--seed", str(seed), "--quiet",
-                  "--out", str(out), "--overwrite"]
-        if args.train_size:
-            common += ["--train-size", str(args.train_size)]
-        if stage == "notebook":
-            arms = {"notebook": ["--model", args.model, "--pretrained", "imagenet", "--input-size", str(size),
-                                 "--freeze", "backbone", "--head-hidden", "512", "--optimizer", "adam", "--lr",
-                                 "1e-3", "--schedule", "constant", "--epochs", "2", "--augment", "none"]}
-        else:
-            arms = {"finetune": ["--model", args.model, "--pretrained", "imagenet", "--input-size", str(size),
-                                 "--backbone-lr-scale", str(args.backbone_lr_scale), "--epochs", "100",
-                                 "--budget-minutes", str(args.budget_minutes), "--augment", "standard"],
-                    "baseline": ["--model", "baseline", "--epochs", "100", "--budget-minutes",
-                                 str(args.budget_minutes), "--augment", "standard"]}
-        for arm, flags in arms.items():
-            run_dir = out if arm == stage else out.with_name(out.name + f"-{arm}")
-            cmd = [*common, *flags]
-            cmd[cmd.index("--out") + 1] = str(run_dir)
-            run_cli(cmd, timeout=4 * 3600)
-            s = read_summary(run_dir)
-            rows.append({"size": size, "seed": seed, "arm": arm, "accuracy": s["test_accuracy"],
-                         "val_accuracy": s.get("val_accuracy"), "train_seconds": s["train_seconds"],
-                         "epochs": s.get("epochs_completed", s.get("epochs"))})
-            print(json.dumps(rows[-1]), flush=True)
-    return rows
+def arm_flags(args, arm: str, size: int) -> list[str]:
+    """The `cifarlab train` flags of one arm. The Keras baseline takes the 32x32 images as they are, so its
+    runs do not depend on the size: it runs once per seed and its rows carry size 32."""
+    if arm == "notebook":
+        return ["--model", args.model, "--pretrained", "imagenet", "--input-size", str(size), "--freeze", "backbone",
+                "--head-hidden", "512", "--optimizer", "adam", "--lr", "1e-3", "--schedule", "constant",
+                "--epochs", "2", "--augment", "none"]
+    if arm == "finetune":
+        return ["--model", args.model, "--pretrained", "imagenet", "--input-size", str(size),
+                "--backbone-lr-scale", str(args.backbone_lr_scale), "--epochs", "100",
+                "--budget-minutes", str(args.budget_minutes), "--augment", "standard"]
+    return ["--model", "baseline", "--epochs", "100", "--budget-minutes", str(args.budget_minutes),
+            "--augment", "standard"]
+
+
+def train_run(args, stage: str, arm: str, size: int, seed: int) -> dict:
+    run_dir = Path(args.out) / (f"{stage}-{size}-seed{seed}" + ("" if arm == stage else f"-{arm}"))
+    cmd = ["train", "--data", args.data, "--precision", args.precision, "--seed", str(seed), "--quiet",
+           "--out", str(run_dir), "--overwrite", *arm_flags(args, arm, size)]
+    if args.train_size:
+        cmd += ["--train-size", str(args.train_size)]
+    run_cli(cmd, timeout=4 * 3600)
+    s = read_summary(run_dir)
+    row = {"size": size, "seed": seed, "arm": arm, "accuracy": s["test_accuracy"],
+           "val_accuracy": s.get("val_accuracy"), "train_seconds": s["train_seconds"],
+           "epochs": s.get("epochs_completed", s.get("epochs"))}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def training_jobs(args, stage: str, sizes: list[int]) -> list[tuple[str, int, int]]:
+    """(arm, size, seed) for each run, seed by seed: the baseline once per seed, at its own 32 px."""
+    arms = args.arms or ([stage, "baseline"] if stage == "finetune" else [stage])
+    per_seed = [(arm, size) for size in sizes for arm in arms if arm != "baseline"]
+    per_seed += [("baseline", 32)] if "baseline" in arms else []
+    return [(arm, size, seed) for seed in args.seeds for arm, size in per_seed]
 
 
 def table(stage: str, rows: list[dict]) -> str:
@@ -177,6 +185,8 @@ def main() -> None:
     p.add_argument("--zero-shot-limit", type=int, help="zero-shot on a stratified subset of the test split")
     p.add_argument("--budget-minutes", type=float, default=20.0, help="wall clock of each finetune/baseline run")
     p.add_argument("--backbone-lr-scale", type=float, default=0.1)
+    p.add_argument("--arms", nargs="+", choices=("finetune", "baseline", "notebook"),
+                   help="the training stages' arms (default: finetune and the baseline; notebook)")
     p.add_argument("--precision", default="fp32")
     p.add_argument("--out", default="bench-out/imagenet-transfer")
     p.add_argument("--plot", default=str(ROOT / "docs" / "imagenet_transfer.png"))
@@ -188,25 +198,31 @@ def main() -> None:
             continue
         sizes = args.sizes or DEFAULT_SIZES[stage]
         path = Path(args.out) / f"{stage}.json"
-        # Rows of other sizes from an earlier run of the stage are kept: sizes can be measured one at a time.
-        kept = [r for r in json.loads(path.read_text())["rows"] if r["size"] not in sizes] if path.exists() else []
-        start, rows = time.perf_counter(), []
-        for size in sizes:
+        # Rows from an earlier run of the stage are kept unless this run measures the same size, seed and arm
+        # again: sizes and seeds can be measured a few at a time.
+        rows = {row_key(r, stage): r for r in json.loads(path.read_text())["rows"]} if path.exists() else {}
+        start = time.perf_counter()
+        for size in (sizes if stage in ("zero-shot", "probe") else []):
+            new = zero_shot(args, size) if stage == "zero-shot" else probe(args, size)
             if stage == "zero-shot":
-                rows += zero_shot(args, size)
-                print(json.dumps({k: v for k, v in rows[-1].items() if k not in ("confusion", "top_imagenet")}),
+                print(json.dumps({k: v for k, v in new[-1].items() if k not in ("confusion", "top_imagenet")}),
                       flush=True)
-            elif stage == "probe":
-                rows += probe(args, size)
-            else:
-                rows += train_runs(args, size, stage)
-            text = save(path, kept + rows, stage, args, time.perf_counter() - start)  # each size, as it ends
+            rows.update({row_key(r, stage): r for r in new})
+            text = save(path, list(rows.values()), stage, args, time.perf_counter() - start)  # each size as it ends
+        for arm, size, seed in (training_jobs(args, stage, sizes) if stage in ("notebook", "finetune") else []):
+            r = train_run(args, stage, arm, size, seed)
+            rows[row_key(r, stage)] = r
+            text = save(path, list(rows.values()), stage, args, time.perf_counter() - start)  # each run as it ends
         print(text, flush=True)
 
 
+def row_key(row: dict, stage: str) -> tuple:
+    return row["size"], row["seed"], row.get("arm", stage)
+
+
 def save(path: Path, rows: list[dict], stage: str, args, seconds: float) -> str:
-    """Write a stage's rows (and their table) so that an interrupted run keeps the sizes it finished."""
-    rows = sorted(rows, key=lambda r: (r["size"], r["seed"] or 0))
+    """Write a stage's rows (and their table) so that an interrupted run keeps what it finished."""
+    rows = sorted(rows, key=lambda r: (r["size"], r["seed"] or 0, r.get("arm", stage)))
     text = table(stage, rows)
     path.write_text(json.dumps({"rows": rows, "args": vars(args), "wall_seconds": seconds, "table": text}, indent=2))
     return text
