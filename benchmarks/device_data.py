@@ -42,16 +42,25 @@ def digest(images: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()
 
 
-def _encode(job: tuple[np.ndarray, str]) -> str:
-    images, path = job
+def _encode(job: tuple[np.ndarray, str, int]) -> str:
+    images, path, effort = job
     mosaic = to_mosaic(images)
-    Image.fromarray(mosaic).save(path, format="WEBP", lossless=True, quality=100, method=6)
+    Image.fromarray(mosaic).save(path, format="WEBP", lossless=True, quality=100, method=effort)
     if not (np.asarray(Image.open(path).convert("RGB")) == mosaic).all():
         raise SystemExit(f"error: {path} does not decode to the pixels it was made from")
     return path
 
 
-def pack(data: str, out: Path, parts: int) -> None:
+def _map(fn, jobs: list, workers: int | None) -> list:
+    """fn over jobs, in `workers` processes (None: one per CPU; 1: in this process)."""
+    if workers == 1:
+        return [fn(job) for job in jobs]
+    with ProcessPoolExecutor(workers) as pool:
+        return list(pool.map(fn, jobs, chunksize=max(1, len(jobs) // 64)))
+
+
+def pack(data: str, out: Path, parts: int, workers: int | None = 2, effort: int = 6) -> None:
+    """The parts, in out/a, out/b, ...; effort: WebP's method, 0 (fast) to 6 (smallest, 1 minute a mosaic)."""
     from cifarlab.data import load_data
 
     d = load_data(data, progress=False)
@@ -67,10 +76,9 @@ def pack(data: str, out: Path, parts: int) -> None:
     for name, folder in zip(names, folders):
         split, i = name.rstrip("0123456789"), int(name.lstrip(string.ascii_letters))
         images = (d.train if split == "train" else d.test).images[i * PER_MOSAIC:(i + 1) * PER_MOSAIC]
-        jobs.append((images, str(folder / f"{name}.webp")))
-    with ProcessPoolExecutor(2) as pool:
-        for path in pool.map(_encode, jobs):
-            print(path, flush=True)
+        jobs.append((images, str(folder / f"{name}.webp"), effort))
+    for path in _map(_encode, jobs, workers):
+        print(path, flush=True)
     meta = {"classes": d.classes, "train_labels": d.train.labels.tolist(), "test_labels": d.test.labels.tolist(),
             "sha256_train": digest(d.train.images), "sha256_test": digest(d.test.images), "source": d.source}
     (folders[-1] / META).write_text(json.dumps(meta))
@@ -80,7 +88,7 @@ def _write_png(job: tuple[np.ndarray, str]) -> None:
     Image.fromarray(job[0]).save(job[1], format="PNG")
 
 
-def unpack(parts: list[Path], to: Path) -> None:
+def unpack(parts: list[Path], to: Path, workers: int | None = None) -> None:
     files = {p.name: p for part in parts for p in part.iterdir()}
     if META not in files:
         raise SystemExit(f"error: no {META} in {', '.join(map(str, parts))}")
@@ -100,8 +108,7 @@ def unpack(parts: list[Path], to: Path) -> None:
             folder = to / split / meta["classes"][label]
             folder.mkdir(parents=True, exist_ok=True)
             jobs.append((image, str(folder / f"{i:05d}.png")))
-    with ProcessPoolExecutor() as pool:
-        list(pool.map(_write_png, jobs, chunksize=500))
+    _map(_write_png, jobs, workers)
     print(f"{to}: {len(split_images['train']):,} train and {len(split_images['test']):,} test images, "
           "pixels identical to the source's")
 

@@ -273,6 +273,7 @@ def test_compile_auto_follows_the_measured_default_per_device():
     from cifarlab.training.device import COMPILE_BY_DEFAULT, resolve_compile
 
     assert resolve_compile("auto", CPU) is COMPILE_BY_DEFAULT["cpu"] is False  # measured slower on this CPU
+    assert resolve_compile("auto", torch.device("cuda")) is COMPILE_BY_DEFAULT["cuda"] is False  # and on an H200
     assert resolve_compile("on", CPU) is True and resolve_compile("off", CPU) is False
     with pytest.raises(CifarlabError, match="unknown --compile 'fast'; choose one of: auto, on, off"):
         resolve_compile("fast", CPU)
@@ -310,3 +311,24 @@ def test_bad_compile_flag_is_a_one_line_error(capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "invalid choice: 'maybe'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cudnn_autotuning_is_switched_on_for_cuda_runs_only(monkeypatch):
+    from cifarlab.training.device import use_fastest_kernels
+
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    use_fastest_kernels(CPU)
+    assert torch.backends.cudnn.benchmark is False
+    use_fastest_kernels(torch.device("cuda"))  # only sets a flag: no GPU needed to check it
+    assert torch.backends.cudnn.benchmark is True
+
+
+def test_timings_wait_for_a_gpu_but_not_for_the_cpu(monkeypatch):
+    from cifarlab.training import device
+
+    waited = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda d=None: waited.append(d))
+    device.synchronize(CPU)
+    assert waited == []
+    device.synchronize(torch.device("cuda", 1))
+    assert waited == [torch.device("cuda", 1)]
