@@ -185,10 +185,10 @@ def main() -> None:
             (out / "runs_so_far.json").write_text(json.dumps(runs, indent=2))  # a long run's results survive a crash
         if on_cpu:
             ref.append(reference_seconds())
-        reference = min(ref) if ref else float("nan")
         port_seconds = {r["seed"]: r["seconds"] for r in runs if r["variant"] == "port"}
         for r in runs:
-            r["multiple_of_reference"] = r["seconds"] / reference
+            if ref:
+                r["multiple_of_reference"] = r["seconds"] / min(ref)
             if r["seed"] in port_seconds:
                 r["vs_port"] = r["seconds"] / port_seconds[r["seed"]]
         report.update(runs=runs, reference_seconds=ref, uptime_after=load_average())
@@ -196,11 +196,13 @@ def main() -> None:
         for variant in dict.fromkeys(r["variant"] for r in runs):
             mine = [r for r in runs if r["variant"] == variant]
             report["summary"][variant] = {"n": len(mine), **{k: mean_std([r[k] for r in mine]) for k in (
-                "test_accuracy", "seconds", "multiple_of_reference") + (("vs_port",) if port_seconds else ())}}
+                "test_accuracy", "seconds") + (("multiple_of_reference",) if ref else ())
+                + (("vs_port",) if port_seconds else ())}}
         print(markdown_table(["variant", "seed", "test acc (TTA)", "train s", "TTA s", "time to acc s", "× ref",
                               "× port"],
                              [[r["variant"], r["seed"], f"{r['test_accuracy']:.4f}", f"{r['train_seconds']:.1f}",
-                               f"{r['tta_seconds']:.1f}", f"{r['seconds']:.1f}", f"{r['multiple_of_reference']:.0f}",
+                               f"{r['tta_seconds']:.1f}", f"{r['seconds']:.1f}",
+                               f"{r['multiple_of_reference']:.0f}" if ref else "",
                                f"{r['vs_port']:.3f}" if "vs_port" in r else ""] for r in runs]))
         if ref:
             print(f"reference workload {ref[0]:.2f} s before, {ref[1]:.2f} s after")

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The GPU figures of issue 21 (part 3), as two calls of the device tool on a lent GPU machine. Each call
-# carries one part of the data (benchmarks/device_data.py pack, about 50 MB each); the machine stays warm
-# between the calls, so the first part is still there for the second.
+# carries one part of the data (benchmarks/device_data.py pack, about 50 MB each). A carried path does not
+# outlive the next call, so the first call copies its part to $WORK, which stays while the machine is warm
+# (make the second call within its 30 idle seconds).
 #
-#   1. carry .gpu/a:  bash benchmarks/device_run.sh throughput   # the zoo's img/s; compile on two models
+#   1. carry .gpu/a:  bash benchmarks/device_run.sh throughput   # the zoo's img/s; compile on three models
 #   2. carry .gpu/b:  bash benchmarks/device_run.sh fast         # unpack the data; --recipe fast, eager and compiled
 #
 # Results land in $OUT (the folder the device tool brings back: a few JSON files, no run directories).
@@ -22,17 +23,20 @@ torch.version.cuda, "cudnn", torch.backends.cudnn.version(), torch.cuda.get_devi
   echo "cpus $(nproc)"; } > "$OUT/env-$stage.txt" 2>&1
 cat "$OUT/env-$stage.txt"
 
+mkdir -p "$WORK/parts"
+for part in .gpu/*/; do [ -d "$part" ] && cp -r "$part" "$WORK/parts/"; done  # this call's part, for the next
+
 case $stage in
   throughput)  # batch 128/500 as in the CPU table; then a GPU-sized batch; then cold torch.compile
-    timeout 110 $PY benchmarks/bench_throughput.py --device cuda --min-seconds 0.5 \
+    timeout 170 $PY benchmarks/bench_throughput.py --device cuda --min-seconds 0.5 \
       --out "$OUT/throughput-b128.json" 2>&1 | tail -n 18
-    timeout 45 $PY benchmarks/bench_throughput.py --device cuda --min-seconds 0.5 --precisions bf16 \
+    timeout 60 $PY benchmarks/bench_throughput.py --device cuda --min-seconds 0.5 --precisions bf16 \
       --batch 1024 --infer-batch 2000 --out "$OUT/throughput-b1024.json" 2>&1 | tail -n 17
-    timeout 90 $PY benchmarks/bench_throughput.py --device cuda --min-seconds 0.5 --precisions bf16 \
-      --models baseline,resnet18 --compile-models baseline,resnet18 --out "$OUT/throughput-compile.json" 2>&1 | tail -n 6
+    timeout 130 $PY benchmarks/bench_throughput.py --device cuda --min-seconds 0.5 --precisions bf16 \
+      --models baseline,resnet20,airbench --compile-models baseline,resnet20,airbench --out "$OUT/throughput-compile.json" 2>&1 | tail -n 6
     ;;
   fast)  # time to 94%: the recipe eager (3 seeds), then compiled (cold, then with the compile cache warm)
-    $PY benchmarks/device_data.py unpack .gpu/a .gpu/b --to "$WORK/cifar10" || exit 1
+    $PY benchmarks/device_data.py unpack "$WORK"/parts/* --to "$WORK/cifar10" || exit 1
     for mode in off on; do
       seeds=$([ $mode = off ] && echo 0,1,2 || echo 0,1)
       timeout $([ $mode = off ] && echo 150 || echo 130) $PY benchmarks/bench_fast.py --data "$WORK/cifar10" \
