@@ -210,17 +210,19 @@ def main() -> None:
         # again: sizes and seeds can be measured a few at a time.
         rows = {row_key(r, stage): r for r in json.loads(path.read_text())["rows"]} if path.exists() else {}
         start = time.perf_counter()
-        for size in (sizes if stage in ("zero-shot", "probe") else []):
-            new = zero_shot(args, size) if stage == "zero-shot" else probe(args, size)
-            if stage == "zero-shot":
-                print(json.dumps({k: v for k, v in new[-1].items() if k not in ("confusion", "top_imagenet")}),
-                      flush=True)
-            rows.update({row_key(r, stage): r for r in new})
-            text = save(path, list(rows.values()), stage, args, time.perf_counter() - start)  # each size as it ends
-        for arm, size, seed in (training_jobs(args, stage, sizes) if stage in ("notebook", "finetune") else []):
-            r = train_run(args, stage, arm, size, seed)
-            rows[row_key(r, stage)] = r
-            text = save(path, list(rows.values()), stage, args, time.perf_counter() - start)  # each run as it ends
+        if stage in ("zero-shot", "probe"):
+            for size in sizes:
+                new = zero_shot(args, size) if stage == "zero-shot" else probe(args, size)
+                if stage == "zero-shot":
+                    print(json.dumps({k: v for k, v in new[-1].items() if k not in ("confusion", "top_imagenet")}),
+                          flush=True)
+                rows.update({row_key(r, stage): r for r in new})
+                text = save(path, list(rows.values()), stage, args, time.perf_counter() - start)  # each size
+        else:
+            for arm, size, seed in training_jobs(args, stage, sizes):
+                r = train_run(args, stage, arm, size, seed)
+                rows[row_key(r, stage)] = r
+                text = save(path, list(rows.values()), stage, args, time.perf_counter() - start)  # each run
         print(text, flush=True)
 
 

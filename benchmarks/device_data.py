@@ -66,17 +66,14 @@ def pack(data: str, out: Path, parts: int, workers: int | None = 2, effort: int 
     d = load_data(data, progress=False)
     if len(d.train.images) % COLUMNS or len(d.test.images) % COLUMNS:
         raise SystemExit(f"error: {data}: split sizes must be multiples of {COLUMNS}")
-    names = [f"{split}{i}" for split, n in (("train", len(d.train.images)), ("test", len(d.test.images)))
-             for i in range(-(-n // PER_MOSAIC))]
-    per_part = -(-len(names) // parts)
-    folders = [out / string.ascii_lowercase[names.index(n) // per_part] for n in names]
+    mosaics = [(f"{name}{i}", split.images[i * PER_MOSAIC:(i + 1) * PER_MOSAIC])
+               for name, split in (("train", d.train), ("test", d.test))
+               for i in range(-(-len(split.images) // PER_MOSAIC))]
+    per_part = -(-len(mosaics) // parts)
+    folders = [out / string.ascii_lowercase[k // per_part] for k in range(len(mosaics))]
     for folder in set(folders):
         folder.mkdir(parents=True, exist_ok=True)
-    jobs = []
-    for name, folder in zip(names, folders):
-        split, i = name.rstrip("0123456789"), int(name.lstrip(string.ascii_letters))
-        images = (d.train if split == "train" else d.test).images[i * PER_MOSAIC:(i + 1) * PER_MOSAIC]
-        jobs.append((images, str(folder / f"{name}.webp"), effort))
+    jobs = [(images, str(folder / f"{name}.webp"), effort) for (name, images), folder in zip(mosaics, folders)]
     for path in _map(_encode, jobs, workers):
         print(path, flush=True)
     meta = {"classes": d.classes, "train_labels": d.train.labels.tolist(), "test_labels": d.test.labels.tolist(),
