@@ -45,10 +45,12 @@ def zero_shot(args, size: int) -> list[dict]:
     if args.zero_shot_limit:
         cmd += ["--limit", str(args.zero_shot_limit)]
     r = json.loads(run_cli(cmd).stdout.strip().splitlines()[-1])
-    return [{"size": size, "seed": None, "accuracy": r["accuracy_by_aggregate"]["sum"],
-             "accuracy_max": r["accuracy_by_aggregate"]["max"], "images": r["images"],
-             "images_per_second": r["images_per_second"], "seconds": r["seconds"], "per_class": r["per_class"],
-             "mass_on_mapped": r["mass_on_mapped"], "confusion": r["confusion"], "top_imagenet": r["top_imagenet"]}]
+    row = {"size": size, "seed": None, "accuracy": r["accuracy_by_aggregate"]["sum"],
+           "accuracy_max": r["accuracy_by_aggregate"]["max"], "images": r["images"],
+           "images_per_second": r["images_per_second"], "seconds": r["seconds"], "per_class": r["per_class"],
+           "mass_on_mapped": r["mass_on_mapped"], "confusion": r["confusion"], "top_imagenet": r["top_imagenet"]}
+    print(json.dumps({k: v for k, v in row.items() if k not in ("confusion", "top_imagenet")}), flush=True)
+    return [row]
 
 
 def probe(args, size: int) -> list[dict]:
@@ -213,9 +215,6 @@ def main() -> None:
         if stage in ("zero-shot", "probe"):
             for size in sizes:
                 new = zero_shot(args, size) if stage == "zero-shot" else probe(args, size)
-                if stage == "zero-shot":
-                    print(json.dumps({k: v for k, v in new[-1].items() if k not in ("confusion", "top_imagenet")}),
-                          flush=True)
                 rows.update({row_key(r, stage): r for r in new})
                 text = save(path, list(rows.values()), stage, args, time.perf_counter() - start)  # each size
         else:
