@@ -1,8 +1,9 @@
-"""Issue 21: seconds per airbench training step at batch 2000 (bf16 autocast, channels_last, 2 threads,
+"""Issue 21: seconds per airbench training step (batch 2000 unless --batch) (bf16 autocast, channels_last, 2 threads,
 Muon), by training image size, and optionally the per-op profile (where an epoch's time goes).
 
     PYTHONPATH=src python benchmarks/profile_airbench_step.py 32 [--profile]
     PYTHONPATH=src python benchmarks/profile_airbench_step.py 32 --compile-pointwise   # pool+BN+GELU compiled
+    PYTHONPATH=src python benchmarks/profile_airbench_step.py 32 --batch 500           # another batch size
 """
 import sys
 import time
@@ -16,6 +17,7 @@ from cifarlab.training.muon import MuonSGD
 
 torch.set_num_threads(2)
 size = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 32
+batch = int(sys.argv[sys.argv.index("--batch") + 1]) if "--batch" in sys.argv else 2000
 if "--compile-pointwise" in sys.argv:  # torch.compile on the memory-bound part of each block only
     def pool_norm_act(x, norm):
         return F.gelu(F.batch_norm(F.max_pool2d(x, 2), norm.running_mean, norm.running_var, None, norm.bias,
@@ -32,9 +34,9 @@ if "--compile-pointwise" in sys.argv:  # torch.compile on the memory-bound part 
 
     ab.ConvGroup.forward = forward
 m = airbench().to(memory_format=torch.channels_last)
-opt = MuonSGD(m.param_groups(0.24, 2000, 2e-6, 0.85, 8))
-x = torch.randn(2000, 3, size, size).contiguous(memory_format=torch.channels_last)
-y = torch.randint(0, 10, (2000,))
+opt = MuonSGD(m.param_groups(0.24, batch, 2e-6, 0.85, 8))
+x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
+y = torch.randint(0, 10, (batch,))
 
 
 def step():
@@ -50,7 +52,8 @@ for _ in range(2):
 t, n = time.perf_counter(), 4
 for _ in range(n):
     step()
-print(f"size {size}: {(time.perf_counter() - t) / n:.3f} s/step")
+dt = (time.perf_counter() - t) / n
+print(f"size {size}, batch {batch}: {dt:.3f} s/step, {batch / dt:.0f} images/s")
 if "--profile" in sys.argv:
     from torch.profiler import ProfilerActivity, profile
     with profile(activities=[ProfilerActivity.CPU]) as p:
