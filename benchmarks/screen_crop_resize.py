@@ -1,0 +1,30 @@
+"""Issue 21 screening: progressive resizing's small stage as random size x size crops of the
+full-size batch (object scale as at test time) instead of a downscale of the whole image. Takes
+`cifarlab`'s command line; measured once (BENCHMARKS.md, issue 21 part 2) and not kept in the engine:
+
+    PYTHONPATH=src python benchmarks/screen_crop_resize.py train --recipe fast-progressive \
+        --data ../shared/data/cifar10 --seed 0 --config benchmarks/configs/fast_b1000_24x3_of_7.yaml --out DIR
+"""
+import sys
+
+import torch
+
+import cifarlab.training.loop as loop
+from cifarlab.cli import main
+
+
+def crop_batch(x, size):
+    """Each image's own random size x size window (a drop-in for loop.resize_batch)."""
+    if size is None or x.shape[-1] == size:
+        return x
+    n, c, h, w = x.shape
+    oy = torch.randint(0, h - size + 1, (n,))
+    ox = torch.randint(0, w - size + 1, (n,))
+    ar = torch.arange(size)
+    rows, cols = (oy[:, None] + ar)[:, :, None], (ox[:, None] + ar)[:, None, :]
+    out = x[torch.arange(n)[:, None, None], :, rows, cols]  # (n, size, size, c)
+    return out.permute(0, 3, 1, 2)  # NCHW view of NHWC memory: channels_last
+
+
+loop.resize_batch = crop_batch
+sys.exit(main())
