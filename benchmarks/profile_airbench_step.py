@@ -1,5 +1,5 @@
-"""Issue 21: seconds per airbench training step (batch 2000 unless --batch) (bf16 autocast, channels_last, 2 threads,
-Muon), by training image size, and optionally the per-op profile (where an epoch's time goes).
+"""Issue 21: seconds per airbench training step (bf16 autocast, channels_last, 2 threads, Muon; batch
+2000 or --batch N), by training image size, and optionally the per-op profile (where an epoch's time goes).
 
     PYTHONPATH=src python benchmarks/profile_airbench_step.py 32 [--profile]
     PYTHONPATH=src python benchmarks/profile_airbench_step.py 32 --compile-pointwise   # pool+BN+GELU compiled
