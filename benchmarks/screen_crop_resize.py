@@ -18,11 +18,10 @@ def crop_batch(x, size):
     if size is None or x.shape[-1] == size:
         return x
     n, c, h, w = x.shape
-    oy = torch.randint(0, h - size + 1, (n,))
-    ox = torch.randint(0, w - size + 1, (n,))
-    ar = torch.arange(size)
-    rows, cols = (oy[:, None] + ar)[:, :, None], (ox[:, None] + ar)[:, None, :]
-    out = x[torch.arange(n)[:, None, None], :, rows, cols]  # (n, size, size, c)
+    oy, ox = (torch.randint(0, side - size + 1, (n, 1), device=x.device) for side in (h, w))
+    window = torch.arange(size, device=x.device)
+    rows, cols = (oy + window)[:, :, None], (ox + window)[:, None, :]
+    out = x[torch.arange(n, device=x.device)[:, None, None], :, rows, cols]  # (n, size, size, c)
     return out.permute(0, 3, 1, 2)  # NCHW view of NHWC memory: channels_last
 
 
