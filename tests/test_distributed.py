@@ -286,3 +286,27 @@ def test_a_hung_rank_times_out_instead_of_hanging(tiny_tree, tmp_path):
     assert "rank 0 lost contact with the other ranks" in line
     assert "5000ms" in line or "--dist-timeout 5 s" in line  # gloo times out in a recv or closes the pair
     assert 5 <= waited < 60 and proc.returncode != 0
+
+
+def test_pruning_under_torchrun_plans_every_epoch_as_one_process_does(tiny_tree, tmp_path):
+    """--prune-easy: each rank scores its slice of the batches; the scores meet at the epoch's end, so the
+    2 ranks skip the images one process skips and follow its curve."""
+    cache = tmp_path / "cache"
+    prune = ["--prune-easy", "0.5", "--prune-until", "1"]
+    proc = torchrun([*EXACT, *prune, "--data", str(tiny_tree), "--epochs", "4", "--out", str(tmp_path / "two")], cache)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    one = cifarlab.train(data=str(tiny_tree), epochs=4, out=str(tmp_path / "one"), verbose=False, prune_easy=0.5,
+                         prune_until=1.0, **EXACT_KW)
+    two = metrics(tmp_path / "two")
+    assert [h["pruned_images"] for h in two] == [h["pruned_images"] for h in one.history]
+    assert any(h["pruned_images"] for h in two)
+    assert_same_curve(two, one.history)
+
+
+def test_pruning_with_micro_batches_equals_one_batch(tiny_tree, tmp_path):
+    kw = {**EXACT_KW, "prune_easy": 0.5, "prune_until": 1.0, "epochs": 3, "verbose": False}
+    one = cifarlab.train(data=str(tiny_tree), out=str(tmp_path / "b16"), **kw)
+    acc = cifarlab.train(data=str(tiny_tree), out=str(tmp_path / "k4"), grad_accum=4, **kw)
+    assert [h["pruned_images"] for h in acc.history] == [h["pruned_images"] for h in one.history]
+    assert_same_curve(acc.history, one.history)
+    assert_same_weights(tmp_path / "k4" / "model.safetensors", tmp_path / "b16" / "model.safetensors")

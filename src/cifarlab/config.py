@@ -118,6 +118,12 @@ class TrainConfig:
     progressive_resize: str | None = setting(None, "train the first EPOCHS epochs on SIZE x SIZE images (less "
                                              "arithmetic), e.g. 24:4 or 16:2,24:3; the rest, and evaluation, at "
                                              "full size (training/progressive.py)", "model", metavar="SIZE:EPOCHS")
+    prune_easy: float | None = setting(None, "InfoBatch example selection: each epoch skip this share of the "
+                                       "well-learned training images (loss under the mean) and upweight the rest "
+                                       "of them, e.g. 0.5; 0: off, also under a recipe that prunes "
+                                       "(training/selection.py)", "model", metavar="R", ge=0, lt=1)
+    prune_until: float = setting(0.875, "with --prune-easy: the share of the epochs that prune; the rest see every "
+                                 "image", "model", metavar="F", gt=0, le=1)
     # Augmentation and regularization
     augment: str = setting("none", "training-batch augmentation (cifarlab.augment); combine with +, e.g. "
                            "standard+cutout or standard+mixup (see cifarlab augment-preview)", "regularization",

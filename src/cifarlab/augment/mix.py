@@ -54,11 +54,13 @@ class CutMix:
 
 
 def mixed_cross_entropy(logits: torch.Tensor, y_a: torch.Tensor, y_b: torch.Tensor, lam: float,
-                        label_smoothing: float = 0.0) -> torch.Tensor:
-    """lam·CE(logits, y_a) + (1 − lam)·CE(logits, y_b); plain cross-entropy when lam == 1."""
-    loss = F.cross_entropy(logits, y_a, label_smoothing=label_smoothing)
+                        label_smoothing: float = 0.0, reduction: str = "mean") -> torch.Tensor:
+    """lam·CE(logits, y_a) + (1 − lam)·CE(logits, y_b); plain cross-entropy when lam == 1.
+    `reduction="none"`: one loss per image (example selection weights and scores them)."""
+    loss = F.cross_entropy(logits, y_a, label_smoothing=label_smoothing, reduction=reduction)
     if lam < 1.0:
-        loss = lam * loss + (1 - lam) * F.cross_entropy(logits, y_b, label_smoothing=label_smoothing)
+        loss = lam * loss + (1 - lam) * F.cross_entropy(logits, y_b, label_smoothing=label_smoothing,
+                                                        reduction=reduction)
     return loss
 
 

@@ -18,6 +18,9 @@ class DeviceLoader:
     `generator` is the current epoch's generator (a CPU torch.Generator), for draws the training loop
     makes per batch (mixup, cutmix) in the same reproducible sequence.
 
+    `set_subset(indices)` restricts the following epochs to those images (example selection); the
+    batches of `indexed()` also carry each image's index in the dataset.
+
     Data-parallel training (`rank`, `world_size`): every rank draws the same shuffle, cuts the same
     global batches of `batch_size` images and takes its own contiguous slice of each, so the ranks
     together see exactly the batches one process would. Rank 0 augments with the shuffle's generator,
@@ -38,6 +41,7 @@ class DeviceLoader:
         self.std = torch.tensor(std, device=device).view(1, -1, 1, 1) * 255
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.epoch = 0
+        self.subset: torch.Tensor | None = None  # dataset indices to iterate over; None: all
         self.generator: torch.Generator | None = None
         # Policies that follow each image across epochs (alternating flip) learn the dataset once.
         self.augment_uses_index = bool(getattr(augment, "uses_index", False))
@@ -45,23 +49,42 @@ class DeviceLoader:
             augment.bind(len(self.labels), seed, device)
 
     def __len__(self) -> int:
-        n = len(self.labels)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        n = self._size()
+        return n // self.batch_size if self._drops_last(n) else -(-n // self.batch_size)
 
     @property
     def num_images(self) -> int:
-        return len(self) * self.batch_size if self.drop_last else len(self.labels)
+        """The images one epoch trains on (all ranks)."""
+        n = self._size()
+        return len(self) * self.batch_size if self._drops_last(n) else n
+
+    def _size(self) -> int:
+        return len(self.labels) if self.subset is None else len(self.subset)
+
+    def _drops_last(self, n: int) -> bool:
+        return self.drop_last and n >= self.batch_size  # a subset smaller than a batch is still one batch
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def set_subset(self, indices: torch.Tensor | None) -> None:
+        """Iterate over these dataset indices only (None: all images), from the next epoch's iteration on."""
+        self.subset = None if indices is None else indices.to(self.device)
 
     def normalize(self, batch_uint8: torch.Tensor) -> torch.Tensor:
         return (batch_uint8.float() - self.mean) / self.std
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = len(self.labels)
+        for x, y, _ in self.indexed():
+            yield x, y
+
+    def indexed(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """(images, labels, their indices in the dataset) batches, as iteration gives (images, labels)."""
+        n = self._size()
         gen = self.generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         order = torch.randperm(n, generator=gen).to(self.device) if self.shuffle else None
+        if self.subset is not None:
+            order = self.subset if order is None else self.subset[order]
         if self.rank > 0:
             seeds = np.random.SeedSequence([self.seed, self.epoch, self.rank]).generate_state(1)
             gen = self.generator = torch.Generator().manual_seed(int(seeds[0]))
@@ -71,14 +94,13 @@ class DeviceLoader:
                 size = hi - lo
                 lo, hi = lo + size * self.rank // self.world_size, lo + size * (self.rank + 1) // self.world_size
             if order is None:
-                idx = None
+                index = torch.arange(lo, hi, device=self.device)
                 x, y = self.images[lo:hi], self.labels[lo:hi]
             else:
-                idx = order[lo:hi]
-                x, y = self.images[idx], self.labels[idx]
+                index = order[lo:hi]
+                x, y = self.images[index], self.labels[index]
             if self.augment_uses_index:
-                index = torch.arange(lo, hi, device=self.device) if idx is None else idx
                 x = self.augment(x, gen, index=index, epoch=self.epoch)
             elif self.augment is not None:
                 x = self.augment(x, gen)
-            yield self.normalize(x).contiguous(memory_format=self.memory_format), y
+            yield self.normalize(x).contiguous(memory_format=self.memory_format), y, index

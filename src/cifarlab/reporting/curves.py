@@ -8,6 +8,8 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from ..training.result import step_losses
+
 SERIES = {
     "loss": [("train_loss", "train"), ("val_loss", "validation")],
     "accuracy": [("train_accuracy", "train"), ("val_accuracy", "validation")],
@@ -50,15 +52,3 @@ def _panel(history: list[dict[str, Any]], name: str, series: list[tuple[str, str
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     return buf.getvalue()
-
-
-def step_losses(history: list[dict[str, Any]]) -> list[tuple[float, float]]:
-    """(epoch, loss) for every recorded training step, x = global step / steps per epoch; [] when the history
-    has no per-step losses (runs from before they were recorded)."""
-    points = []
-    for h in history:
-        steps, per_epoch = h.get("train_loss_steps"), h.get("steps_per_epoch")
-        if not steps or not per_epoch:
-            continue
-        points += [(step / per_epoch, loss) for step, loss in steps if loss is not None]
-    return points

@@ -4,8 +4,9 @@
       1. set up: resolve the config, the device and the precision; load the data (cached), carve the
          validation split, optionally subset it; the model with its transfer set-up, the loader, the
          optimizer, EMA and early stopping; when resuming, the last checkpoint
-      2. epochs: train (loop.train_one_epoch, the step lr-find shares), validate, checkpoint, log; stop
-         early on --early-stopping, at the time budget, or when on_epoch_end says so
+      2. epochs: with --prune-easy, pick the epoch's images (selection.py); train (loop.train_one_epoch,
+         the step lr-find shares), validate, checkpoint, log; stop early on --early-stopping, at the
+         time budget, or when on_epoch_end says so
       3. the end: test once (unless evaluate_test is off), write the final weights and summary.json
 
 The optional parts are objects that do nothing when off (TensorBoard, EMA, the freezer, DDP's helpers).
@@ -50,6 +51,7 @@ from .progressive import check_model_accepts, size_for_epoch
 from .regularize import EarlyStopping, build_model, evaluated_model, make_ema
 from .resolve import resolve
 from .result import TrainResult, _number
+from .selection import EasyPruning
 from .tensorboard import TensorBoardLogger, require_tensorboard
 
 
@@ -95,6 +97,8 @@ def _train(cfg: TrainConfig | None, *, resume: str | Path | None, overwrite: boo
     try:
         for epoch in range(start_epoch, cfg.epochs):
             r.loader.set_epoch(epoch)
+            if r.selection is not None:  # --prune-easy: this epoch's images and loss weights
+                r.loader.set_subset(r.selection.plan(epoch))
             image_size = size_for_epoch(r.resize_stages, epoch)  # --progressive-resize; None: full size
             distributed.seed_rank(ranks, cfg.seed, epoch)  # ranks > 0: their own dropout masks
             r.net.train()
@@ -104,6 +108,8 @@ def _train(cfg: TrainConfig | None, *, resume: str | Path | None, overwrite: boo
                                    image_size=image_size, record_every=r.record_every, verbose=verbose,
                                    desc=f"epoch {epoch + 1}/{cfg.epochs}")
             step, train_seconds = done.step, train_seconds + done.seconds
+            if r.selection is not None:
+                r.selection.end_epoch(ranks)  # the scores the next epoch's plan reads
             record = _epoch_record(r, epoch, done, image_size)
             if record is None:  # the time budget ran out before this epoch's first step
                 break
@@ -156,7 +162,7 @@ def _open_run(r: _Setup, run_dir: Path, resuming: bool, overwrite: bool,
     start_epoch, step, history, train_seconds = 0, 0, [], r.init_seconds  # the data-dependent init is training time
     if resuming:
         start_epoch, step, history, train_seconds = _restore(run_dir, r.model, r.stepper.optimizer, r.stepper.scaler,
-                                                             r.stepper.ema, r.stopper)
+                                                             r.stepper.ema, r.stopper, r.selection)
         if r.ranks.is_main:
             rundir.remove_temporaries(run_dir)  # what a kill -9 in the middle of a write left
     elif r.ranks.is_main:
@@ -177,6 +183,7 @@ def _save_epoch(r: _Setup, run_dir: Path, epoch: int, step: int, history: list[d
         "epoch": epoch, "step": step, "optimizer": s.optimizer.state_dict(), "scaler": s.scaler.state_dict(),
         "rng": _rng_state(), "history": history, "train_seconds": train_seconds,
         "ema": s.ema.state_dict() if s.ema is not None else None, "early_stopping": r.stopper.state_dict(),
+        "selection": r.selection.state_dict() if r.selection is not None else None,
     }, _weights_metadata(r.cfg, r.classes, r.mean, r.std, epoch))
     rundir.append_metrics(run_dir, history[-1])
 
@@ -237,6 +244,7 @@ class _Setup:
     loader: DeviceLoader
     stepper: Stepper
     stopper: EarlyStopping
+    selection: EasyPruning | None
     progress: Progress
     record_every: int
     resize_stages: list[tuple[int, int]]
@@ -274,12 +282,14 @@ def _set_up(cfg: TrainConfig, ranks: distributed.Ranks, device: torch.device, da
         check_model_accepts(model, resize_stages, full_size, device, cfg.model)
     loader, augment = training_loader(cfg, fit_set, model, device, ranks)
     init_seconds = 0.0 if resuming else initialize_from_data(model, loader, cfg.seed)
-    stepper = make_stepper(cfg, net, model, augment, device, precision, ranks)
-    total_steps = cfg.epochs * len(loader)
+    selection = (EasyPruning(len(fit_set), cfg.prune_easy, cfg.epochs, cfg.prune_until, cfg.seed, device)
+                 if cfg.prune_easy else None)  # --prune-easy
+    stepper = make_stepper(cfg, net, model, augment, device, precision, ranks, selection)
+    total_steps = cfg.epochs * len(loader)  # at most: --prune-easy shortens epochs
     mean, std = preprocessing(model)
     return _Setup(cfg, ranks, device, precision, compiled, data, data.classes, fit_set, val_set, model, net, freezer,
                   transfer_info, mean, std, loader, stepper, EarlyStopping(cfg.early_stopping),  # off unless set
-                  Progress(total_steps, cfg.budget_minutes * 60 if cfg.budget_minutes else None, ranks),
+                  selection, Progress(cfg.epochs, cfg.budget_minutes * 60 if cfg.budget_minutes else None, ranks),
                   loss_every(total_steps), resize_stages, full_size, sum(p.numel() for p in model.parameters()),
                   init_seconds)
 
@@ -317,12 +327,12 @@ def training_loader(cfg: TrainConfig, fit_set, model: nn.Module, device: torch.d
 
 
 def make_stepper(cfg: TrainConfig, net: nn.Module, model: nn.Module, augment, device: torch.device, precision: str,
-                 ranks: distributed.Ranks | None = None) -> Stepper:
+                 ranks: distributed.Ranks | None = None, selection: EasyPruning | None = None) -> Stepper:
     """The optimizer, the loss scaler (fp16 only) and the EMA (None unless --ema), with the step's settings."""
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     return Stepper(net, model, build_optimizer(model, cfg), scaler, augment, device, precision, cfg.batch_size,
                    cfg.grad_accum, cfg.label_smoothing, cfg.l1, cfg.l2,
-                   make_ema(model, cfg.ema), ranks or distributed.Ranks())
+                   make_ema(model, cfg.ema), selection, ranks or distributed.Ranks())
 
 
 def _epoch_record(r: _Setup, epoch: int, done, image_size: int | None) -> dict[str, Any] | None:
@@ -341,6 +351,8 @@ def _epoch_record(r: _Setup, epoch: int, done, image_size: int | None) -> dict[s
               "images_per_second": seen / done.seconds, "augment": cfg.augment,
               "image_size": image_size or r.full_size,
               "steps_per_epoch": len(r.loader), "train_loss_steps": _over_ranks(r.ranks, done.loss_steps)}
+    if r.selection is not None:  # --prune-easy: the images this epoch skipped
+        record["pruned_images"] = len(r.fit_set) - len(r.loader.subset) if r.loader.subset is not None else 0
     if r.val_set is not None:  # the EMA's weights when --ema: they are what gets saved
         val = _evaluate(evaluated_model(r.model, r.stepper.ema), r.val_set.images, r.val_set.labels, len(r.classes),
                         r.device, r.precision, cfg, r.ranks)
@@ -370,7 +382,8 @@ def _start_line(r: _Setup) -> str:
             f"{cfg.optimizer} lr {cfg.lr:g}, {r.device.type} {r.precision}" + (", compiled" if r.compiled else "")
             + (f", {ranks.world_size} ranks of {cfg.batch_size // ranks.world_size}" if ranks.enabled else "")
             + (f", {cfg.grad_accum} micro-batches per step" if cfg.grad_accum > 1 else "")
-            + (f", progressive resize {cfg.progressive_resize}" if r.resize_stages else ""))
+            + (f", progressive resize {cfg.progressive_resize}" if r.resize_stages else "")
+            + (f", pruning {cfg.prune_easy:g} of the well-learned images" if r.selection is not None else ""))
 
 
 def _summary(r: _Setup, history: list[dict[str, Any]], test: dict[str, float], stopped: bool, train_seconds: float,
@@ -445,7 +458,8 @@ def _check_resume_epochs(run_dir: Path, epochs: int) -> None:
                             f"(pass --epochs N with N > {done} to train it longer)")
 
 
-def _restore(run_dir: Path, model, optimizer, scaler, ema, stopper) -> tuple[int, int, list[dict], float]:
+def _restore(run_dir: Path, model, optimizer, scaler, ema, stopper,
+             selection=None) -> tuple[int, int, list[dict], float]:
     ckpt = rundir.resumable_checkpoint(run_dir)
     rundir.load_weights_into(model, ckpt / rundir.WEIGHTS)
     state = rundir.load_checkpoint_state(ckpt)
@@ -455,6 +469,8 @@ def _restore(run_dir: Path, model, optimizer, scaler, ema, stopper) -> tuple[int
         if ema is not None and state.get("ema") is not None:
             ema.load_state_dict(state["ema"])
         stopper.load_state_dict(state.get("early_stopping"))
+        if selection is not None:
+            selection.load_state_dict(state["selection"])
         _set_rng_state(state["rng"])
         return int(state["epoch"]), int(state["step"]), list(state["history"]), float(state["train_seconds"])
     except (KeyError, TypeError, ValueError, RuntimeError) as e:  # a damaged or hand-edited state

@@ -49,28 +49,40 @@ class Stepper:
     l1: float = 0.0
     l2: float = 0.0
     ema: Any = None  # torch.optim.swa_utils.AveragedModel or None
+    selection: Any = None  # selection.EasyPruning (--prune-easy) or None
     ranks: distributed.Ranks = field(default_factory=distributed.Ranks)
 
 
 def train_step(s: Stepper, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, *, batch_images: int,
-               image_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+               image_size: int | None = None,
+               index: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
     """One optimizer step on a batch; returns (summed loss, correct count) as device tensors and the images.
 
-    `batch_images`: the global batch size of this step (the last batch of an epoch may be smaller)."""
+    `batch_images`: the global batch size of this step (the last batch of an epoch may be smaller).
+    `index`: the images' dataset indices, for --prune-easy's loss weights and scores (else None)."""
+    selecting = index is not None and s.selection is not None and s.selection.active
     x, y_a, y_b, lam = s.augment.mix(x, y, generator)  # (x, y, y, 1.0) without mixup/cutmix
     x = resize_batch(x, image_size)  # --progressive-resize; None: as loaded
     s.optimizer.zero_grad(set_to_none=True)
     loss_sum = correct = None  # no zero tensors to fill: one micro-batch (the usual case) adds no kernel
     seen = 0
     # --grad-accum K: K micro-batches, each loss weighted by its share of the global batch.
-    for weight, (xs, ys_a, ys_b) in distributed.micro_batches(s.net, s.ranks, s.grad_accum, batch_images,
-                                                              x, y_a, y_b):
+    parts = (x, y_a, y_b, index) if selecting else (x, y_a, y_b)
+    for weight, (xs, ys_a, ys_b, *index_part) in distributed.micro_batches(s.net, s.ranks, s.grad_accum,
+                                                                           batch_images, *parts):
         with autocast(s.device, s.precision):
             logits = s.net(xs)
-            loss = mixed_cross_entropy(logits, ys_a, ys_b, lam, s.label_smoothing)
-        loss = loss + weight_penalty(s.model, s.l1, s.l2)  # 0 unless --l1 / --l2
+            if selecting:  # per-image losses: scored for the next epochs, weighted in the pruned ones
+                losses = mixed_cross_entropy(logits, ys_a, ys_b, lam, s.label_smoothing, reduction="none")
+                s.selection.record(index_part[0], losses)
+                loss = (losses * s.selection.weights[index_part[0]]).mean()
+            else:
+                loss = mixed_cross_entropy(logits, ys_a, ys_b, lam, s.label_smoothing)
+        penalty = weight_penalty(s.model, s.l1, s.l2)  # 0 unless --l1 / --l2
+        loss = loss + penalty
         s.scaler.scale(loss * weight).backward()
-        part_loss, part_correct = loss.detach() * len(ys_a), (logits.argmax(1) == ys_a).sum()
+        shown = losses.detach().mean() + penalty if selecting else loss  # the train loss: unweighted
+        part_loss, part_correct = shown.detach() * len(ys_a), (logits.argmax(1) == ys_a).sum()
         loss_sum = part_loss if loss_sum is None else loss_sum + part_loss
         correct = part_correct if correct is None else correct + part_correct
         seen += len(ys_a)
@@ -81,16 +93,19 @@ def train_step(s: Stepper, x: torch.Tensor, y: torch.Tensor, generator: torch.Ge
 
 
 class Progress:
-    """A run's progress in [0, 1]: the share of steps done, or of the time budget spent, whichever is larger."""
+    """A run's progress in [0, 1]: the share of epochs done (epoch + the share of its steps), or of the time
+    budget spent, whichever is larger. Counting epochs, not steps, keeps the schedule when --prune-easy
+    makes some epochs shorter than others."""
 
-    def __init__(self, total_steps: int, budget_seconds: float | None, ranks: distributed.Ranks):
-        self.total_steps, self.budget_seconds, self.ranks = total_steps, budget_seconds, ranks
+    def __init__(self, epochs: int, budget_seconds: float | None, ranks: distributed.Ranks):
+        self.epochs, self.budget_seconds, self.ranks = epochs, budget_seconds, ranks
 
-    def __call__(self, step: int, elapsed_seconds: float) -> float:
+    def __call__(self, epoch: int, batch_index: int, batches: int, elapsed_seconds: float) -> float:
+        done = (epoch * batches + batch_index) / (self.epochs * batches)  # = step / total steps, unpruned
         if not self.budget_seconds:
-            return step / self.total_steps
+            return done
         elapsed = distributed.from_main(self.ranks, elapsed_seconds)  # one clock for every rank
-        return max(step / self.total_steps, elapsed / self.budget_seconds)
+        return max(done, elapsed / self.budget_seconds)
 
 
 def loss_every(total_steps: int, points: int = LOSS_POINTS) -> int:
@@ -121,18 +136,19 @@ def train_one_epoch(s: Stepper, loader: DeviceLoader, *, step: int, progress: Pr
     correct = torch.zeros((), device=s.device, dtype=torch.long)
     seen, out_of_time = 0, False
     marks: list[tuple[int, torch.Tensor, int]] = []  # (global step, loss_sum so far, images so far)
-    bar = tqdm(loader, desc=desc, leave=False, unit="batch", disable=None if verbose else True, dynamic_ncols=True,
-               mininterval=0.5)
+    bar = tqdm(loader.indexed(), total=len(loader), desc=desc, leave=False, unit="batch",
+               disable=None if verbose else True, dynamic_ncols=True, mininterval=0.5)
     start = time.perf_counter()
-    for batch_index, (x, y) in enumerate(bar):
-        done = progress(step, trained_seconds + time.perf_counter() - start)
+    batches = len(loader)
+    for batch_index, (x, y, index) in enumerate(bar):
+        done = progress(loader.epoch, batch_index, batches, trained_seconds + time.perf_counter() - start)
         if done >= 1.0:
             out_of_time = True
             break
         schedule_lr(s.optimizer, done, schedule, warmup)
         batch_images = min(s.batch_size, loader.num_images - batch_index * s.batch_size)  # all ranks
         step_loss, step_correct, step_seen = train_step(s, x, y, loader.generator, batch_images=batch_images,
-                                                        image_size=image_size)
+                                                        image_size=image_size, index=index)
         loss_sum += step_loss
         correct += step_correct
         seen += step_seen

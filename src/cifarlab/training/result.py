@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,21 @@ class TrainResult:
         return f"<div><table>{table}</table>{curves}</div>"
 
 
+def step_losses(history: list[dict[str, Any]]) -> list[tuple[float, float]]:
+    """(epoch, loss) for every recorded training step: x is the epoch's start plus the share of its steps
+    done, so epochs of different lengths (--prune-easy) line up; [] when the history has no per-step
+    losses (runs from before they were recorded)."""
+    points, first_step = [], 0  # the global step an epoch starts at: the last mark of the one before
+    for h in history:
+        steps, per_epoch = h.get("train_loss_steps"), h.get("steps_per_epoch")
+        if not steps or not per_epoch:
+            continue
+        start = math.ceil(h["epoch"]) - 1  # a partial last epoch (the time budget) is 2.4, say: it started at 2
+        points += [(start + (step - first_step) / per_epoch, loss) for step, loss in steps if loss is not None]
+        first_step = steps[-1][0]
+    return points
+
+
 def curves_png(history: list[dict[str, Any]]) -> str:
     """The learning curves as a base64 PNG: loss against steps (training per window of steps, validation
     per epoch) and accuracy per epoch."""
@@ -49,10 +65,9 @@ def curves_png(history: list[dict[str, Any]]) -> str:
     fig = Figure(figsize=(9, 3.2), dpi=100, layout="constrained")  # Agg canvas: no pyplot, no open figures
     FigureCanvasAgg(fig)
     loss_ax, acc_ax = fig.subplots(1, 2)
-    steps_per_epoch = history[-1].get("steps_per_epoch")
-    points = [p for h in history for p in h.get("train_loss_steps", [])]
-    if points and steps_per_epoch:  # x in epochs, so the per-step and per-epoch curves share the axis
-        loss_ax.plot([s / steps_per_epoch for s, _ in points], [v for _, v in points], lw=0.8, color="C0",
+    points = step_losses(history)
+    if points:  # x in epochs, so the per-step and per-epoch curves share the axis
+        loss_ax.plot([x for x, _ in points], [v for _, v in points], lw=0.8, color="C0",
                      alpha=0.8, label="train (per step)")
     else:
         loss_ax.plot([h["epoch"] for h in history], [h["train_loss"] for h in history], "o-", color="C0",
