@@ -18,6 +18,7 @@ from cifarlab.errors import CifarlabError
 from cifarlab.training import rundir
 from cifarlab.training.regularize import EarlyStopping, build_model, supports, weight_penalty
 from cifarlab.training.resolve import resolve
+from crash_helper import train_until_killed
 
 RUN = dict(model="baseline", val_size=30, train_size=64, batch_size=32, precision="fp32", verbose=False)
 
@@ -111,25 +112,10 @@ def test_ema_weights_are_validated_and_saved(train_tree, tmp_path):
     assert result.summary["ema"] == 0.9
 
 
-class Killed(Exception):
-    pass
-
-
 def test_resume_restores_the_ema_and_early_stopping_state(train_tree, tmp_path, monkeypatch):
     kw = dict(RUN, data=str(train_tree), epochs=2, ema=0.8, early_stopping=5, seed=3)
     reference = cifarlab.train(**kw, out=str(tmp_path / "full"))
-    real_save = rundir.save_checkpoint
-
-    def save_then_die(run_dir, epoch, *args, **kwargs):
-        path = real_save(run_dir, epoch, *args, **kwargs)
-        if epoch == 1:
-            raise Killed
-        return path
-
-    monkeypatch.setattr(rundir, "save_checkpoint", save_then_die)
-    with pytest.raises(Killed):
-        cifarlab.train(**kw, out=str(tmp_path / "cut"))
-    monkeypatch.setattr(rundir, "save_checkpoint", real_save)
+    train_until_killed(monkeypatch, 1, **kw, out=str(tmp_path / "cut"))
     state = rundir.load_checkpoint_state(rundir.latest_checkpoint(tmp_path / "cut"))
     assert state["ema"] is not None and state["early_stopping"]["best_epoch"] == 1
     resumed = cifarlab.train(resume=tmp_path / "cut", verbose=False)

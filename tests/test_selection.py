@@ -10,9 +10,9 @@ import torch
 import cifarlab
 from cifarlab.cli import main
 from cifarlab.data.loader import DeviceLoader
-from cifarlab.training import rundir
 from cifarlab.training.result import step_losses
 from cifarlab.training.selection import EasyPruning
+from crash_helper import train_until_killed
 
 CPU = torch.device("cpu")
 RUN_KW = dict(model="baseline", data=None, val_size=30, precision="fp32", verbose=False, batch_size=16)
@@ -147,25 +147,10 @@ def test_step_losses_map_epochs_of_different_lengths_onto_the_epoch_axis():
     assert step_losses(history) == [(0.5, 1.0), (1.0, 0.9), (1.5, 0.8), (2.0, 0.7), (2.5, 0.6)]
 
 
-class Killed(Exception):
-    pass
-
-
 def test_resume_of_a_pruned_run_matches_an_uninterrupted_one(train_tree, tmp_path, monkeypatch):
     kw = {**RUN_KW, "data": str(train_tree), "epochs": 4, "seed": 2, "prune_easy": 0.5}
     reference = cifarlab.train(**kw, out=str(tmp_path / "full"))
-    real_save = rundir.save_checkpoint
-
-    def save_then_die(run_dir, epoch, *args, **kwargs):
-        path = real_save(run_dir, epoch, *args, **kwargs)
-        if epoch == 2:
-            raise Killed
-        return path
-
-    monkeypatch.setattr(rundir, "save_checkpoint", save_then_die)
-    with pytest.raises(Killed):
-        cifarlab.train(**kw, out=str(tmp_path / "cut"))
-    monkeypatch.setattr(rundir, "save_checkpoint", real_save)
+    train_until_killed(monkeypatch, 2, **kw, out=str(tmp_path / "cut"))  # scores of epochs 1-2 in the checkpoint
     resumed = cifarlab.train(resume=tmp_path / "cut", verbose=False)
     timing = ("epoch_seconds", "images_per_second")
     assert ([{k: v for k, v in h.items() if k not in timing} for h in resumed.history]

@@ -15,6 +15,7 @@ from safetensors import safe_open
 
 import cifarlab
 from cifarlab.training import rundir
+from crash_helper import train_until_killed
 
 RUN_KW = dict(model="baseline", data=None, val_size=30, precision="fp32", verbose=False)
 
@@ -55,26 +56,10 @@ def test_same_seed_same_result(train_tree, tmp_path):
     assert runs[0].summary["test_loss"] == runs[1].summary["test_loss"]
 
 
-class Killed(Exception):
-    pass
-
-
 def test_resume_after_a_crash_matches_an_uninterrupted_run(train_tree, tmp_path, monkeypatch):
     kw = {**RUN_KW, "data": str(train_tree), "epochs": 3, "seed": 1}
     reference = cifarlab.train(**kw, out=str(tmp_path / "full"))
-
-    real_save = rundir.save_checkpoint
-
-    def save_then_die(run_dir, epoch, *args, **kwargs):
-        path = real_save(run_dir, epoch, *args, **kwargs)
-        if epoch == 2:
-            raise Killed  # dies after the checkpoint, before metrics.jsonl gets the epoch's line
-        return path
-
-    monkeypatch.setattr(rundir, "save_checkpoint", save_then_die)
-    with pytest.raises(Killed):
-        cifarlab.train(**kw, out=str(tmp_path / "cut"))
-    monkeypatch.setattr(rundir, "save_checkpoint", real_save)
+    train_until_killed(monkeypatch, 2, **kw, out=str(tmp_path / "cut"))  # before metrics.jsonl gets epoch 2
     assert not (tmp_path / "cut" / "summary.json").exists()
 
     resumed = cifarlab.train(resume=tmp_path / "cut", verbose=False)
