@@ -171,7 +171,9 @@ def test_a_checkpoint_without_scores_does_not_resume_a_pruned_run(train_tree, tm
 
 @pytest.mark.parametrize("flags, problem", [(["--prune-easy", "1"], "--prune-easy"),
                                             (["--prune-easy", "-0.1"], "--prune-easy"),
-                                            (["--prune-until", "0"], "--prune-until")])
+                                            (["--prune-until", "0"], "--prune-until"),
+                                            (["--prune-until", "0.5"], "nothing to do without --prune-easy"),
+                                            (["--prune-easy", "0.5"], "prunes no epoch of 1")])
 def test_bad_pruning_settings_are_one_line_errors(flags, problem, capsys, tmp_path):
     assert main(["train", "--epochs", "1", "--out", str(tmp_path / "run"), *flags]) != 0
     err = capsys.readouterr().err.strip()

@@ -209,6 +209,7 @@ class TrainConfig:
             raise CifarlabError("--early-stopping watches the validation accuracy: it needs --val-size > 0")
         check_progressive_resize(self.progressive_resize, self.epochs,
                                  upsampled=self.input_size is not None or self.pretrained is not None)
+        check_pruning(self.prune_easy, self.prune_until, self.epochs)
 
     def _check_fields(self, ranges: bool) -> None:
         for f in dataclasses.fields(self):  # every field's declared type (and range)
@@ -386,6 +387,22 @@ def parse_progressive_resize(spec: str) -> list[tuple[int, int]]:
                                 "pixels and each epoch count > 0")
         stages.append(stage)
     return stages
+
+
+def last_pruned_epoch(epochs: int, until: float) -> int:
+    """--prune-easy: the last 0-based epoch that skips images; the epochs after it see every image."""
+    return math.ceil(until * epochs) - 1
+
+
+def check_pruning(prune_easy: float | None, until: float, epochs: int | None) -> None:
+    """--prune-until needs --prune-easy, and the two must leave an epoch that prunes (the first never does)."""
+    if not prune_easy:
+        if until != TrainConfig.prune_until:
+            raise CifarlabError(f"--prune-until {until:g} has nothing to do without --prune-easy R (e.g. 0.5)")
+        return
+    if epochs is not None and last_pruned_epoch(epochs, until) < 1:
+        raise CifarlabError(f"--prune-easy prunes no epoch of {epochs} with --prune-until {until:g} (the first "
+                            "epoch sees every image); train more epochs or raise --prune-until")
 
 
 def check_progressive_resize(spec: str | None, epochs: int | None, upsampled: bool) -> None:

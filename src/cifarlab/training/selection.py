@@ -13,11 +13,10 @@ epoch's scores are summed over the ranks once at its end, so every rank plans th
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
+from ..config import last_pruned_epoch
 from . import distributed
 
 _STREAM = 0x5E1EC7  # the pruning draws' own random stream, apart from the shuffle's
@@ -28,7 +27,7 @@ class EasyPruning:
 
     def __init__(self, num_images: int, ratio: float, epochs: int, until: float, seed: int, device: torch.device):
         self.ratio, self.seed = ratio, seed
-        self.last_pruned_epoch = math.ceil(until * epochs) - 1  # epochs after it see every image
+        self.last_pruned_epoch = last_pruned_epoch(epochs, until)  # epochs after it see every image
         self.scores = torch.ones(num_images, device=device)
         self.weights = torch.ones(num_images, device=device)  # this epoch's loss weight per image
         self._fresh = torch.zeros(num_images, device=device)  # this epoch's losses, summed over ranks at its end
