@@ -4,6 +4,7 @@
     PYTHONPATH=src python benchmarks/profile_airbench_step.py 32 [--profile]
     PYTHONPATH=src python benchmarks/profile_airbench_step.py 32 --compile-pointwise   # pool+BN+GELU compiled
     PYTHONPATH=src python benchmarks/profile_airbench_step.py 32 --batch 500           # another batch size
+    PYTHONPATH=src python benchmarks/profile_airbench_step.py 32 --whiten-bias-done    # after the bias's 3 epochs
 """
 import sys
 import time
@@ -35,6 +36,8 @@ if "--compile-pointwise" in sys.argv:  # torch.compile on the memory-bound part 
     ab.ConvGroup.forward = forward
 m = airbench().to(memory_format=torch.channels_last)
 opt = MuonSGD(m.param_groups(0.24, batch, 2e-6, 0.85, 8))
+if "--whiten-bias-done" in sys.argv:  # the engine's stop_gradients_past_horizon after the bias's lr horizon
+    m.whiten.bias.requires_grad_(False)
 x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
 y = torch.randint(0, 10, (batch,))
 

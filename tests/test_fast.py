@@ -19,9 +19,16 @@ from cifarlab.data.loader import DeviceLoader
 from cifarlab.errors import CifarlabError
 from cifarlab.models import create_model
 from cifarlab.models.airbench import FrozenScaleBatchNorm, patch_whitening_weights
-from cifarlab.training.inference import TTA_MODES, predict_logits, tta_logits
+from cifarlab.training.inference import (
+    TTA_MODES,
+    UNSURE_SHARE,
+    predict_logits,
+    tta_flip_translate,
+    tta_flip_translate_unsure,
+    tta_logits,
+)
 from cifarlab.training.muon import MuonSGD, orthogonalize
-from cifarlab.training.optim import build_optimizer, schedule_lr
+from cifarlab.training.optim import build_optimizer, restore_gradients, schedule_lr, stop_gradients_past_horizon
 from cifarlab.training.resolve import resolve
 
 CPU = torch.device("cpu")
@@ -165,6 +172,42 @@ def test_lr_horizon_freezes_a_group_after_its_share_of_training():
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.5, 0.0])
 
 
+def test_a_group_past_its_lr_horizon_stops_needing_gradients_until_restored():
+    p, q = nn.Parameter(torch.ones(2)), nn.Parameter(torch.ones(2))
+    opt = torch.optim.SGD([{"params": [p]}, {"params": [q], "lr_horizon": 0.375}], lr=1.0)
+    stop_gradients_past_horizon(opt, 0.37)
+    assert p.requires_grad and q.requires_grad
+    stop_gradients_past_horizon(opt, 0.375)
+    assert p.requires_grad and not q.requires_grad  # the group without a horizon runs to the end
+    restore_gradients(opt)
+    assert p.requires_grad and q.requires_grad
+
+
+def test_the_whitening_bias_stops_its_backward_after_its_epochs_and_trains_the_same_weights(train_tree, tmp_path,
+                                                                                            monkeypatch):
+    """airbench's bias learns for 3 epochs; after them its gradient (and the first block's input gradient
+    that feeds it) is skipped, which changes the time and nothing else."""
+    import cifarlab.training.loop as loop
+    args = dict(model="airbench", data=str(train_tree), epochs=4, batch_size=100, val_size=0, seed=1,
+                evaluate_test=False, verbose=False)
+    seen = []
+    original = loop.stop_gradients_past_horizon
+
+    def watch(optimizer, progress):
+        original(optimizer, progress)
+        bias_group = next(g for g in optimizer.param_groups if "lr_horizon" in g)
+        seen.append(bias_group["params"][0].requires_grad)
+
+    monkeypatch.setattr(loop, "stop_gradients_past_horizon", watch)
+    fast = cifarlab.train(**args, out=str(tmp_path / "fast"))
+    assert seen == [True] * 9 + [False] * 3  # 3 steps an epoch; the bias's horizon is 3 of 4 epochs
+    assert fast.model.whiten.bias.requires_grad  # restored: the model leaves train() as it came in
+    monkeypatch.setattr(loop, "stop_gradients_past_horizon", lambda optimizer, progress: None)
+    full = cifarlab.train(**args, out=str(tmp_path / "full"))
+    for (name, a), b in zip(fast.model.state_dict().items(), full.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+
+
 def test_muon_sgd_groups_match_torch_sgd_and_muon_updates_are_orthogonal():
     torch.manual_seed(0)
     a = torch.randn(5, 3, requires_grad=True)
@@ -212,6 +255,30 @@ def test_tta_shapes_and_flip_tta_of_a_flip_invariant_model_equals_plain_eval():
     assert not torch.allclose(tta_logits(conv, x, "flip"), tta_logits(conv, x, "none"))
     with pytest.raises(CifarlabError, match="unknown --tta 'mirror'"):
         predict_logits(model, images, device=CPU, tta="mirror")
+
+
+def test_unsure_tta_spends_the_views_on_the_least_sure_fifth_of_the_batch():
+    torch.manual_seed(0)
+    conv = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.LazyLinear(4))
+    x = torch.randn(10, 3, 8, 8).contiguous(memory_format=torch.channels_last)
+    conv(x)
+    calls = []
+
+    def logits(v):
+        calls.append(len(v))
+        return conv(v)
+
+    with torch.no_grad():
+        out = tta_flip_translate_unsure(logits, x)
+        plain, full = conv(x), tta_flip_translate(conv, x)
+    k = int(np.ceil(UNSURE_SHARE * len(x)))
+    assert calls == [10] + [k] * 5  # the plain view once for all, five more views for the unsure ones
+    unsure = plain.softmax(1).amax(1).argsort()[:k]
+    sure = torch.ones(10, dtype=torch.bool)
+    sure[unsure] = False
+    torch.testing.assert_close(out[unsure], full[unsure])
+    torch.testing.assert_close(out[sure], plain[sure])
+    assert tta_flip_translate_unsure(logits, x[:0]).shape == (0, 4)
 
 
 def test_fast_recipe_one_epoch_end_to_end(train_tree, tmp_path, capsys):

@@ -23,7 +23,8 @@ def open_run(run: str | Path | Run, device: str = "auto") -> Run:
 def evaluate(run_dir: str | Path | Run, data: str | Path | None = None, *, split: str = "test", device: str = "auto",
              precision: str = "auto", batch_size: int = EVAL_BATCH_SIZE, tta: str | None = None) -> dict[str, Any]:
     """Accuracy, loss and top-3 accuracy of a run's model on the test split (or `split="val"`).
-    `tta`: none, flip or flip-translate (see training.inference.tta_logits); default: the run's own.
+    `tta`: none, flip, flip-translate or flip-translate-unsure (see training.inference.tta_logits); default:
+    the run's own.
     `precision="auto"` is fp32 here (training.inference.resolve_eval_precision)."""
     if split not in ("test", "val"):
         raise CifarlabError(f"unknown split {split!r}; choose test or val")

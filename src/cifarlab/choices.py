@@ -33,3 +33,6 @@ TTA.register("none", ".inference:tta_none", description="the image only")
 TTA.register("flip", ".inference:tta_flip", description="the image and its mirror, averaged")
 TTA.register("flip-translate", ".inference:tta_flip_translate",
              description="flip, plus the mirrored pairs shifted one pixel up-left and down-right (airbench)")
+TTA.register("flip-translate-unsure", ".inference:tta_flip_translate_unsure",
+             description="flip-translate for the fifth of the images the model is least sure of, the image "
+                         "only for the rest: a third of the passes")

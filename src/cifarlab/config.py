@@ -142,7 +142,8 @@ class TrainConfig:
                                 "this decay, e.g. 0.999", "regularization", metavar="DECAY", gt=0, lt=1)
     evaluate_test: bool = setting(True, "False: never touch the test split (tuning trials)", "execution", flag=False)
     tta: str = setting("none", "test-time augmentation of the final test (and evaluate's default): flip, "
-                       "flip-translate (flip + 1-pixel shifts, 6 views)", "execution", choices=TTA_MODES)
+                       "flip-translate (flip + 1-pixel shifts, 6 views), flip-translate-unsure (those 6 views for the "
+                       "least sure fifth of the images only, 2 passes)", "execution", choices=TTA_MODES)
     cifar_stem: bool = setting(False, "tv:/timm: models: adapt the stem to 32x32 images (3x3 stride-1 conv, no "
                                "max-pool)", "model")
     # Transfer learning (cifarlab.transfer; the README's "Transfer learning" section)

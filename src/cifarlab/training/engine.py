@@ -46,7 +46,7 @@ from . import distributed, rundir
 from .device import resolve_compile, resolve_precision, synchronize, use_fastest_kernels
 from .inference import classification_metrics, predict_logits, preprocessing
 from .loop import Progress, Stepper, loss_every, train_one_epoch
-from .optim import build_optimizer
+from .optim import build_optimizer, restore_gradients
 from .progressive import check_model_accepts, size_for_epoch
 from .regularize import EarlyStopping, build_model, evaluated_model, make_ema
 from .resolve import resolve
@@ -137,6 +137,7 @@ def _train(cfg: TrainConfig | None, *, resume: str | Path | None, overwrite: boo
         raise
 
     # 3. The end: the test split, once (never in tuning trials); final weights (the EMA's with --ema); summary.
+    restore_gradients(r.stepper.optimizer)  # a whitening bias past its horizon trained no more, but may again
     model = evaluated_model(r.model, r.stepper.ema)
     test, eval_seconds = _test(r, model)
     if ranks.is_main:

@@ -23,7 +23,7 @@ from ..augment.mix import mixed_cross_entropy
 from ..data.loader import DeviceLoader
 from . import distributed
 from .device import autocast, synchronize
-from .optim import schedule_lr
+from .optim import schedule_lr, stop_gradients_past_horizon
 from .progressive import resize_batch
 from .regularize import update_ema, weight_penalty
 
@@ -146,6 +146,8 @@ def train_one_epoch(s: Stepper, loader: DeviceLoader, *, step: int, progress: Pr
             out_of_time = True
             break
         schedule_lr(s.optimizer, done, schedule, warmup)
+        if not s.ranks.enabled:
+            stop_gradients_past_horizon(s.optimizer, done)
         batch_images = min(s.batch_size, loader.num_images - batch_index * s.batch_size)  # all ranks
         step_loss, step_correct, step_seen = train_step(s, x, y, loader.generator, batch_images=batch_images,
                                                         image_size=image_size, index=index)

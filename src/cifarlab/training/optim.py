@@ -116,3 +116,23 @@ def schedule_lr(optimizer: torch.optim.Optimizer, progress: float, schedule: str
         horizon = group.get("lr_horizon", 1.0)
         group["lr"] = group["base_lr"] * (lr_factor(min(1.0, progress / horizon), factor, warmup)
                                           if progress < horizon else 0.0)
+
+
+def stop_gradients_past_horizon(optimizer: torch.optim.Optimizer, progress: float) -> None:
+    """The parameters of a group whose `lr_horizon` has passed (lr 0 for the rest of the run) stop needing
+    gradients, so that backward skips the work that only fed them. airbench detaches its whitening bias
+    after 3 epochs this way: on a CPU it saves the first block's input gradient, 2-5% of a step
+    (BENCHMARKS.md, issue 21). The weights are the same: the updates skipped were lr 0 times a gradient.
+    Not under DDP, which expects a gradient for every parameter that had one when it wrapped the model."""
+    for group in optimizer.param_groups:
+        if progress >= group.get("lr_horizon", 1.0):
+            for p in group["params"]:
+                p.requires_grad_(False)
+
+
+def restore_gradients(optimizer: torch.optim.Optimizer) -> None:
+    """Undo stop_gradients_past_horizon after training: the model leaves train() as it came in."""
+    for group in optimizer.param_groups:
+        if group.get("lr_horizon", 1.0) < 1.0:
+            for p in group["params"]:
+                p.requires_grad_(True)
