@@ -11,14 +11,13 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import markdown_table, reference_seconds  # noqa: E402
 
 import cifarlab  # noqa: E402
-from cifarlab.training.inference import classification_metrics, predict_logits  # noqa: E402
+from cifarlab.choices import TTA  # noqa: E402
 
 BASE = "flip-translate"
 
@@ -27,22 +26,19 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="+", type=Path)
     p.add_argument("--data", required=True)
-    p.add_argument("--modes", nargs="+", default=["none", BASE, "flip-translate-unsure"])
+    p.add_argument("--modes", nargs="+", default=["none", BASE, "flip-translate-unsure"], choices=TTA.names())
     p.add_argument("--out", type=Path)
     args = p.parse_args()
     modes = args.modes if BASE in args.modes else [BASE, *args.modes]
     reference = [reference_seconds()]
-    rows, test = [], None
+    rows = []
     for run_dir in args.runs:
-        run = cifarlab.load_run(run_dir, "cpu")
-        test = test or run.dataset(args.data).test  # decoded once: every run here is a CIFAR-10 run
+        run = cifarlab.load_run(run_dir, "cpu")  # loaded once, evaluated per mode
         for mode in modes:
-            start = time.perf_counter()
-            logits = predict_logits(run.model, test.images, device=run.device, precision="bf16", tta=mode)
-            seconds = time.perf_counter() - start
-            rows.append({"run": str(run_dir), "tta": mode, "seconds": seconds,
-                         **classification_metrics(logits, test.labels)})
-            print(f"{run_dir.name}  {mode:24s} {rows[-1]['accuracy']:.4f}  {seconds:.1f} s", flush=True)
+            r = cifarlab.evaluate(run, args.data, tta=mode, precision="bf16")
+            rows.append({"run": str(run_dir), "tta": mode, "accuracy": r["accuracy"], "loss": r["loss"],
+                         "seconds": r["images"] / r["images_per_second"]})  # predict_logits' time only
+            print(f"{run_dir.name}  {mode:24s} {r['accuracy']:.4f}  {rows[-1]['seconds']:.1f} s", flush=True)
     reference.append(reference_seconds())
     base = {r["run"]: r for r in rows if r["tta"] == BASE}
     table = []

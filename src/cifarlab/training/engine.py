@@ -135,9 +135,10 @@ def _train(cfg: TrainConfig | None, *, resume: str | Path | None, overwrite: boo
         if resume is None and ranks.is_main and rundir.latest_checkpoint(run_dir) is None:
             shutil.rmtree(run_dir, ignore_errors=True)  # no epoch saved: leave no half-made run behind
         raise
+    finally:  # a parameter past its lr horizon stopped computing gradients; the model leaves as it came in
+        restore_gradients(r.stepper.optimizer)
 
     # 3. The end: the test split, once (never in tuning trials); final weights (the EMA's with --ema); summary.
-    restore_gradients(r.stepper.optimizer)  # a whitening bias past its horizon trained no more, but may again
     model = evaluated_model(r.model, r.stepper.ema)
     test, eval_seconds = _test(r, model)
     if ranks.is_main:
