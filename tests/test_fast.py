@@ -2,6 +2,7 @@
 initialization, Muon + SGD, the lr horizon, test-time augmentation, and `--recipe fast` end to end."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -11,14 +12,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import cifarlab
+from cifarlab._flags import config_from_flags
 from cifarlab.augment import create_augment
 from cifarlab.augment.geometric import AlternatingFlip, Translate
-from cifarlab.cli import main
+from cifarlab.cli import build_parser, main
 from cifarlab.config import TrainConfig
 from cifarlab.data.loader import DeviceLoader
 from cifarlab.errors import CifarlabError
 from cifarlab.models import create_model
 from cifarlab.models.airbench import FrozenScaleBatchNorm, patch_whitening_weights
+from cifarlab.recipes import list_recipes, recipe_settings
 from cifarlab.training.inference import (
     TTA_MODES,
     UNSURE_SHARE,
@@ -305,6 +308,22 @@ def test_recipe_settings_yield_to_flags():
     assert (cfg.model, cfg.tta, cfg.augment, cfg.val_size, cfg.epochs) == ("airbench", "flip", "standard", 500, 3)
     assert cfg.batch_size == 2000 and cfg.optimizer == "muon"
     assert resolve(TrainConfig(model="resnet9")).tta == "none"  # other models' defaults are unchanged
+
+
+def test_recipe_keeps_an_explicit_none_or_zero():
+    """A value the user gave that equals "nothing" (--tta none, --augment none, --val-size 0) is still a choice:
+    the recipe fills only what was left out, from flags, a YAML file or the API alike."""
+    cfg = resolve(TrainConfig(recipe="fast", tta="none", augment="none", val_size=0))
+    assert (cfg.tta, cfg.augment, cfg.val_size) == ("none", "none", 0)
+    plain = resolve(TrainConfig(recipe="fast"))
+    assert (plain.tta, plain.augment) == ("flip-translate", "altflip+translate")
+    args = build_parser().parse_args(["train", "--recipe", "fast-progressive", "--tta", "none", "--augment", "none"])
+    flagged = resolve(config_from_flags(args))
+    assert (flagged.tta, flagged.augment, flagged.progressive_resize) == ("none", "none", "24:4")
+    # Every setting a recipe fills (but the model, checked apart) must default to None, or the bug comes back.
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    for name in list_recipes():
+        assert all(defaults[k] is None for k in recipe_settings(name) if k != "model"), name
 
 
 @pytest.mark.parametrize("argv, problem", [

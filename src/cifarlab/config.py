@@ -125,9 +125,11 @@ class TrainConfig:
     prune_until: float = setting(0.875, "with --prune-easy: the share of the epochs that prune; the rest see every "
                                  "image", "model", metavar="F", gt=0, le=1)
     # Augmentation and regularization
-    augment: str = setting("none", "training-batch augmentation (cifarlab.augment); combine with +, e.g. "
-                           "standard+cutout or standard+mixup (see cifarlab augment-preview)", "regularization",
-                           choices="augments", metavar="SPEC")
+    # augment and tta: None until resolve(), so that a recipe fills them only when the user left them out
+    # (an explicit `--tta none` under `--recipe fast` stays none).
+    augment: str | None = setting(None, "training-batch augmentation (cifarlab.augment); combine with +, e.g. "
+                                  "standard+cutout or standard+mixup (see cifarlab augment-preview; default: none, "
+                                  "or the recipe's)", "regularization", choices="augments", metavar="SPEC")
     l1: float = setting(0.0, "add LAMBDA·sum|w| to the loss (conv and linear weights, not biases)", "regularization",
                         metavar="LAMBDA", ge=0)
     l2: float = setting(0.0, "add LAMBDA·sum w² to the loss, the classic L2 penalty (--weight-decay is the "
@@ -141,9 +143,10 @@ class TrainConfig:
     ema: float | None = setting(None, "validate, test and save an exponential moving average of the weights with "
                                 "this decay, e.g. 0.999", "regularization", metavar="DECAY", gt=0, lt=1)
     evaluate_test: bool = setting(True, "False: never touch the test split (tuning trials)", "execution", flag=False)
-    tta: str = setting("none", "test-time augmentation of the final test (and evaluate's default): flip, "
-                       "flip-translate (flip + 1-pixel shifts, 6 views), flip-translate-unsure (those 6 views for the "
-                       "least sure fifth of the images only, 2 passes)", "execution", choices=TTA_MODES)
+    tta: str | None = setting(None, "test-time augmentation of the final test (and evaluate's default): flip, "
+                              "flip-translate (flip + 1-pixel shifts, 6 views), flip-translate-unsure (those 6 views "
+                              "for the least sure fifth of the images only, 2 passes); default: none, or the "
+                              "recipe's", "execution", choices=TTA_MODES)
     cifar_stem: bool = setting(False, "tv:/timm: models: adapt the stem to 32x32 images (3x3 stride-1 conv, no "
                                "max-pool)", "model")
     # Transfer learning (cifarlab.transfer; the README's "Transfer learning" section)

@@ -10,8 +10,8 @@ model's default recipe (the augmentation, the test-time augmentation, the data s
            arithmetic), the rest at full size. Measured on a 2-core CPU (BENCHMARKS.md, issue 8): as
            accurate as fast (94.07% vs 94.04%, 3 seeds) in 6% less time; not measured on a GPU.
 
-A setting the user gives (flag or YAML) wins over the recipe's; only settings left at their defaults
-are filled in. No torch import here, so the CLI can list the names cheaply.
+A setting the user gives (flag, YAML or API) wins over the recipe's, even `--tta none`; only settings
+left out are filled in. No torch import here, so the CLI can list the names cheaply.
 """
 from __future__ import annotations
 
@@ -42,7 +42,8 @@ def recipe_settings(name: str) -> dict[str, Any]:
 
 
 def apply_recipe(cfg: TrainConfig) -> TrainConfig:
-    """cfg with the recipe's settings filled in where cfg still has the dataclass default."""
+    """cfg with the recipe's settings filled in where cfg still has the dataclass default (None for every
+    setting a recipe fills but the model, so that a value the user gave, even "none" or 0, is kept)."""
     preset = recipe_settings(cfg.recipe)
     defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
     if cfg.model not in (defaults["model"], preset["model"]):

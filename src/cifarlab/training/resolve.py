@@ -20,6 +20,7 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     --dropout / --drop-path / --cifar-stem / --pretrained turned into model arguments."""
     cfg._check_fields(ranges=False)  # the recipe lookups below need a model name of the right type
     cfg = apply_recipe(cfg) if cfg.recipe else cfg
+    cfg = dataclasses.replace(cfg, augment=cfg.augment or "none", tta=cfg.tta or "none")  # what neither set
     recipe = get_recipe(cfg.model).as_dict()
     cfg = dataclasses.replace(cfg, **{name: recipe[name] if getattr(cfg, name) is None else getattr(cfg, name)
                                       for name in RECIPE_FIELDS})
