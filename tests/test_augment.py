@@ -12,6 +12,7 @@ from PIL import Image
 
 import cifarlab
 from cifarlab.augment import AUGMENTS, create_augment, list_augments, parse_augment_spec, register_augment
+from cifarlab.augment.color import BrightnessContrast
 from cifarlab.augment.geometric import Cutout, KerasAffine, PadCropFlip
 from cifarlab.augment.mix import CutMix, Mixup, mixed_cross_entropy, soft_targets
 from cifarlab.cli import main
@@ -102,6 +103,25 @@ def test_cutout_masks_one_square_of_at_most_16x16_with_the_mean_colour():
         h, w = len(rows), len(cols)
         assert 8 <= h <= 16 and 8 <= w <= 16 and mask.sum() == h * w  # one rectangle, clipped at the edge
         assert rows.max() - rows.min() + 1 == h
+
+
+def test_color_is_one_brightness_shift_and_contrast_scale_per_image_in_normalized_units():
+    from cifarlab.data.types import CIFAR10_MEAN, CIFAR10_STD
+
+    x = batch(64, 60, 190)  # away from 0 and 255, so nothing is clipped
+    out = BrightnessContrast(brightness=0.14, contrast=0.13)(x, gen(3))
+    mean, std = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1), torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
+    xn, yn = (x / 255 - mean) / std, (out / 255 - mean) / std
+    # Fit yn = s·xn + s·b per image (all channels together): one (s, b) per image within the ranges.
+    design = torch.stack([xn.flatten(1), torch.ones_like(xn.flatten(1))], -1).double()
+    coef = torch.linalg.lstsq(design, yn.flatten(1).unsqueeze(-1).double()).solution.squeeze(-1)
+    scale, shift = coef[:, 0], coef[:, 1] / coef[:, 0]
+    assert scale.min() >= 0.87 - 0.01 and scale.max() <= 1.13 + 0.01 and scale.std() > 0.03
+    assert shift.abs().max() <= 0.14 + 0.02 and shift.std() > 0.03
+    residual = (yn - (scale.view(-1, 1, 1, 1) * (xn + shift.view(-1, 1, 1, 1)))).abs().max()
+    assert residual < 2 * 0.5 / 255 / 0.24  # only the rounding to uint8 (and the fit to it) is left
+    assert torch.equal(BrightnessContrast(0, 0)(x, gen(3)), x)
+    assert BrightnessContrast()(torch.full((4, 3, 2, 2), 255, dtype=torch.uint8), gen(0)).max() == 255
 
 
 def test_torchvision_policies_work_in_chunks_and_leave_the_global_rng_alone():
