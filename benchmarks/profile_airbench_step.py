@@ -5,6 +5,8 @@
     PYTHONPATH=src python benchmarks/profile_airbench_step.py 32 --compile-pointwise   # pool+BN+GELU compiled
     PYTHONPATH=src python benchmarks/profile_airbench_step.py 32 --batch 500           # another batch size
     PYTHONPATH=src python benchmarks/profile_airbench_step.py 32 --whiten-bias-done    # after the bias's 3 epochs
+    PYTHONPATH=src python benchmarks/profile_airbench_step.py 32 --whiten-bias-done --frozen block1,block2
+                                                  # after those blocks' lr horizons (model_kwargs freeze_out)
 """
 import sys
 import time
@@ -38,6 +40,9 @@ m = airbench().to(memory_format=torch.channels_last)
 opt = MuonSGD(m.param_groups(0.24, batch, 2e-6, 0.85, 8))
 if "--whiten-bias-done" in sys.argv:  # the engine's stop_gradients_past_horizon after the bias's lr horizon
     m.whiten.bias.requires_grad_(False)
+if "--frozen" in sys.argv:  # blocks past their lr horizon: no gradient for their filters and BN shifts
+    for name in sys.argv[sys.argv.index("--frozen") + 1].split(","):
+        getattr(m, name).requires_grad_(False)
 x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
 y = torch.randint(0, 10, (batch,))
 

@@ -211,6 +211,46 @@ def test_the_whitening_bias_stops_its_backward_after_its_epochs_and_trains_the_s
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
 
 
+def test_freeze_out_gives_each_named_block_its_own_horizon_then_stops_its_weights(train_tree, tmp_path,
+                                                                                   monkeypatch):
+    """model_kwargs freeze_out {block1: 0.5}: block1's filters and BN shifts learn for the first half of the
+    steps (their lr schedule run over that half), then stay as they are; the other blocks learn to the end."""
+    model = create_model("airbench", freeze_out={"block1": 0.5})
+    groups = model.param_groups(lr=0.24, batch_size=100, weight_decay=2e-6, momentum=0.85, epochs=4)
+    by_param = {id(p): g for g in groups for p in g["params"]}
+    assert sorted(by_param) == sorted(id(p) for p in model.parameters() if p.requires_grad)  # each once
+    assert {by_param[id(p)].get("lr_horizon") for p in model.block1.parameters() if p.requires_grad} == {0.5}
+    assert all("lr_horizon" not in by_param[id(p)] for p in [*model.block2.parameters(), model.head.weight]
+               if p.requires_grad)
+    assert groups[0]["muon"] and "lr_horizon" not in groups[0]  # the logged lr is the rest's
+    import cifarlab.training.loop as loop
+    original, seen = loop.stop_gradients_past_horizon, []
+
+    def watch(optimizer, progress):  # called before each step: the weights the step starts from
+        original(optimizer, progress)
+        block1 = next(g for g in optimizer.param_groups if g.get("lr_horizon") == 0.5 and g["muon"])["params"][0]
+        last = optimizer.param_groups[0]["params"][-1]  # block3.conv2: no horizon
+        seen.append((progress, block1.detach().clone(), last.detach().clone(), block1.requires_grad))
+
+    monkeypatch.setattr(loop, "stop_gradients_past_horizon", watch)
+    frozen = cifarlab.train(model="airbench", data=str(train_tree), epochs=4, batch_size=100, val_size=0, seed=1,
+                            evaluate_test=False, verbose=False, model_kwargs={"freeze_out": {"block1": 0.5}},
+                            out=str(tmp_path / "run"))
+    assert [needs for *_, needs in seen] == [True] * 6 + [False] * 6  # 3 steps an epoch, 2 of 4 epochs
+    assert not torch.equal(seen[0][1], seen[6][1])  # block1 learned until its horizon ...
+    assert all(torch.equal(seen[6][1], later[1]) for later in seen[7:])  # ... and not after it
+    assert not torch.equal(seen[6][2], seen[-1][2])  # the last block learned to the end
+    assert all(p.requires_grad for p in frozen.model.block1.parameters() if p.ndim == 4)  # restored
+
+
+@pytest.mark.parametrize("freeze_out, problem", [({"block4": 0.5}, "no block 'block4'"),
+                                                 ({"block1": 1.5}, "block1 must be a fraction"),
+                                                 ({"block1": "half"}, "block1 must be a fraction")])
+def test_bad_freeze_out_is_a_one_line_error(freeze_out, problem):
+    with pytest.raises(CifarlabError, match=problem):
+        create_model("airbench", freeze_out=freeze_out)
+
+
 def test_muon_sgd_groups_match_torch_sgd_and_muon_updates_are_orthogonal():
     torch.manual_seed(0)
     a = torch.randn(5, 3, requires_grad=True)

@@ -28,6 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..errors import CifarlabError
 from ._base import CifarModel
 from ._registry import Recipe, register_model
 
@@ -97,6 +98,22 @@ def patch_whitening_weights(images: torch.Tensor, kernel_size: int = WHITEN_KERN
     return torch.cat((filters, -filters)).float()
 
 
+FREEZE_OUT_BLOCKS = ("block1", "block2", "block3")
+
+
+def check_freeze_out(freeze_out: dict[str, float] | None) -> dict[str, float]:
+    """{block: fraction of training after which it stops learning}, checked; {} for None."""
+    freeze_out = dict(freeze_out or {})
+    for name, horizon in freeze_out.items():
+        if name not in FREEZE_OUT_BLOCKS:
+            raise CifarlabError(f"model_kwargs freeze_out: no block {name!r} (the blocks: "
+                                f"{', '.join(FREEZE_OUT_BLOCKS)})")
+        if isinstance(horizon, bool) or not isinstance(horizon, (int, float)) or not 0 < horizon <= 1:
+            raise CifarlabError(f"model_kwargs freeze_out: {name} must be a fraction of training in (0, 1], "
+                                f"got {horizon!r}")
+    return {name: float(freeze_out[name]) for name in FREEZE_OUT_BLOCKS if name in freeze_out}
+
+
 class AirbenchNet(CifarModel):
     default_cfg = {
         **CifarModel.default_cfg,
@@ -106,9 +123,11 @@ class AirbenchNet(CifarModel):
         "cam_layer": "block3",
     }
 
-    def __init__(self, num_classes: int = 10, widths: tuple[int, int, int] = (64, 256, 256)):
+    def __init__(self, num_classes: int = 10, widths: tuple[int, int, int] = (64, 256, 256),
+                 freeze_out: dict[str, float] | None = None):
         super().__init__()
         self.widths = tuple(widths)
+        self.freeze_out = check_freeze_out(freeze_out)
         self.whiten = nn.Conv2d(3, WHITEN_WIDTH, WHITEN_KERNEL, padding=0, bias=True)
         self.whiten.weight.requires_grad_(False)  # set from the data, never trained
         self.activ = nn.GELU()
@@ -147,7 +166,11 @@ class AirbenchNet(CifarModel):
         recipe); the SGD groups keep airbench's ratio to it, times the batch size (sum → mean).
         `weight_decay` is per image (airbench: 2e-6); SGD's coupled decay is wd·batch / lr_sum, which
         for a mean loss is wd / lr_per_image. `lr_horizon` makes the whitening bias's lr reach 0 after
-        WHITEN_BIAS_EPOCHS epochs (its schedule runs over that fraction of training)."""
+        WHITEN_BIAS_EPOCHS epochs (its schedule runs over that fraction of training), and each block of
+        `freeze_out` after its own fraction (FreezeOut, Brock et al. 2017, arXiv:1706.04983: the early
+        blocks settle first; once a block's lr is 0 the engine stops its gradients, and backward skips
+        that block and the input gradient of the block after it, 20% of a 32-pixel step for block1 on a
+        CPU, 48% for block1 and block2: BENCHMARKS.md, issue 21)."""
         scale = lr / FILTER_LR
         bias_lr, head_lr = scale * BIAS_LR_PER_IMAGE, scale * HEAD_LR_PER_IMAGE  # per image
 
@@ -155,14 +178,26 @@ class AirbenchNet(CifarModel):
             return {"params": params, "lr": lr_per_image * batch_size, "base_lr": lr_per_image * batch_size,
                     "weight_decay": weight_decay / lr_per_image, "momentum": momentum, "muon": False, **extra}
 
-        filters = [p for p in self.parameters() if p.ndim == 4 and p.requires_grad]
-        norm_biases = [m.bias for m in self.modules() if isinstance(m, FrozenScaleBatchNorm)]
+        def muon(params, **extra):
+            return {"params": params, "lr": lr, "base_lr": lr, "weight_decay": 0.0, "momentum": MUON_MOMENTUM,
+                    "muon": True, **extra}
+
+        def filters(modules):
+            return [p for m in modules for p in m.parameters() if p.ndim == 4 and p.requires_grad]
+
+        def norm_biases(modules):
+            return [n.bias for m in modules for n in m.modules() if isinstance(n, FrozenScaleBatchNorm)]
+
+        early = [getattr(self, name) for name in self.freeze_out]  # blocks with their own horizon
+        rest = [m for m in (self.block1, self.block2, self.block3) if m not in early]
         return [  # the filters first: the engine logs param_groups[0]'s lr
-            {"params": filters, "lr": lr, "base_lr": lr, "weight_decay": 0.0, "momentum": MUON_MOMENTUM,
-             "muon": True},
+            muon(filters(rest)),
             sgd([self.whiten.bias], bias_lr, lr_horizon=min(1.0, WHITEN_BIAS_EPOCHS / epochs)),
-            sgd(norm_biases, bias_lr),
+            sgd(norm_biases(rest), bias_lr),
             sgd([self.head.weight], head_lr),
+            *[group for name, horizon in self.freeze_out.items()
+              for group in (muon(filters([getattr(self, name)]), lr_horizon=horizon),
+                            sgd(norm_biases([getattr(self, name)]), bias_lr, lr_horizon=horizon))],
         ]
 
 
