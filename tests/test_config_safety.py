@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from cifarlab.cli import main
+from cifarlab._flags import config_from_flags
+from cifarlab.cli import build_parser, main
 from cifarlab.config import TrainConfig, field_problem, load_yaml_config
 from cifarlab.errors import CifarlabError
 
@@ -107,6 +108,19 @@ def test_model_kwargs_of_the_wrong_value_type_fail_before_training(tiny_tree, tm
                  "--out", str(tmp_path / "run")]) == 2
     one_line_error(capsys, "model_kwargs", "resnet20")
     assert not (tmp_path / "run").exists()
+
+
+def test_config_model_kwargs_are_checked_against_the_recipes_model(tmp_path, capsys):
+    """A --config file without `model` under --recipe fast holds airbench's arguments (freeze_out), not the
+    default model's: the check must look at the recipe's model, from the flag or the file."""
+    cfg = _write(tmp_path / "fast.yaml", "model_kwargs: {freeze_out: {block1: 0.75}}\n")
+    args = build_parser().parse_args(["train", "--recipe", "fast", "--config", str(cfg)])
+    assert resolve(config_from_flags(args)).model_kwargs == {"freeze_out": {"block1": 0.75}}
+    in_file = _write(tmp_path / "in_file.yaml", "recipe: fast\nmodel_kwargs: {freeze_out: {block1: 0.75}}\n")
+    from_file = config_from_flags(build_parser().parse_args(["train", "--config", str(in_file)]))
+    assert resolve(from_file).model == "airbench"
+    assert main(["train", "--config", str(cfg), "--epochs", "1", "--out", str(tmp_path / "run")]) == 2
+    one_line_error(capsys, "fast.yaml", "model baseline has no argument freeze_out")
 
 
 @pytest.mark.parametrize("config, fragment", [

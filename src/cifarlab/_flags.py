@@ -180,11 +180,21 @@ def config_values(args: argparse.Namespace) -> dict[str, Any]:
         from .training.resolve import check_model_kwargs
 
         try:
-            check_model_kwargs(values.get("model") or TrainConfig.model, values["model_kwargs"])
+            check_model_kwargs(_model_of(values, args), values["model_kwargs"])
         except CifarlabError as e:
             raise CifarlabError(f"{args.config}: {e}") from None
     values.update(given_flags(args))
     return values
+
+
+def _model_of(values: dict[str, Any], args: argparse.Namespace) -> str:
+    """The model a --config file's model_kwargs are for: the file's, else its recipe's (file or flag)."""
+    recipe = values.get("recipe") or getattr(args, "recipe", None)
+    if values.get("model") or not recipe:
+        return values.get("model") or TrainConfig.model
+    from .recipes import recipe_settings
+
+    return recipe_settings(recipe)["model"]
 
 
 def given_flags(args: argparse.Namespace) -> dict[str, Any]:
