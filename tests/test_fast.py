@@ -223,6 +223,9 @@ def test_freeze_out_gives_each_named_block_its_own_horizon_then_stops_its_weight
     assert all("lr_horizon" not in by_param[id(p)] for p in [*model.block2.parameters(), model.head.weight]
                if p.requires_grad)
     assert groups[0]["muon"] and "lr_horizon" not in groups[0]  # the logged lr is the rest's
+    scaled = create_model("airbench", freeze_out={"block1": 0.5}, freeze_out_scaled=True).param_groups(
+        lr=0.24, batch_size=100, weight_decay=2e-6, momentum=0.85, epochs=4)
+    assert [g["base_lr"] / u["base_lr"] for g, u in zip(scaled, groups)] == pytest.approx([1, 1, 1, 1, 2, 2])
     import cifarlab.training.loop as loop
     original, seen = loop.stop_gradients_past_horizon, []
 
@@ -245,7 +248,8 @@ def test_freeze_out_gives_each_named_block_its_own_horizon_then_stops_its_weight
 
 @pytest.mark.parametrize("freeze_out, problem", [({"block4": 0.5}, "no block 'block4'"),
                                                  ({"block1": 1.5}, "block1 must be a fraction"),
-                                                 ({"block1": "half"}, "block1 must be a fraction")])
+                                                 ({"block1": "half"}, "block1 must be a fraction"),
+                                                 (["block1"], "freeze_out must map blocks to fractions")])
 def test_bad_freeze_out_is_a_one_line_error(freeze_out, problem):
     with pytest.raises(CifarlabError, match=problem):
         create_model("airbench", freeze_out=freeze_out)

@@ -32,6 +32,8 @@ TTA_MODES = choices.TTA  # test-time augmentation views (training/inference.py)
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # training/device.py resolves auto per device
 MAX_YAML_ALIASES = 100  # config files may reuse values with &anchor / *alias, within reason
 PROGRESSIVE_MIN_SIZE = 8  # the smallest --progressive-resize image side
+# Optional fields whose value "none" is a choice of its own (no augmentation, no TTA), not "unset".
+NONE_IS_A_CHOICE = ("augment", "tta")
 RECIPE_FIELDS = ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "momentum", "nesterov", "schedule",
                  "warmup_epochs", "label_smoothing")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import write_json_atomic, write_text_atomic
-from ..config import TrainConfig
+from ..config import NONE_IS_A_CHOICE, TrainConfig
 from ..errors import CifarlabError
 from ..training.resolve import resolve
 from .grid import RunOutcome, format_mean_std, markdown_table, mean_std, run_many, write_csv
@@ -27,7 +27,8 @@ STATS = ("val_accuracy", "test_accuracy", "train_seconds")
 
 def parse_vary(text: str) -> tuple[str, list[Any]]:
     """`"augment=none,keras"` -> ("augment", ["none", "keras"]); values are parsed to the field's type
-    (`none` is None for optional fields: the model's default)."""
+    (`none` or `default` is None for optional fields: the model's default; but `none` stays a value for
+    augment and tta, where it means no augmentation)."""
     name, sep, values = text.partition("=")
     name = name.strip().replace("-", "_")
     if not sep or not name or not values.strip():
@@ -45,6 +46,8 @@ def parse_vary(text: str) -> tuple[str, list[Any]]:
 def _parse(name: str, text: str) -> Any:
     hint = typing.get_type_hints(TrainConfig)[name]
     options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if name in NONE_IS_A_CHOICE and text.lower() == "none":
+        return "none"
     if type(None) in options and text.lower() in ("none", "null", "default"):
         return None
     kind = next(t for t in options if t is not type(None))

@@ -103,6 +103,9 @@ FREEZE_OUT_BLOCKS = ("block1", "block2", "block3")
 
 def check_freeze_out(freeze_out: dict[str, float] | None) -> dict[str, float]:
     """{block: fraction of training after which it stops learning}, checked; {} for None."""
+    if freeze_out is not None and not isinstance(freeze_out, dict):
+        raise CifarlabError(f"model_kwargs freeze_out must map blocks to fractions of training, e.g. "
+                            f"{{block1: 0.75}}; got {freeze_out!r}")
     freeze_out = dict(freeze_out or {})
     for name, horizon in freeze_out.items():
         if name not in FREEZE_OUT_BLOCKS:
@@ -124,10 +127,11 @@ class AirbenchNet(CifarModel):
     }
 
     def __init__(self, num_classes: int = 10, widths: tuple[int, int, int] = (64, 256, 256),
-                 freeze_out: dict[str, float] | None = None):
+                 freeze_out: dict[str, float] | None = None, freeze_out_scaled: bool = False):
         super().__init__()
         self.widths = tuple(widths)
         self.freeze_out = check_freeze_out(freeze_out)
+        self.freeze_out_scaled = bool(freeze_out_scaled)
         self.whiten = nn.Conv2d(3, WHITEN_WIDTH, WHITEN_KERNEL, padding=0, bias=True)
         self.whiten.weight.requires_grad_(False)  # set from the data, never trained
         self.activ = nn.GELU()
@@ -168,9 +172,11 @@ class AirbenchNet(CifarModel):
         for a mean loss is wd / lr_per_image. `lr_horizon` makes the whitening bias's lr reach 0 after
         WHITEN_BIAS_EPOCHS epochs (its schedule runs over that fraction of training), and each block of
         `freeze_out` after its own fraction (FreezeOut, Brock et al. 2017, arXiv:1706.04983: the early
-        blocks settle first; once a block's lr is 0 the engine stops its gradients, and backward skips
-        that block and the input gradient of the block after it, 20% of a 32-pixel step for block1 on a
-        CPU, 48% for block1 and block2: BENCHMARKS.md, issue 21)."""
+        blocks settle first). `freeze_out_scaled` multiplies their lr by 1 / fraction, so that it sums to
+        the same over the shorter schedule. Once a block's lr is 0 the engine stops its gradients, and
+        backward skips that block and the input gradient of the block after it: 20% of a 32-pixel step
+        for block1 on a CPU, 48% for block1 and block2 (BENCHMARKS.md, issue 21). Its batch norms still
+        track their running statistics."""
         scale = lr / FILTER_LR
         bias_lr, head_lr = scale * BIAS_LR_PER_IMAGE, scale * HEAD_LR_PER_IMAGE  # per image
 
@@ -178,9 +184,12 @@ class AirbenchNet(CifarModel):
             return {"params": params, "lr": lr_per_image * batch_size, "base_lr": lr_per_image * batch_size,
                     "weight_decay": weight_decay / lr_per_image, "momentum": momentum, "muon": False, **extra}
 
-        def muon(params, **extra):
-            return {"params": params, "lr": lr, "base_lr": lr, "weight_decay": 0.0, "momentum": MUON_MOMENTUM,
-                    "muon": True, **extra}
+        def muon(params, scale=1.0, **extra):
+            return {"params": params, "lr": lr * scale, "base_lr": lr * scale, "weight_decay": 0.0,
+                    "momentum": MUON_MOMENTUM, "muon": True, **extra}
+
+        def horizon_scale(horizon):  # FreezeOut's scaled variant: the same sum of lr over a shorter schedule
+            return 1 / horizon if self.freeze_out_scaled else 1.0
 
         def filters(modules):
             return [p for m in modules for p in m.parameters() if p.ndim == 4 and p.requires_grad]
@@ -196,8 +205,9 @@ class AirbenchNet(CifarModel):
             sgd(norm_biases(rest), bias_lr),
             sgd([self.head.weight], head_lr),
             *[group for name, horizon in self.freeze_out.items()
-              for group in (muon(filters([getattr(self, name)]), lr_horizon=horizon),
-                            sgd(norm_biases([getattr(self, name)]), bias_lr, lr_horizon=horizon))],
+              for group in (muon(filters([getattr(self, name)]), horizon_scale(horizon), lr_horizon=horizon),
+                            sgd(norm_biases([getattr(self, name)]), bias_lr * horizon_scale(horizon),
+                                lr_horizon=horizon))],
         ]
 
 
