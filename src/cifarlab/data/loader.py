@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
+from .._seeds import derived_generator
+
 BatchTransform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
@@ -86,8 +88,7 @@ class DeviceLoader:
         if self.subset is not None:
             order = self.subset if order is None else self.subset[order]
         if self.rank > 0:
-            seeds = np.random.SeedSequence([self.seed, self.epoch, self.rank]).generate_state(1)
-            gen = self.generator = torch.Generator().manual_seed(int(seeds[0]))
+            gen = self.generator = derived_generator(self.seed, self.epoch, self.rank)
         for b in range(len(self)):
             lo, hi = b * self.batch_size, min((b + 1) * self.batch_size, n)
             if self.world_size > 1:  # this rank's slice of the global batch

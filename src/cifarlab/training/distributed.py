@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
+from .._seeds import derived_seed
 from .._threads import available_cpus, explicit_threads, fix_threads
 from ..errors import CifarlabError
 from .device import resolve_device
@@ -122,7 +123,7 @@ def seed_rank(ranks: Ranks, seed: int, epoch: int) -> None:
     """Ranks other than 0 draw their own dropout and other global-RNG randomness, from (seed, rank, epoch),
     so a resumed run repeats it; rank 0 keeps the single-process stream (saved in checkpoints)."""
     if ranks.rank > 0:
-        torch.manual_seed(int(np.random.SeedSequence([seed, ranks.rank, epoch]).generate_state(1)[0]))
+        torch.manual_seed(derived_seed(seed, ranks.rank, epoch))
 
 
 def micro_batches(net: nn.Module, ranks: Ranks, grad_accum: int, batch_size: int,

@@ -13,9 +13,9 @@ epoch's scores are summed over the ranks once at its end, so every rank plans th
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 
+from .._seeds import derived_generator
 from ..config import last_pruned_epoch
 from . import distributed
 
@@ -66,8 +66,7 @@ class EasyPruning:
         self._seen.zero_()
 
     def _generator(self, epoch: int) -> torch.Generator:
-        seed = np.random.SeedSequence([self.seed, epoch, _STREAM]).generate_state(1)[0]
-        return torch.Generator().manual_seed(int(seed))
+        return derived_generator(self.seed, epoch, _STREAM)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"scores": self.scores.detach().cpu()}
