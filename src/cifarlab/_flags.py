@@ -27,7 +27,7 @@ from .config import (
     setting_flag,
 )
 from .errors import CifarlabError
-from .recipes import list_recipes
+from .recipes import list_recipes, recipe_settings
 from .transfer.options import FREEZE, PRETRAINED
 
 EXIT_USER_ERROR = 2
@@ -192,8 +192,6 @@ def _model_of(values: dict[str, Any], args: argparse.Namespace) -> str:
     recipe = values.get("recipe") or getattr(args, "recipe", None)
     if values.get("model") or not recipe:
         return values.get("model") or TrainConfig.model
-    from .recipes import recipe_settings
-
     return recipe_settings(recipe)["model"]
 
 

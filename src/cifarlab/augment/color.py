@@ -22,13 +22,12 @@ class BrightnessContrast:
         self.brightness, self.contrast = brightness, contrast
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        n, c = x.shape[:2]
+        n = len(x)
         u = torch.rand(n, 2, generator=generator)
         shift = ((2 * u[:, 0] - 1) * self.brightness).view(n, 1, 1, 1).to(x.device)
         scale = (1 + (2 * u[:, 1] - 1) * self.contrast).view(n, 1, 1, 1).to(x.device)
-        mean = torch.tensor(CIFAR10_MEAN[:c] if c == 3 else [sum(CIFAR10_MEAN) / 3] * c, device=x.device)
-        std = torch.tensor(CIFAR10_STD[:c] if c == 3 else [sum(CIFAR10_STD) / 3] * c, device=x.device)
-        mean, std = 255 * mean.view(1, c, 1, 1), 255 * std.view(1, c, 1, 1)
+        mean = 255 * torch.tensor(CIFAR10_MEAN, device=x.device).view(1, 3, 1, 1)  # the data is always RGB
+        std = 255 * torch.tensor(CIFAR10_STD, device=x.device).view(1, 3, 1, 1)
         # (x_norm + b) * s back in pixel units: mean + s * (x - mean + b * std).
         out = mean + scale * (x.float() - mean + shift * std)
         return out.round_().clamp_(0, 255).to(torch.uint8)
