@@ -255,6 +255,46 @@ def test_bad_freeze_out_is_a_one_line_error(freeze_out, problem):
         create_model("airbench", freeze_out=freeze_out)
 
 
+def test_airbench_settings_the_2025_record_retuned_come_from_model_kwargs():
+    """activation, BN momentum, Muon momentum, the whitening bias's epochs and the SGD groups' per-image lrs:
+    airbench's by default, the given ones otherwise; a given bias_lr or head_lr is not rescaled by --lr."""
+    default = create_model("airbench")
+    record = create_model("airbench", activation="silu", bn_momentum=0.5566, muon_momentum=0.655,
+                          whiten_bias_epochs=0.19, bias_lr=0.0573, head_lr=0.5415)
+    for model, activation, bn in ((default, nn.GELU, 0.4), (record, nn.SiLU, 1 - 0.5566)):
+        assert isinstance(model.activ, activation) and isinstance(model.block3.activ, activation)
+        norms = [m for m in model.modules() if isinstance(m, FrozenScaleBatchNorm)]
+        assert len(norms) == 6 and all(m.momentum == pytest.approx(bn) for m in norms)
+
+    def groups(model, lr):
+        found = model.param_groups(lr=lr, batch_size=1000, weight_decay=1e-6, momentum=0.825, epochs=8)
+        muon, bias, norm, head = found
+        assert bias["params"] == [model.whiten.bias] and head["params"] == [model.head.weight]
+        return muon, bias, norm, head
+
+    muon, bias, norm, head = groups(default, 0.12)  # half airbench's lr: the SGD lrs follow it
+    assert (muon["momentum"], bias["lr_horizon"]) == (0.6, pytest.approx(3 / 8))
+    assert (bias["lr"], norm["lr"], head["lr"]) == pytest.approx((0.053 * 500, 0.053 * 500, 0.67 * 500))
+    muon, bias, norm, head = groups(record, 0.205)
+    assert (muon["lr"], muon["momentum"], bias["lr_horizon"]) == (0.205, 0.655, pytest.approx(0.19 / 8))
+    assert (bias["lr"], norm["lr"], head["lr"]) == pytest.approx((57.3, 57.3, 541.5))
+    assert head["weight_decay"] == pytest.approx(1e-6 / 0.5415)  # coupled decay per image / lr per image
+    images = torch.randn(2, 3, 24, 24)
+    assert record(images).shape == (2, 10)
+
+
+@pytest.mark.parametrize("kwargs, problem", [
+    ({"activation": "tanh"}, "no activation 'tanh' \\(choose from gelu, silu, relu\\)"),
+    ({"bn_momentum": 1.0}, "bn_momentum must be a number in \\[0, 1\\), got 1.0"),
+    ({"muon_momentum": True}, "muon_momentum must be a number in \\[0, 1\\), got True"),
+    ({"whiten_bias_epochs": 0}, "whiten_bias_epochs must be a number in \\(0, ∞\\), got 0"),
+    ({"head_lr": "0.5"}, "head_lr must be a number in \\(0, ∞\\), got '0.5'"),
+    ({"bias_lr": -0.05}, "bias_lr must be a number in \\(0, ∞\\), got -0.05")])
+def test_bad_airbench_settings_are_one_line_errors(kwargs, problem):
+    with pytest.raises(CifarlabError, match=problem):
+        create_model("airbench", **kwargs)
+
+
 def test_muon_sgd_groups_match_torch_sgd_and_muon_updates_are_orthogonal():
     torch.manual_seed(0)
     a = torch.randn(5, 3, requires_grad=True)
