@@ -38,7 +38,7 @@ from ._base import CifarModel
 from ._registry import Recipe, register_model
 
 WHITEN_KERNEL = 2
-WHITEN_WIDTH = 2 * 3 * WHITEN_KERNEL**2  # each eigenvector and its negative: GELU keeps both signs
+WHITEN_WIDTH = 2 * 3 * WHITEN_KERNEL**2  # each eigenvector and its negative: the activation keeps both signs
 # airbench94_muon's learning rates for a loss SUMMED over the batch, i.e. per image (sum → mean: × batch).
 BIAS_LR_PER_IMAGE = 0.053
 HEAD_LR_PER_IMAGE = 0.67
@@ -74,7 +74,7 @@ ACTIVATIONS = {"gelu": nn.GELU, "silu": nn.SiLU, "relu": nn.ReLU}
 
 
 class ConvGroup(nn.Module):
-    def __init__(self, c_in: int, c_out: int, activation: str = "gelu", bn_momentum: float = 0.6):
+    def __init__(self, c_in: int, c_out: int, activation: str = "gelu", bn_momentum: float = BN_MOMENTUM):
         super().__init__()
         self.conv1 = DiracConv(c_in, c_out)
         self.pool = nn.MaxPool2d(2)
