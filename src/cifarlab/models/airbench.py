@@ -225,8 +225,8 @@ class AirbenchNet(CifarModel):
             return {"params": params, "lr": lr_per_image * batch_size, "base_lr": lr_per_image * batch_size,
                     "weight_decay": weight_decay / lr_per_image, "momentum": momentum, "muon": False, **extra}
 
-        def muon(params, scale=1.0, **extra):
-            return {"params": params, "lr": lr * scale, "base_lr": lr * scale, "weight_decay": 0.0,
+        def muon(params, factor=1.0, **extra):
+            return {"params": params, "lr": lr * factor, "base_lr": lr * factor, "weight_decay": 0.0,
                     "momentum": hyper["muon_momentum"], "muon": True, **extra}
 
         def horizon_scale(horizon):  # FreezeOut's scaled variant: the same sum of lr over a shorter schedule
