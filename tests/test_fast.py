@@ -22,6 +22,7 @@ from cifarlab.errors import CifarlabError
 from cifarlab.models import create_model
 from cifarlab.models.airbench import FrozenScaleBatchNorm, patch_whitening_weights
 from cifarlab.recipes import list_recipes, recipe_settings
+from cifarlab.training import muon
 from cifarlab.training.inference import (
     TTA_MODES,
     UNSURE_SHARE,
@@ -314,6 +315,28 @@ def test_muon_sgd_groups_match_torch_sgd_and_muon_updates_are_orthogonal():
     w.grad = torch.randn_like(w)
     opt.step()
     assert torch.isfinite(w).all()
+
+
+def test_newton_schulz_runs_in_bf16_only_where_the_cpu_multiplies_bf16_natively(monkeypatch):
+    g = torch.randn(64, 200, generator=torch.Generator().manual_seed(0))
+
+    def by_hand(dtype):  # the iteration written out in one precision
+        a, b, c = muon.NS_COEFFICIENTS
+        x = g.to(dtype)
+        x = x / (x.norm() + 1e-7)
+        for _ in range(3):
+            s = x @ x.T
+            x = a * x + (b * s + c * s @ s) @ x
+        return x.float()
+
+    monkeypatch.setattr(muon, "cpu_has_fast_bf16", lambda: True)
+    assert muon.newton_schulz_dtype(torch.device("cpu")) == torch.bfloat16
+    assert torch.equal(orthogonalize(g), by_hand(torch.bfloat16))  # airbench's, bit for bit
+    monkeypatch.setattr(muon, "cpu_has_fast_bf16", lambda: False)  # an AVX2 CPU: bf16 would be emulated
+    assert muon.newton_schulz_dtype(torch.device("cpu")) == torch.float32
+    fp32 = orthogonalize(g)
+    assert fp32.dtype == torch.float32 and torch.equal(fp32, by_hand(torch.float32))
+    assert not torch.equal(fp32, by_hand(torch.bfloat16))
 
 
 class FlipInvariant(nn.Module):

@@ -14,15 +14,29 @@ from __future__ import annotations
 
 import torch
 
+from .device import cpu_has_fast_bf16
+
 # The quintic iteration's coefficients from the Muon post: they maximize the slope at zero, so three
 # steps suffice; singular values end up in about [0.5, 1.5] rather than exactly 1, which trains as well.
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 
 
+def newton_schulz_dtype(device: torch.device) -> torch.dtype:
+    """bfloat16 where the hardware multiplies it natively (as airbench: a CUDA GPU with bf16, a CPU with
+    AVX-512 BF16 or AMX), float32 elsewhere. An AVX2 CPU emulates bf16 matrix products: there
+    orthogonalizing a 256×2304 filter bank took 0.82 s against 25 ms in fp32, and a quarter of the time of
+    an airbench training step went to it (BENCHMARKS.md, issue 21)."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    if device.type == "cpu" and cpu_has_fast_bf16():
+        return torch.bfloat16
+    return torch.float32
+
+
 def orthogonalize(g: torch.Tensor, steps: int = 3, eps: float = 1e-7) -> torch.Tensor:
-    """Approximately U·Vᵀ of g = U·S·Vᵀ (2-D), by Newton-Schulz iteration in bfloat16."""
+    """Approximately U·Vᵀ of g = U·S·Vᵀ (2-D), by Newton-Schulz iteration (in `newton_schulz_dtype`)."""
     a, b, c = NS_COEFFICIENTS
-    x = g.bfloat16()
+    x = g.to(newton_schulz_dtype(g.device))
     x = x / (x.norm() + eps)  # the top singular value <= 1, where the iteration converges
     tall = g.size(0) > g.size(1)
     if tall:
