@@ -138,6 +138,9 @@ def test_two_processes_share_one_sqlite_study(tiny_tree, tmp_path):
     ("lr: {type: float, low: a, high: 1}", "low must be a number"),
     ("- just a list", "must be a mapping"),
     ("lr: {type: float, low: 0.1", "cannot read space file"),
+    ("model_kwargs.: {type: float, low: 0, high: 1}", "model_kwargs.KEY needs the name of a model argument"),
+    ("model_kwargs.bn-mom.x: {type: float, low: 0, high: 1}", "model_kwargs.KEY needs the name"),
+    ("model_kwargs: {type: float, low: 0, high: 1}", "'model_kwargs' cannot be tuned"),
 ])
 def test_a_bad_space_file_is_one_clear_error(tmp_path, text, problem):
     path = tmp_path / "space.yaml"
@@ -155,6 +158,40 @@ def test_space_values_must_make_valid_configs(tiny_tree, tmp_path, capsys):
                  "--out", str(tmp_path / "t"), *TINY]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(path) in err[0] and "augment = 'warp'" in err[0]
+
+
+@pytest.mark.parametrize("model, entry, problem", [
+    ("baseline", "model_kwargs.widht: {type: float, low: 0.1, high: 0.5}", "model baseline has no argument widht"),
+    ("airbench", "model_kwargs.activation: {type: categorical, choices: [silu, tanh]}",
+     "model_kwargs.activation = 'tanh': model_kwargs activation: no activation 'tanh'"),
+    ("airbench", "model_kwargs.bn_momentum: {type: float, low: 0.5, high: 1.5}", "bn_momentum must be a number in"),
+])
+def test_a_model_argument_in_the_space_must_build_the_model(tiny_tree, tmp_path, capsys, model, entry, problem):
+    path = tmp_path / "space.yaml"
+    path.write_text(entry + "\n")
+    assert main(["tune", "--model", model, "--trials", "1", "--data", str(tiny_tree), "--space", str(path),
+                 "--out", str(tmp_path / "t"), *TINY]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(path) in err[0] and problem in err[0]
+    assert not (tmp_path / "t").exists()
+
+
+def test_a_study_tunes_model_arguments_beside_the_fixed_ones(tiny_tree, tmp_path, capsys):
+    space = {"model_kwargs.dropout": {"type": "float", "low": 0.1, "high": 0.3},
+             "lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}}
+    fixed = TrainConfig(model="baseline", data=str(tiny_tree), epochs=1, train_size=30, val_size=15,
+                        precision="fp32", model_kwargs={"keras_init": False})
+    result = tune(fixed, tmp_path / "study", trials=2, space=space, pruner="none", verbose=False)
+    assert result.ran == [0, 1]
+    study = optuna.load_study(study_name=result.study_name, storage=result.storage)
+    for trial in study.get_trials():
+        config = json.loads((tmp_path / "study" / "trials" / f"trial_{trial.number:04d}" / "config.json")
+                            .read_text())["config"]
+        assert config["model_kwargs"] == {"keras_init": False, "dropout": trial.params["model_kwargs.dropout"]}
+        assert 0.1 <= config["model_kwargs"]["dropout"] <= 0.3 and config["lr"] == trial.params["lr"]
+    assert main(["train", "--from-study", str(tmp_path / "study"), "--out", str(tmp_path / "final")]) == 0
+    config = json.loads((tmp_path / "final" / "config.json").read_text())["config"]
+    assert config["model_kwargs"] == {"keras_init": False, "dropout": study.best_trial.params["model_kwargs.dropout"]}
 
 
 def test_the_default_space_has_dropout_only_where_the_model_has_it():

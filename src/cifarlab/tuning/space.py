@@ -6,6 +6,7 @@ own recipe; a YAML file replaces it:
     label_smoothing: {type: float, low: 0.0, high: 0.2}
     augment:         {type: categorical, choices: [none, standard, standard+cutout]}
     epochs:          {type: int, low: 2, high: 6}
+    model_kwargs.bn_momentum: {type: float, low: 0.4, high: 0.8}    # one argument of the model's factory
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ TYPES = ("float", "int", "categorical")
 KEYS = {"type", "low", "high", "log", "choices"}
 NOT_TUNABLE = {"model", "data", "out", "device", "model_kwargs", "evaluate_test", "val_size"}
 DEFAULT_AUGMENTS = ["none", "keras", "standard", "standard+cutout"]
+MODEL_KWARG = "model_kwargs."  # a space entry named model_kwargs.KEY tunes the model's argument KEY
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,20 @@ class Param:
         else:
             d.update(low=self.low, high=self.high, log=self.log)
         return d
+
+
+def as_fields(params: dict[str, Any], model_kwargs: dict[str, Any] | None) -> dict[str, Any]:
+    """A trial's parameters as TrainConfig fields: the model_kwargs.KEY ones merged into a copy of
+    `model_kwargs` (the study's fixed model arguments), the others as they are."""
+    fields = {name: value for name, value in params.items() if not name.startswith(MODEL_KWARG)}
+    tuned = {name[len(MODEL_KWARG):]: value for name, value in params.items() if name.startswith(MODEL_KWARG)}
+    if tuned:
+        fields["model_kwargs"] = {**(model_kwargs or {}), **tuned}
+    return fields
+
+
+def with_params(base: TrainConfig, params: dict[str, Any]) -> TrainConfig:
+    return dataclasses.replace(base, **as_fields(params, base.model_kwargs))
 
 
 def default_space(cfg: TrainConfig) -> dict[str, Param]:
@@ -91,9 +107,13 @@ def parse_space(values: Any, source: str = "space") -> dict[str, Param]:
     space = {}
     for raw_name, spec in values.items():
         name = str(raw_name).replace("-", "_")
-        if name not in fields:
-            raise bad(f"{raw_name!r} is not a training setting (valid: {', '.join(sorted(fields - NOT_TUNABLE))})")
-        if name in NOT_TUNABLE:
+        if name.startswith(MODEL_KWARG):
+            if not name[len(MODEL_KWARG):].isidentifier():
+                raise bad(f"{raw_name!r}: model_kwargs.KEY needs the name of a model argument as KEY")
+        elif name not in fields:
+            raise bad(f"{raw_name!r} is not a training setting (valid: {', '.join(sorted(fields - NOT_TUNABLE))}, "
+                      "or model_kwargs.KEY for an argument of the model)")
+        elif name in NOT_TUNABLE:
             raise bad(f"{name!r} cannot be tuned")
         if not isinstance(spec, dict):
             raise bad(f"{name}: expected a mapping like {{type: float, low: 0.001, high: 0.1}}, got {spec!r}")
@@ -134,12 +154,17 @@ def parse_space(values: Any, source: str = "space") -> dict[str, Param]:
 
 
 def check_space(space: dict[str, Param], base: TrainConfig, label: str = "search space") -> None:
-    """Every bound and choice must make a valid config (an unknown augmentation, a negative rate, ...)."""
+    """Every bound and choice must make a valid config (an unknown augmentation, a negative rate, ...);
+    a model argument's must also build the model (an unknown activation, a momentum over 1, ...)."""
+    from ..models import create_model
+
     for p in space.values():
         values = list(p.choices) if p.type == "categorical" else [p.low, p.high]
         for value in values:
             try:
-                resolve(dataclasses.replace(base, **{p.name: value}))
+                cfg = resolve(with_params(base, {p.name: value}))
+                if p.name.startswith(MODEL_KWARG):
+                    create_model(cfg.model, **with_params(base, {p.name: value}).model_kwargs)
             except CifarlabError as e:
                 raise CifarlabError(f"{label}: {p.name} = {value!r}: {e}") from None
             except (TypeError, ValueError) as e:

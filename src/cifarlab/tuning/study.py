@@ -31,7 +31,7 @@ from .._io import write_json_atomic, write_text_atomic
 from ..config import TrainConfig
 from ..errors import CifarlabError, TrainingDiverged
 from ..training.resolve import resolve
-from .space import Param, check_space, default_space, load_space, parse_space
+from .space import Param, as_fields, check_space, default_space, load_space, parse_space, with_params
 
 PRUNERS = ("median", "hyperband", "none")
 
@@ -234,7 +234,7 @@ def _run_trials(study, base: TrainConfig, out: Path, space: dict[str, Param], tr
         trial.set_user_attr("pid", os.getpid())  # which process ran it (tune --workers)
         params = {name: p.suggest(trial) for name, p in space.items()}
         run_dir = out / "trials" / f"trial_{trial.number:04d}"
-        cfg = dataclasses.replace(base, **params, out=str(run_dir))
+        cfg = dataclasses.replace(with_params(base, params), out=str(run_dir))
         trial.set_user_attr("run_dir", str(run_dir))
         planned = resolve(cfg).epochs
         trial.set_user_attr("epochs_planned", planned)
@@ -455,7 +455,8 @@ def config_from_study(source: str | Path, study_name: str | None = None,
     if not complete:
         raise CifarlabError(f"study {study_name} has no complete trial yet")
     best = study.best_trial
-    values = {**study.user_attrs.get("base_config", {}), **best.params, "val_size": 0, "evaluate_test": True,
+    fixed = study.user_attrs.get("base_config", {})
+    values = {**fixed, **as_fields(best.params, fixed.get("model_kwargs")), "val_size": 0, "evaluate_test": True,
               "out": None, **(overrides or {})}
     info = {"study": study_name, "storage": url, "trial": best.number, "val_accuracy": best.value,
             "params": best.params}
