@@ -162,9 +162,10 @@ def check_space(space: dict[str, Param], base: TrainConfig, label: str = "search
         values = list(p.choices) if p.type == "categorical" else [p.low, p.high]
         for value in values:
             try:
-                cfg = resolve(with_params(base, {p.name: value}))
+                cfg = with_params(base, {p.name: value})
+                model = resolve(cfg).model  # the recipe's model where base names none
                 if p.name.startswith(MODEL_KWARG):
-                    create_model(cfg.model, **with_params(base, {p.name: value}).model_kwargs)
+                    create_model(model, **cfg.model_kwargs)
             except CifarlabError as e:
                 raise CifarlabError(f"{label}: {p.name} = {value!r}: {e}") from None
             except (TypeError, ValueError) as e:
