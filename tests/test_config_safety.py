@@ -102,11 +102,17 @@ def test_every_field_has_a_type_check_derived_from_its_declaration():
         assert field_problem(f.name, default) is None, f.name
 
 
-def test_model_kwargs_of_the_wrong_value_type_fail_before_training(tiny_tree, tmp_path, capsys):
-    cfg = _write(tmp_path / "cfg.yaml", "model: resnet20\nmodel_kwargs: {shortcut: 7}\n")
-    assert main(["train", "--config", str(cfg), "--data", str(tiny_tree), "--epochs", "1",
+@pytest.mark.parametrize("text, flags, problem", [
+    ("model: resnet20\nmodel_kwargs: {shortcut: 7}\n", [], "model_kwargs for resnet20: shortcut must be 'A' or 'B'"),
+    ("model_kwargs: {activation: tanh}\n", ["--recipe", "fast"], "model_kwargs activation: no activation 'tanh'"),
+    ("model_kwargs: {bn_momentum: 1.5}\n", ["--recipe", "fast"], "bn_momentum must be a number in [0, 1)"),
+])
+def test_model_kwargs_of_a_bad_value_fail_before_the_data_is_read_naming_the_file(tmp_path, capsys, text, flags,
+                                                                                  problem):
+    cfg = _write(tmp_path / "cfg.yaml", text)
+    assert main(["train", "--config", str(cfg), *flags, "--data", str(tmp_path / "no-data"), "--epochs", "1",
                  "--out", str(tmp_path / "run")]) == 2
-    one_line_error(capsys, "model_kwargs", "resnet20")
+    one_line_error(capsys, str(cfg), problem)  # the model's error, not the missing data's: it comes first
     assert not (tmp_path / "run").exists()
 
 
