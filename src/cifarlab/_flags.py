@@ -177,28 +177,18 @@ def config_values(args: argparse.Namespace) -> dict[str, Any]:
     """The settings of a --config file (if any) with the given flags on top, checked against the models."""
     values = load_yaml_config(args.config) if getattr(args, "config", None) else {}
     if values.get("model_kwargs"):  # against the file's model, naming the file; a --model flag: in resolve()
-        from .training.resolve import check_model_kwargs
+        from .training.resolve import check_model_builds, check_model_kwargs
 
         model = _model_of(values, args)
         try:
             check_model_kwargs(model, values["model_kwargs"])
-            _build_once(model, values["model_kwargs"])
+            check_model_builds(model, values["model_kwargs"])  # before the data is read
         except CifarlabError as e:
             raise CifarlabError(f"{args.config}: {e}") from None
         except (TypeError, ValueError) as e:
             raise CifarlabError(f"{args.config}: model_kwargs for {model}: {str(e).splitlines()[0]}") from None
     values.update(given_flags(args))
     return values
-
-
-def _build_once(model: str, kwargs: dict[str, Any]) -> None:
-    """Build a registered model with a config file's arguments, so that a bad value (an unknown activation,
-    a momentum over 1) fails before the data is read, naming the file. torchvision and timm models are left
-    to their builders at training time: building one here could fetch pretrained weights."""
-    if ":" not in model:
-        from .models import create_model
-
-        create_model(model, **kwargs)
 
 
 def _model_of(values: dict[str, Any], args: argparse.Namespace) -> str:

@@ -53,6 +53,16 @@ def validate(cfg: TrainConfig) -> None:
     validate_transfer(cfg)
 
 
+def check_model_builds(model: str, kwargs: dict[str, Any]) -> None:
+    """Build a registered model with `kwargs` once, so that a bad value (an unknown activation, a momentum
+    over 1) fails before any work. torchvision and timm models are left to their builders at training time:
+    building one here could fetch pretrained weights."""
+    if ":" not in model:
+        from ..models import create_model
+
+        create_model(model, **kwargs)
+
+
 def check_model_kwargs(model: str, kwargs: Any) -> None:
     """model_kwargs must be arguments of the model's factory (or of the class it returns, when the factory
     passes **kwargs on); torchvision and timm models take any: their builders check them."""

@@ -19,7 +19,7 @@ import yaml
 
 from ..config import TrainConfig
 from ..errors import CifarlabError
-from ..training.resolve import resolve
+from ..training.resolve import check_model_builds, resolve
 
 TYPES = ("float", "int", "categorical")
 KEYS = {"type", "low", "high", "log", "choices"}
@@ -156,8 +156,6 @@ def parse_space(values: Any, source: str = "space") -> dict[str, Param]:
 def check_space(space: dict[str, Param], base: TrainConfig, label: str = "search space") -> None:
     """Every bound and choice must make a valid config (an unknown augmentation, a negative rate, ...);
     a model argument's must also build the model (an unknown activation, a momentum over 1, ...)."""
-    from ..models import create_model
-
     for p in space.values():
         values = list(p.choices) if p.type == "categorical" else [p.low, p.high]
         for value in values:
@@ -165,7 +163,7 @@ def check_space(space: dict[str, Param], base: TrainConfig, label: str = "search
                 cfg = with_params(base, {p.name: value})
                 model = resolve(cfg).model  # the recipe's model where base names none
                 if p.name.startswith(MODEL_KWARG):
-                    create_model(model, **cfg.model_kwargs)
+                    check_model_builds(model, cfg.model_kwargs)
             except CifarlabError as e:
                 raise CifarlabError(f"{label}: {p.name} = {value!r}: {e}") from None
             except (TypeError, ValueError) as e:
