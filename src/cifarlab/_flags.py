@@ -185,8 +185,6 @@ def config_values(args: argparse.Namespace) -> dict[str, Any]:
             check_model_builds(model, values["model_kwargs"])  # before the data is read
         except CifarlabError as e:
             raise CifarlabError(f"{args.config}: {e}") from None
-        except (TypeError, ValueError) as e:
-            raise CifarlabError(f"{args.config}: model_kwargs for {model}: {str(e).splitlines()[0]}") from None
     values.update(given_flags(args))
     return values
 

@@ -56,11 +56,15 @@ def validate(cfg: TrainConfig) -> None:
 def check_model_builds(model: str, kwargs: dict[str, Any]) -> None:
     """Build a registered model with `kwargs` once, so that a bad value (an unknown activation, a momentum
     over 1) fails before any work. torchvision and timm models are left to their builders at training time:
-    building one here could fetch pretrained weights."""
+    building one here could fetch pretrained weights. A constructor's TypeError or ValueError becomes a
+    one-line CifarlabError naming the model."""
     if ":" not in model:
         from ..models import create_model
 
-        create_model(model, **kwargs)
+        try:
+            create_model(model, **kwargs)
+        except (TypeError, ValueError) as e:
+            raise CifarlabError(f"model_kwargs for {model}: {str(e).splitlines()[0]}") from None
 
 
 def check_model_kwargs(model: str, kwargs: Any) -> None:
