@@ -8,14 +8,21 @@ decompression bomb, too many pixels, a 6 MB file with a Content-Length and a 30 
 --concurrency) simultaneous 4096x4096 uploads (the worst case for memory), and stops the server. Every kind has the
 status it must get; the server's resident memory (RSS) is sampled throughout.
 
-Passes (exit 0) when no answer is a 5xx or a dropped connection, every kind got its expected status, and
-the server's RSS, after the load and a short rest, is back within --rss-bound-mb of its level after the
-warm-up. Without RUN_DIR it trains a tiny throwaway run first (3 classes of synthetic images, 1 epoch).
+Before that, stalled clients: --stalled uploads (default: the server's body slots + 4) send their headers
+and a few bytes, and BODY_SLOTS // 2 more send 100 KB (enough to take a body slot), then all of them stop
+sending; while they hang, valid uploads (small and 200 KB) and valid GETs (/, /api/info, /api/random) are
+sent. Every valid request must be answered within --answer-s seconds, every stalled one must get a 408
+within the server's body time limit (webapp.limits.BODY_SECONDS) and 2 s.
+
+Passes (exit 0) when no answer is a 5xx or a dropped connection, every kind got its expected status, the
+stalled clients kept no one waiting, and the server's RSS, after the load and a short rest, is back within
+--rss-bound-mb of its level after the warm-up. Without RUN_DIR it trains a tiny throwaway run first (3
+classes of synthetic images, 1 epoch).
 
     python benchmarks/load_serve.py [RUN_DIR] [--requests 300] [--concurrency 20] [--json out.json]
 
-Bounded: at most --requests + 2 x --burst requests and --deadline seconds (then it stops sending), and the server is
-always stopped at the end.
+Bounded: at most --requests + 2 x --burst requests and --deadline seconds (then it stops sending), the stalled
+clients BODY_SECONDS + 5 s at most, and the server is always stopped at the end.
 """
 from __future__ import annotations
 
@@ -144,6 +151,61 @@ def send(port: int, kind: dict, timeout: float = 120.0) -> tuple[int | str, floa
     return status, time.perf_counter() - start
 
 
+# ------------------------------------------------------------------------------------------ stalled clients
+STALL_MARGIN_S = 2.0  # a stalled client's 408 may come this much after the server's body time limit
+
+
+def _stalled_upload(port: int, sent: int) -> socket.socket:
+    """A connection that announced a 1 MB upload, sent its headers and `sent` bytes of it, and stops."""
+    s = socket.create_connection((HOST, port), timeout=5)
+    s.sendall(f"POST /api/predict HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: multipart/form-data; "
+              f"boundary={BOUNDARY}\r\nContent-Length: {2**20}\r\n\r\n".encode()
+              + f"--{BOUNDARY}\r\n".encode().ljust(sent, b"x"))
+    return s
+
+
+def _status_line(s: socket.socket, timeout: float) -> int | str:
+    """The status a stalled connection gets, or what happened instead."""
+    s.settimeout(timeout)
+    try:
+        head = s.recv(4096).split(b"\r\n", 1)[0].split()
+        return int(head[1]) if len(head) > 1 and head[1].isdigit() else "closed without an answer"
+    except TimeoutError:
+        return "no answer"
+    except OSError as e:
+        return type(e).__name__
+    finally:
+        s.close()
+
+
+def stall_test(port: int, kinds: dict[str, dict], n_stalled: int, answer_s: float) -> dict:
+    """Stalled uploads hang while valid requests (uploads and GETs, twice each) are sent: what each side got,
+    and after how long."""
+    from cifarlab.webapp.limits import BODY_SECONDS, BODY_SLOTS, SMALL_BODY_BYTES
+
+    big = _multipart(_image("PNG", (256, 256)))  # ~200 KB: it needs a body slot
+    valid = {"png 32x32": kinds["png 32x32"], "info": kinds["info"], "random seed 7": kinds["random seed 7"],
+             "png 256x256": {"method": "POST", "path": "/api/predict", "body": big, "expect": 200},
+             "page": {"method": "GET", "path": "/", "expect": 200}}
+    heavy = 100 * 1024  # past SMALL_BODY_BYTES: each of these holds a slot while it hangs
+    assert min(heavy, len(big)) > SMALL_BODY_BYTES
+    started = time.monotonic()
+    stalled = [_stalled_upload(port, n) for n in [16] * n_stalled + [heavy] * (BODY_SLOTS // 2)]
+    time.sleep(0.5)  # the server has read what they sent and waits for the rest
+    with ThreadPoolExecutor(len(stalled) + 2 * len(valid)) as pool:
+        waiting = pool.map(lambda s: (_status_line(s, BODY_SECONDS + 5), time.monotonic() - started), stalled)
+        results = list(pool.map(lambda name: (name, *send(port, valid[name], timeout=answer_s + 5)),
+                                list(valid) * 2))
+        answers = list(waiting)
+    rows = [{"kind": name, "status": status, "seconds": round(took, 2),
+             "ok": status == valid[name]["expect"] and took <= answer_s} for name, status, took in results]
+    bound = BODY_SECONDS + STALL_MARGIN_S
+    return {"stalled": len(stalled), "body_slots": BODY_SLOTS, "stalled_bound_s": bound, "answer_s": answer_s,
+            "stalled_statuses": {str(k): v for k, v in Counter(status for status, _ in answers).items()},
+            "stalled_max_s": round(max(took for _, took in answers), 2),
+            "stalled_ok": all(status == 408 and took <= bound for status, took in answers), "valid": rows}
+
+
 # ------------------------------------------------------------------------------------------ the server
 
 
@@ -221,7 +283,8 @@ def tiny_run(workdir: Path) -> Path:
 
 
 def load_test(run_dir: Path, n_requests: int = 300, concurrency: int = 20, deadline_s: float = 600.0,
-              big_mb: int = 30, rest_s: float = 3.0, burst: int | None = None, seed: int = 0) -> dict:
+              big_mb: int = 30, rest_s: float = 3.0, burst: int | None = None, seed: int = 0,
+              n_stalled: int | None = None, answer_s: float = 5.0) -> dict:
     port = free_port()
     server = start_server(run_dir, port)
     try:
@@ -246,6 +309,9 @@ def load_test(run_dir: Path, n_requests: int = 300, concurrency: int = 20, deadl
             status, _ = send(port, kind)
             if kind["path"].startswith("/api/random?seed=7") and status == 404:
                 kind["expect"] = 404  # the run's test images are not on this machine: a 404 is the answer
+        from cifarlab.webapp.limits import BODY_SLOTS
+
+        stall = stall_test(port, kinds, BODY_SLOTS + 4 if n_stalled is None else n_stalled, answer_s)
         time.sleep(rest_s)
         before = rss_mb(server.pid)
         sampler = threading.Thread(target=sample, daemon=True)
@@ -297,7 +363,7 @@ def load_test(run_dir: Path, n_requests: int = 300, concurrency: int = 20, deadl
             "n_5xx": sum(v for k, v in statuses.items() if (_code(k) or 0) >= 500),
             "n_dropped": sum(v for k, v in statuses.items() if _code(k) is None),
             "rss_before_mb": round(before, 1), "rss_peak_mb": round(max(samples, default=before), 1),
-            "rss_after_mb": round(after, 1), "server_alive": alive, "kinds": rows}
+            "rss_after_mb": round(after, 1), "server_alive": alive, "kinds": rows, "stall": stall}
 
 
 def _code(status: int | str) -> int | None:
@@ -318,6 +384,11 @@ def print_table(result: dict, bound_mb: float) -> None:
           f"{result['statuses']}; 5xx: {result['n_5xx']}; dropped connections: {result['n_dropped']}")
     print(f"server RSS: before {result['rss_before_mb']} MB, peak {result['rss_peak_mb']} MB, after "
           f"{result['rss_after_mb']} MB (bound: after <= before + {bound_mb:g} MB)")
+    stall = result["stall"]
+    slowest = max(r["seconds"] for r in stall["valid"])
+    print(f"stalled clients: {stall['stalled']} (body slots: {stall['body_slots']}) got {stall['stalled_statuses']} "
+          f"within {stall['stalled_max_s']} s (bound {stall['stalled_bound_s']:g} s); meanwhile "
+          f"{len(stall['valid'])} valid requests answered within {slowest} s (bound {stall['answer_s']:g} s)")
 
 
 def passed(result: dict, bound_mb: float) -> list[str]:
@@ -333,6 +404,12 @@ def passed(result: dict, bound_mb: float) -> list[str]:
                         f"+ {bound_mb:g} MB")
     if not result["server_alive"]:
         problems.append("the server died")
+    stall = result["stall"]
+    if not stall["stalled_ok"]:
+        problems.append(f"stalled clients: expected a 408 within {stall['stalled_bound_s']:g} s each, got "
+                        f"{stall['stalled_statuses']}, the last after {stall['stalled_max_s']} s")
+    problems += [f"beside stalled clients, {r['kind']}: {r['status']} after {r['seconds']} s (bound "
+                 f"{stall['answer_s']:g} s)" for r in stall["valid"] if not r["ok"]]
     return problems
 
 
@@ -346,6 +423,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--burst", type=int, help="simultaneous 4096x4096 uploads at the end, twice (default: "
                                               "--concurrency)")
     p.add_argument("--rest", type=float, default=3.0, help="idle seconds before RSS is read")
+    p.add_argument("--stalled", type=int, help="uploads that send a few bytes and stall (default: the server's "
+                                                "body slots + 4)")
+    p.add_argument("--answer-s", type=float, default=5.0,
+                   help="beside the stalled clients, every valid request must be answered within this")
     p.add_argument("--rss-bound-mb", type=float, default=150.0,
                    help="RSS after the load may exceed RSS after the warm-up by at most this much")
     p.add_argument("--json", help="also write the results here")
@@ -353,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="cifarlab-load-") as tmp:
         run_dir = Path(args.run_dir) if args.run_dir else tiny_run(Path(tmp))
         result = load_test(run_dir, args.requests, args.concurrency, args.deadline, args.big_mb, args.rest,
-                           args.burst)
+                           args.burst, n_stalled=args.stalled, answer_s=args.answer_s)
     print_table(result, args.rss_bound_mb)
     problems = passed(result, args.rss_bound_mb)
     result["problems"] = problems

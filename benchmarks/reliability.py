@@ -200,9 +200,16 @@ def flag_cases() -> list[Case]:
              ["train", "--resume", "{ws}/data"], mention="data"),
         Case("flag-resume-change", "flags", "--resume with a changed --model",
              ["train", "--resume", "{case}/run", "--model", "resnet20"], setup=lambda ws, c: copy_run(ws, c)),
-        Case("flag-unknown", "flags", "an unknown flag", train_argv("--epochz", "2")),
+        Case("flag-unknown", "flags", "an unknown flag (the closest is suggested)", train_argv("--epochz", "2"),
+             mention="did you mean --epochs?"),
         Case("flag-nocommand", "flags", "no command at all (prints the help, exit 2)", [], expect="clean"),
-        Case("flag-unknown-command", "flags", "an unknown command", ["trian"]),
+        Case("flag-unknown-command", "flags", "an unknown command (the closest is suggested)", ["trian"],
+             mention="did you mean train?"),
+        Case("flag-model-typo", "flags", "a mistyped model name (the closest is suggested)",
+             train_argv("--model", "resnt20"), mention="did you mean resnet20?", absent=["{case}/out"]),
+        Case("flag-tv-typo-no-data", "flags", "a mistyped tv: model and no --data: refused before any data is "
+             "fetched", ["train", "--model", "tv:resnt18", "--out", "{case}/out"],
+             mention="did you mean tv:resnet18?", absent=["{case}/out"], env={"CIFARLAB_DATA": ""}),
         Case("flag-from-study-missing", "flags", "--from-study of a missing directory",
              ["train", "--from-study", "{case}/nostudy", "--out", "{case}/out"], absent=["{case}/out"]),
     ]
@@ -724,6 +731,400 @@ def pytest_case(id_: str, group: str, what: str, selection: list[str]) -> Case:
                 scenario=_suite(["-m", "pytest", "-q", "-p", "no:cacheprovider", *selection], _pytest_summary))
 
 
+def _image_modes():
+    """tests/image_modes_helper.py: image files of each mode, with the 8-bit picture a viewer shows."""
+    sys.path.insert(0, str(REPO / "tests"))
+    import image_modes_helper
+
+    return image_modes_helper
+
+
+def same_as_8bit_view(mode: str) -> Callable[[Path, Path], tuple[bool, str]]:
+    """`cifarlab predict` on an image of `mode` and on its 8-bit picture: the same classes and probabilities."""
+    def check(ws: Path, case: Path) -> tuple[bool, str]:
+        path, view = _image_modes().mode_images(case)[mode]
+        Image.fromarray(view).save(case / "view.png")
+        proc = cifarlab(["predict", str(ws / "run"), str(path), str(case / "view.png"), "--json"], cwd=case)
+        if proc.returncode or "Traceback" in proc.stderr:
+            return False, f"exit {proc.returncode}: {(proc.stderr.strip().splitlines() or [''])[-1][:140]}"
+        got, want = (r["predictions"] for r in json.loads(proc.stdout))
+        same = [p["class"] for p in got] == [p["class"] for p in want] and all(
+            abs(a["probability"] - b["probability"]) <= 1e-6 for a, b in zip(got, want))
+        return same, (f"exit 0: {got[0]['class']} {got[0]['probability']:.3f}; its 8-bit picture: "
+                      f"{want[0]['class']} {want[0]['probability']:.3f}")
+    check.__name__ = f"cifarlab predict $WS/run <{mode} file> <its 8-bit picture>.png --json"
+    return check
+
+
+def intake_cases() -> list[Case]:
+    shown = "the classes of the picture a viewer shows"
+    modes = {"I;16 PNG": f"a 16-bit grey PNG: {shown}, not of pure white",
+             "I;16 TIFF": f"a 16-bit grey TIFF: {shown}, not of pure white",
+             "I TIFF": f"a 32-bit integer TIFF: {shown} (its range stretched), not of black and white",
+             "F TIFF": f"a 32-bit float TIFF with a NaN pixel: {shown} (its range stretched), not of pure black",
+             "EXIF 6 JPEG": f"a JPEG stored sideways, EXIF orientation 6: {shown}, turned upright",
+             "EXIF 8 JPEG": f"a JPEG stored sideways, EXIF orientation 8: {shown}, turned upright"}
+    cases = [Case("intake-" + mode.lower().replace(";", "").replace(" ", "-"), "intake", f"predict on {what}",
+                  expect="scenario", scenario=same_as_8bit_view(mode)) for mode, what in modes.items()]
+
+    def write_blanks(ws: Path, case: Path) -> None:
+        _image_modes().blank_images(case)
+
+    blanks = {"constant.tif": "a 32-bit integer TIFF of one value", "constant_f.tif": "a 32-bit float TIFF of one "
+              "value", "nan.tif": "a 32-bit float TIFF of NaN only"}
+    cases += [Case(f"intake-{file.removesuffix('.tif').replace('_', '-')}", "intake",
+                   f"predict on {what}: nothing to show, refused", ["predict", "{ws}/run", f"{{case}}/{file}"],
+                   mention=f"{{case}}/{file}", setup=write_blanks) for file, what in blanks.items()]
+    return cases
+
+
+def link_cases() -> list[Case]:
+    """Symbolic links, devices, FIFOs and foreign folders where cifarlab reads or writes: a run directory's links
+    to files elsewhere are never embedded nor written through, a loop in a data tree is one line, a JSON file on
+    /dev/zero or a FIFO is refused after a bounded read, --overwrite spares folders cifarlab did not make, and
+    --out on a device or a FIFO is refused and left as it is."""
+    secret = b"\x89PNG\r\n\x1a\n" + b"SECRET bytes from outside the run " * 20
+
+    def outside(case: Path, name: str) -> Path:
+        path = case / "elsewhere" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(secret)
+        return path
+
+    def linked_run(*names: str) -> Callable[[Path, Path], None]:
+        """A copy of the run whose `names` (made if missing) are links to files outside it."""
+        def setup(ws: Path, case: Path) -> None:
+            run = copy_run(ws, case)
+            for name in names:
+                at = run / name
+                at.parent.mkdir(parents=True, exist_ok=True)
+                at.unlink(missing_ok=True)
+                at.symlink_to(outside(case, name.replace("/", "_")))
+        return setup
+
+    def linked_dir(ws: Path, case: Path) -> None:
+        run = copy_run(ws, case)
+        outside(case, "confusion_matrix.png")
+        (run / "analysis").symlink_to(case / "elsewhere", target_is_directory=True)
+
+    def fifo(ws: Path, case: Path) -> None:
+        os.mkfifo(case / "pipe")
+
+    def fifo_summary(ws: Path, case: Path) -> None:
+        run = copy_run(ws, case)
+        (run / "summary.json").unlink()
+        os.mkfifo(run / "summary.json")
+
+    def data_loop(rel: str, target: str) -> Callable[[Path, Path], None]:
+        def setup(ws: Path, case: Path) -> None:
+            (copy_data(ws, case) / rel).symlink_to(target)
+        return setup
+
+    def user_folder(ws: Path, case: Path) -> None:
+        mine = case / "mine"
+        (mine / "sub").mkdir(parents=True)
+        shutil.copy(ws / "run" / "config.json", mine / "config.json")  # even a genuine run config.json
+        (mine / "weights.bin").write_bytes(b"precious weights")
+        (mine / "sub" / "notes.txt").write_text("keep me\n")
+
+    def run_with_notes(ws: Path, case: Path) -> None:
+        (copy_run(ws, case) / "my_notes.txt").write_text("keep me\n")
+
+    def limit_memory() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (6 * 2**30, 6 * 2**30))  # an unbounded read dies, the machine lives
+
+    def cli(argv: list[str], case: Path, bounded: bool = False) -> tuple[int | None, str]:
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        try:
+            p = subprocess.run([PY, "-m", "cifarlab", *map(str, argv)], cwd=case, capture_output=True, text=True,
+                               env=env, timeout=300, stdin=subprocess.DEVNULL,
+                               preexec_fn=limit_memory if bounded else None)
+        except subprocess.TimeoutExpired:
+            return None, "timed out"
+        return p.returncode, p.stderr
+
+    def refused(rc: int | None, stderr: str, *names: str) -> bool:
+        lines = error_lines(stderr)
+        return rc == 2 and len(lines) == 1 and "Traceback" not in stderr and all(n in lines[0] for n in names)
+
+    def last_line(stderr: str) -> str:
+        return (error_lines(stderr) or stderr.strip().splitlines() or [""])[-1][:120]
+
+    def report_embeds_nothing(ws: Path, case: Path) -> tuple[bool, str]:
+        rc, err = cli(["report", case / "run"], case)
+        html = (case / "run" / "report.html").read_text() if rc == 0 else ""
+        embedded = __import__("base64").b64encode(secret).decode() in html
+        warned = sum("left out of the report" in line for line in err.splitlines())
+        return rc == 0 and not embedded and warned == 3, (f"exit {rc}; outside bytes embedded: {embedded}; "
+                                                          f"warnings: {warned} of 3")
+
+    def writers_replace_links(ws: Path, case: Path) -> tuple[bool, str]:
+        run = case / "run"
+        steps = [["analyze", run, "--robustness-images", "0"], ["features", run, "--image", ws / "cat.png"],
+                 ["embed", run, "--samples", "30"]]
+        codes = [cli(argv, case)[0] for argv in steps]
+        targets = sorted((case / "elsewhere").iterdir())
+        intact = all(t.read_bytes() == secret for t in targets)
+        still_links = [p.name for p in run.rglob("*") if p.is_symlink()]
+        return codes == [0, 0, 0] and intact and len(targets) == 4 and not still_links, (
+            f"exit codes {codes}; {len(targets)} outside targets intact: {intact}; links left: {still_links}")
+
+    def dev_zero_reads(ws: Path, case: Path) -> tuple[bool, str]:
+        results = {}
+        for name, argv in (("summary.json", ["report"]), ("config.json", ["evaluate"]),
+                           ("metrics.jsonl", ["report"])):
+            run = copy_run(ws, case, f"run-{name}")
+            (run / name).unlink()
+            (run / name).symlink_to("/dev/zero")
+            results[name] = refused(*cli([*argv, run], case, bounded=True), name)
+        rc, err = cli(["train", "--config", "/dev/zero", "--out", case / "out"], case, bounded=True)
+        results["--config"] = refused(rc, err, "/dev/zero") and not (case / "out").exists()
+        return all(results.values()), "refused with one line: " + ", ".join(f"{k} {v}" for k, v in results.items())
+
+    def overwrite_keeps_user_files(ws: Path, case: Path) -> tuple[bool, str]:
+        mine = case / "mine"
+        before = {p: p.read_bytes() for p in mine.rglob("*") if p.is_file()}
+        rc, err = cli([a.format(ws=ws, case=case) for a in train_argv("--overwrite", out="{case}/mine")], case)
+        after = {p: p.read_bytes() for p in mine.rglob("*") if p.is_file()}
+        return refused(rc, err, str(mine)) and after == before, f"exit {rc}; files intact: {after == before}; " \
+                                                                 + last_line(err)
+
+    def dev_null_stays(ws: Path, case: Path) -> tuple[bool, str]:
+        import stat
+
+        own = case / "null"
+        try:  # first a device of the case's own: a broken refusal fails here, before /dev/null is at stake
+            os.mknod(own, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        except OSError:
+            os.mkfifo(own)
+        commands = {"export": ["export", ws / "run", "--out"], "report": ["report", ws / "run", "--out"],
+                    "augment-preview": ["augment-preview", "--augment", "keras", "--data", ws / "data", "--out"]}
+        results = {}
+        for name, argv in commands.items():
+            ok = refused(*cli([*argv, own], case), str(own)) and not stat.S_ISREG(os.lstat(own).st_mode)
+            if ok:
+                rc, err = cli([*argv, "/dev/null"], case)
+                ok = refused(rc, err, "/dev/null") and stat.S_ISCHR(os.lstat("/dev/null").st_mode)
+            results[name] = ok
+        return all(results.values()), "refused, /dev/null still a device: " + ", ".join(
+            f"{k} {v}" for k, v in results.items())
+
+    run = "{case}/run"
+    loop_argv = [a.replace("{ws}/data", "{case}/data") for a in train_argv(out="{case}/out")]
+    return [
+        Case("links-report-embed", "links", "report of a run whose features/, embed/ and explain/ PNGs link to a "
+             "file outside it: the file's bytes are not embedded, one warning each", expect="scenario",
+             setup=linked_run("features/a.png", "embed/b.png", "explain/c.png"), scenario=report_embeds_nothing),
+        Case("links-writers", "links", "analyze, features and embed of a run whose confusion_matrix.png, "
+             "predictions.npz, first_layer_filters.png and embed_pca.png link outside it: the links are replaced, "
+             "their targets untouched", expect="scenario",
+             setup=linked_run("analysis/confusion_matrix.png", "analysis/predictions.npz",
+                              "features/first_layer_filters.png", "embed/embed_pca.png"),
+             scenario=writers_replace_links),
+        Case("links-outdir-outside", "links", "analyze a run whose analysis/ is a link to a folder outside it",
+             ["analyze", run, "--robustness-images", "0"], setup=linked_dir, mention=f"{run}/analysis"),
+        Case("links-weights-outside", "links", "evaluate a run whose model.safetensors links outside it",
+             ["evaluate", run], setup=linked_run("model.safetensors"), mention="model.safetensors"),
+        Case("links-summary-outside", "links", "report of a run whose summary.json links outside it",
+             ["report", run], setup=linked_run("summary.json"), mention="summary.json"),
+        Case("links-lock-link", "links", "report of a run whose .cifarlab.lock links to a file elsewhere",
+             ["report", run], setup=linked_run(".cifarlab.lock"), mention=".cifarlab.lock"),
+        Case("links-summary-fifo", "links", "report of a run whose summary.json is a FIFO (no writer)",
+             ["report", run], setup=fifo_summary, mention="summary.json"),
+        Case("links-dev-zero", "links", "summary.json, config.json, metrics.jsonl linked to /dev/zero and "
+             "--config /dev/zero (memory-limited child): refused after a bounded read", expect="scenario",
+             scenario=dev_zero_reads),
+        Case("links-data-loop-class", "links", "a class folder of the data tree that links to itself",
+             loop_argv, setup=data_loop("train/loop", "loop"),
+             mention="{case}/data/train/loop", absent=["{case}/out"]),
+        Case("links-data-loop-image", "links", "an image of the data tree that links to itself",
+             loop_argv, setup=data_loop("train/cat/loop.png", "loop.png"),
+             mention="{case}/data/train/cat/loop.png", absent=["{case}/out"]),
+        Case("links-overwrite-user-folder", "links", "train --overwrite a folder of one's own files that holds a "
+             "cifarlab config.json: refused, every file intact", expect="scenario", setup=user_folder,
+             scenario=overwrite_keeps_user_files),
+        Case("links-overwrite-run-plus-notes", "links", "train --overwrite a run that also holds a file of the "
+             "user's", train_argv("--overwrite", out=run), setup=run_with_notes, mention="my_notes.txt"),
+        *[Case(f"links-out-fifo-{name}", "links", f"{name} --out a FIFO", [*argv, "{case}/pipe"], setup=fifo,
+               mention="{case}/pipe") for name, argv in (
+            ("export", ["export", "{ws}/run", "--out"]), ("report", ["report", "{ws}/run", "--out"]),
+            ("augment-preview", ["augment-preview", "--augment", "keras", "--data", "{ws}/data", "--out"]))],
+        Case("links-out-dev-null", "links", "export, report and augment-preview --out /dev/null (after the same "
+             "on a device of the case's own): refused, /dev/null still a character device", expect="scenario",
+             scenario=dev_null_stays),
+    ]
+
+
+def nested_space(depth: int, block: bool) -> str:
+    return ("lr:\n" + "- " * depth + "x\n") if block else ("lr: " + "[" * depth + "]" * depth + "\n")
+
+
+def laughing_space(levels: int = 9) -> str:
+    """A "billion laughs" under the alias cap: 9 levels of 9 aliases, 9**9 strings once copied out."""
+    lines = ["l0: &l0 [ha, ha, ha, ha, ha, ha, ha, ha, ha]"]
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return "\n".join(lines) + f"\nlr: {{type: categorical, choices: *l{levels - 1}}}\n"
+
+
+STUDY_DAMAGE = {  # what, and the SQL on a study's storage that makes it: a damaged or foreign storage
+    "index": ("a categorical index past its choices",
+              "UPDATE trial_params SET param_value = 99 WHERE param_name = 'batch_size'"),
+    "distribution": ("an unknown distribution", "UPDATE trial_params SET distribution_json = "
+                     "'{\"name\": \"NormalDistribution\", \"attributes\": {}}' WHERE param_name = 'lr'"),
+    "base-config": ("fixed settings that are not a mapping",
+                    "UPDATE study_user_attributes SET value_json = '[1, 2]' WHERE key = 'base_config'"),
+}
+
+
+def write_study(ws: Path, case: Path, damage: str) -> None:
+    """A tune study (case/study/study.db) with one complete trial, made without training, then damaged."""
+    import sqlite3
+
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    from cifarlab.config import TrainConfig
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    (case / "study").mkdir()
+    study = optuna.create_study(storage=f"sqlite:///{case / 'study' / 'study.db'}", study_name="cifarlab-baseline",
+                                direction="maximize")
+    study.set_user_attr("base_config", TrainConfig(data=str(ws / "data"), epochs=1, val_size=6, precision="fp32",
+                                                   evaluate_test=False).to_dict())
+    study.add_trial(optuna.trial.create_trial(
+        params={"lr": 0.01, "batch_size": 16}, value=0.5,
+        distributions={"lr": FloatDistribution(1e-4, 1e-1, log=True), "batch_size": CategoricalDistribution([16, 32])}))
+    db = sqlite3.connect(case / "study" / "study.db")
+    try:
+        db.execute(STUDY_DAMAGE[damage][1])
+        db.commit()
+    finally:
+        db.close()
+
+
+def non_finite_run(value: float) -> Callable[[Path, Path], None]:
+    def setup(ws: Path, case: Path) -> None:
+        from safetensors import safe_open
+        from safetensors.numpy import load_file, save_file
+
+        run = copy_run(ws, case)
+        with safe_open(str(run / "model.safetensors"), "np") as f:
+            metadata = f.metadata()
+        weights = {k: np.full_like(v, value) for k, v in load_file(str(run / "model.safetensors")).items()}
+        save_file(weights, str(run / "model.safetensors"), metadata=metadata)
+    return setup
+
+
+def relative_data_run(data: str) -> Callable[[Path, Path], None]:
+    """The workspace's run in case/proj/run as a run from before absolute data paths: its config names its
+    data by a relative path and records no working directory; the workspace's data in case/proj/data."""
+    def setup(ws: Path, case: Path) -> None:
+        (case / "proj").mkdir()
+        run = copy_run(ws, case / "proj")
+        shutil.copytree(ws / "data", case / "proj" / "data")
+        info = json.loads((run / "config.json").read_text())
+        info["config"]["data"] = data
+        info.pop("cwd", None)
+        (run / "config.json").write_text(json.dumps(info))
+    return setup
+
+
+def tune_argv(*extra: str, out: str = "{case}/t") -> list[str]:
+    return ["tune", "--model", "baseline", "--trials", "1", "--data", "{ws}/data", "--val-size", "6", "--epochs", "1",
+            "--precision", "fp32", "--out", out, *extra]
+
+
+def input_cases() -> list[Case]:
+    """Inputs no flag check sees: hostile tune space files, tampered tune studies, weights that are NaN or
+    infinite, an older run whose data path is relative, a --resume asking for other threads."""
+    spaces = {"latin1": ("lr: {type: float, low: 0.001, high: 0.1}\n# caf\xe9\n".encode("latin-1"),
+                         "a space file in Latin-1 (not UTF-8)"),
+              "deep": (nested_space(20_000, block=False).encode(), "a space file nested 20,000 deep ([[[...]]])"),
+              "deep-block": (nested_space(20_000, block=True).encode(), "a space file nested 20,000 deep (- - -)"),
+              "laughs": (laughing_space().encode(), "a space file whose 81 aliases expand to 9**9 strings")}
+    cases = []
+    for name, (content, what) in spaces.items():
+        def write_space(ws, case, content=content):
+            (case / "space.yaml").write_bytes(content)
+        cases.append(Case(f"inputs-space-{name}", "inputs", f"tune --space with {what}",
+                          tune_argv("--space", "{case}/space.yaml"), mention="{case}/space.yaml", setup=write_space,
+                          absent=["{case}/t"]))
+    for damage, (what, _) in STUDY_DAMAGE.items():
+        cases.append(Case(f"inputs-study-{damage}", "inputs", f"train --from-study of a study with {what}",
+                          ["train", "--from-study", "{case}/study", "--out", "{case}/out"],
+                          mention="study cifarlab-baseline", setup=lambda ws, c, d=damage: write_study(ws, c, d),
+                          absent=["{case}/out"]))
+    cases.append(Case("inputs-study-tune-again", "inputs", "tune again on a study with a categorical index past its "
+                      "choices", tune_argv("--trials", "2", out="{case}/study"), mention="study cifarlab-baseline",
+                      setup=lambda ws, c: write_study(ws, c, "index")))
+    weights = "{case}/run/model.safetensors"
+    for command, argv in (("evaluate", ["evaluate", "{case}/run"]),
+                          ("predict", ["predict", "{case}/run", "{ws}/cat.png"]),
+                          ("export", ["export", "{case}/run", "--out", "{case}/model.onnx"]),
+                          ("serve", ["serve", "{case}/run", "--port", "47815"])):
+        cases.append(Case(f"inputs-nan-weights-{command}", "inputs", f"{command} a run whose weights are all NaN",
+                          argv, mention=weights, setup=non_finite_run(float("nan")), absent=["{case}/model.onnx"]))
+    cases += [
+        Case("inputs-inf-weights-evaluate", "inputs", "evaluate a run whose weights are all infinite",
+             ["evaluate", "{case}/run"], mention=weights, setup=non_finite_run(float("inf"))),
+        Case("inputs-relative-data-old-run", "inputs", "evaluate, from another directory, an older run whose config "
+             "names its data relatively (found beside the run)", ["evaluate", "{case}/proj/run"], expect="ok",
+             setup=relative_data_run("data")),
+        Case("inputs-relative-data-lost", "inputs", "evaluate an older run whose relative data path is found nowhere",
+             ["evaluate", "{case}/proj/run"], mention="{case}/proj/run/config.json",
+             setup=relative_data_run("moved-away")),
+        Case("inputs-resume-other-threads", "inputs", "train --resume with another --threads than the run recorded",
+             ["train", "--resume", "{case}/run", "--epochs", "2", "--threads", "2"], mention="--threads",
+             setup=lambda ws, c: copy_run(ws, c)),
+    ]
+    return cases
+
+
+def sigterm_and_resume(ws: Path, case: Path) -> tuple[bool, str]:
+    """SIGTERM in the middle of a --threads 1 run, then a plain --resume where the default would be every core:
+    the interrupt message, the lock released, the resume on 1 thread, the same final weights as an
+    uninterrupted run."""
+    from safetensors.numpy import load_file
+
+    def argv(out: str, *extra: str) -> list[str]:
+        a = [x.format(ws=ws, case=case) for x in train_argv(out=out)]
+        a[a.index("--epochs") + 1] = "6"
+        return [x for x in a if x != "--quiet"] + ["--threads", "1", *extra]
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}  # what a shell gives: no fixed count
+    env["PYTHONUNBUFFERED"] = "1"
+    full = subprocess.run([PY, "-m", "cifarlab", *argv(str(case / "full"), "--quiet")], cwd=case,
+                          capture_output=True, text=True, env=env, timeout=600)
+    with open(case / "stdout.txt", "w") as out, open(case / "stderr.txt", "w") as err:
+        p = subprocess.Popen([PY, "-m", "cifarlab", *argv(str(case / "cut"))], cwd=case, env=env, stdout=out,
+                             stderr=err)
+        deadline = time.time() + 300
+        metrics = case / "cut/metrics.jsonl"
+        while time.time() < deadline and p.poll() is None:
+            if metrics.exists() and len(metrics.read_text().splitlines()) >= 2:
+                break
+            time.sleep(0.05)
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=120)
+    said = (case / "stdout.txt").read_text()
+    told = (case / "stderr.txt").read_text()
+    interrupted = (p.returncode == 128 + signal.SIGTERM and f"continue with: cifarlab train --resume {case / 'cut'}"
+                   in said and "cifarlab: interrupted (SIGTERM)" in told and "Traceback" not in told)
+    unlocked = not (case / "cut/.cifarlab.lock").exists()
+    resumed = subprocess.run([PY, "-m", "cifarlab", "train", "--resume", str(case / "cut"), "--quiet"], cwd=case,
+                             capture_output=True, text=True, env=env, timeout=600)
+    if full.returncode or resumed.returncode:
+        return False, f"exit codes full {full.returncode}, resume {resumed.returncode}: {resumed.stderr[-200:]}"
+    threads = json.loads((case / "cut/summary.json").read_text())["versions"].get("threads", "")
+    a, b = load_file(str(case / "full/model.safetensors")), load_file(str(case / "cut/model.safetensors"))
+    same = a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    ok = interrupted and unlocked and threads.startswith("1: ") and same
+    return ok, (f"exit {p.returncode}, interrupt message and resume hint: {interrupted}; lock released: {unlocked}; "
+                f"resumed with threads {threads!r}; weights identical: {same}")
+
+
 def scenario_cases() -> list[Case]:
     return [
         pytest_case("faults-checkpoint-writes", "faults injected",
@@ -746,21 +1147,25 @@ def scenario_cases() -> list[Case]:
                     "300 single-bit flips of small archives (150 held to the md5, 150 to the gzip CRC): none loads "
                     "altered pixels",
                     ["tests/test_archive.py", "-k", "flip"]),
-        Case("load-serve", "load", "a bounded load test of serve on 127.0.0.1: 300 requests of 22 kinds, 20 at a "
-             "time, a chunked 30 MB body, two bursts of 20 simultaneous 4096x4096 uploads: no 5xx, RSS back within "
-             "150 MB", expect="scenario", scenario=_suite(["benchmarks/load_serve.py"], _load_summary)),
+        Case("load-serve", "load", "a bounded load test of serve on 127.0.0.1: 12 stalled uploads (more than the 8 "
+             "body slots) and 4 more holding a slot each, beside valid uploads and GETs, answered within 5 s while "
+             "the stalled get a 408 within the 10 s body limit; then 300 requests of 22 kinds, 20 at a time, a "
+             "chunked 30 MB body, two bursts of 20 simultaneous 4096x4096 uploads: no 5xx, RSS back within 150 MB",
+             expect="scenario", scenario=_suite(["benchmarks/load_serve.py"], _load_summary)),
         Case("two-writers", "concurrency", "two `train` on one --out started together", expect="scenario",
              scenario=two_writers),
         Case("overwrite-while-training", "concurrency", "--overwrite a run another process is training",
              expect="scenario", scenario=overwrite_while_training),
         Case("kill9-resume", "kill -9", "kill -9 after epoch 2 of 4, then --resume", expect="scenario",
              scenario=kill_and_resume),
+        Case("sigterm-resume", "sigterm", "SIGTERM after epoch 2 of 6 of a --threads 1 run, then a plain --resume",
+             expect="scenario", scenario=sigterm_and_resume),
     ]
 
 
 def all_cases() -> list[Case]:
     return flag_cases() + config_cases() + data_cases() + path_cases() + command_cases() + payload_cases() \
-        + scenario_cases()
+        + intake_cases() + link_cases() + input_cases() + scenario_cases()
 
 
 # --------------------------------------------------------------------------------------------- running

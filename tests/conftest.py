@@ -37,6 +37,16 @@ def synthetic_images(n_per_class: int, classes: list[str], seed: int = 0) -> tup
     return np.stack(images), np.array(labels)
 
 
+def one_line_error(capsys, *fragments: str) -> str:
+    """The captured stderr is one error line (no traceback) holding every fragment; returns it."""
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
 def write_image_tree(root: Path, n_train: int = 20, n_test: int = 6, classes: list[str] = CLASSES,
                      seed: int = 0) -> Path:
     for split, n, s in (("train", n_train, seed), ("test", n_test, seed + 1)):

@@ -16,17 +16,9 @@ from cifarlab._flags import config_from_flags
 from cifarlab.cli import build_parser, main
 from cifarlab.config import TrainConfig, field_problem, load_yaml_config
 from cifarlab.errors import CifarlabError
+from conftest import one_line_error
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
-
-
-def one_line_error(capsys, *fragments: str) -> str:
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 # --- config files ---------------------------------------------------------------------------------------------

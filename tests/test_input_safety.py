@@ -164,6 +164,55 @@ def test_a_bomb_in_a_folder_given_to_explain(trained_run, bomb, tmp_path, capsys
     assert "\n" not in err and str(folder / "b.png") in err
 
 
+# ------------------------------------------------------------------- image modes, as a viewer shows them
+
+MODES = ["I;16 PNG", "I;16 TIFF", "I TIFF", "F TIFF", "EXIF 6 JPEG", "EXIF 8 JPEG"]
+
+
+@pytest.fixture(scope="module")
+def mode_files(tmp_path_factory):
+    from image_modes_helper import mode_images
+
+    return mode_images(tmp_path_factory.mktemp("modes"))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_intake_sees_an_image_as_a_viewer_shows_it(trained_run, mode_files, mode, tmp_path, capsys):
+    """16-bit and 32-bit grey are not fed as pure white or black, a sideways-stored photo is turned upright:
+    the pixels predict sees are the 8-bit picture, and so are its classes (Run.predict, cifarlab predict)."""
+    from cifarlab.training.run import image_batch, load_run
+
+    path, expected = mode_files[mode]
+    with Image.open(path) as img:  # a path, and a PIL image the caller opened
+        for source in (path, img):
+            pixels, _ = image_batch(source)
+            assert np.array_equal(pixels[0].permute(1, 2, 0).numpy(), expected), source
+    assert np.array_equal(load_rgb_image(path)[0], expected)  # class folders, explain, features, export
+    run = load_run(trained_run, "cpu")
+    np.testing.assert_allclose(run.predict(path).probabilities, run.predict(expected).probabilities, atol=1e-6)
+    view = tmp_path / "view.png"
+    Image.fromarray(expected).save(view)
+    assert main(["predict", str(trained_run), str(path), str(view), "--json", "--device", "cpu"]) == 0
+    got, want = json.loads(capsys.readouterr().out)
+    assert [p["class"] for p in got["predictions"]] == [p["class"] for p in want["predictions"]]
+    assert [p["probability"] for p in got["predictions"]] == pytest.approx(
+        [p["probability"] for p in want["predictions"]], abs=1e-6)
+
+
+@pytest.mark.parametrize("case", ["constant I", "constant F", "all-NaN F"])
+def test_a_32_bit_image_with_nothing_to_show_is_refused(trained_run, tmp_path, capsys, case):
+    from image_modes_helper import blank_images
+
+    path = blank_images(tmp_path)[case]
+    assert main(["predict", str(trained_run), str(path), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    assert str(path) in err and "nothing to show" in err
+    with pytest.raises(DataError) as e:
+        load_rgb_image(path)
+    assert "32-bit" in one_line(e)
+
+
 # ------------------------------------------------------------------------------------------ the web app
 
 fastapi = pytest.importorskip("fastapi", reason="the serve extra is not installed")
@@ -178,7 +227,7 @@ CLASSES = ["cat", "dog", "frog"]
 
 @pytest.fixture(scope="module")
 def client(trained_run):
-    return TestClient(cifarlab.create_app(trained_run, device="cpu"))
+    return TestClient(cifarlab.create_app(trained_run, device="cpu"), base_url="http://127.0.0.1")
 
 
 def png(size=(32, 32)) -> bytes:
@@ -296,6 +345,76 @@ def test_the_body_limit_stops_reading(monkeypatch):
     assert not reached and pulled == 1 and sent[0]["status"] == 413
 
 
+@pytest.fixture
+def live_server(trained_run):
+    """A function starting the app on a free 127.0.0.1 port (uvicorn, in a thread), with settings; its port."""
+    import uvicorn
+
+    servers = []
+
+    def start(**settings) -> int:
+        config = uvicorn.Config(cifarlab.create_app(trained_run, device="cpu", **settings), host="127.0.0.1",
+                                port=0, log_level="warning")
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
+            time.sleep(0.05)
+        return server.servers[0].sockets[0].getsockname()[1]
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(10)
+
+
+def _stalled(port: int, sent: int):
+    """An upload that sent its headers and `sent` bytes of the 1 MB it announced, then stalls."""
+    import socket
+
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+              b"Content-Length: 1048576\r\n\r\n" + b"--b\r\n".ljust(sent, b"x"))
+    return s
+
+
+def test_stalled_uploads_get_a_408_in_time_and_keep_no_one_waiting(live_server):
+    """More stalled uploads than body slots, some of them holding a slot: a valid small and a valid large
+    upload and the GETs are answered at once, each stalled upload gets its 408 when its time is up."""
+    import http.client
+
+    seconds = 2.0
+    port = live_server(body_seconds=seconds)
+    big = png((256, 256))  # ~200 KB: it needs a slot
+    assert len(big) > limits.SMALL_BODY_BYTES
+
+    def ask(method: str, path: str, data: bytes | None = None) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        body = None if data is None else (b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.png\""
+                                          b"\r\n\r\n" + data + b"\r\n--b--\r\n")
+        conn.request(method, path, body=body, headers={"Content-Type": "multipart/form-data; boundary=b"})
+        status = conn.getresponse().status
+        conn.close()
+        return status
+
+    assert ask("POST", "/api/predict", png()) == 200  # warm: the first prediction imports what explain needs
+    started = time.monotonic()
+    stalled = [_stalled(port, 16) for _ in range(limits.BODY_SLOTS + 4)]
+    stalled += [_stalled(port, 100 * 1024) for _ in range(limits.BODY_SLOTS // 2)]  # these take a slot each
+    time.sleep(0.3)
+    for method, path, data in (("POST", "/api/predict", png()), ("POST", "/api/predict", big), ("GET", "/", None),
+                               ("GET", "/api/info", None), ("GET", "/api/random?seed=1", None)):
+        assert ask(method, path, data) == 200, path
+    assert time.monotonic() - started < seconds  # answered before any stalled upload was given up on
+    for s in stalled:
+        with s:
+            assert s.recv(4096).startswith(b"HTTP/1.1 408 ")
+        assert seconds - 0.1 < time.monotonic() - started < seconds + 1.5
+
+
 def test_decoding_runs_on_two_threads_at_most(monkeypatch):
     from cifarlab.data import images
 
@@ -345,7 +464,9 @@ def test_pixels_are_bounded_per_upload(client):
 def test_quick_load_test_of_serve(trained_run, tmp_path):
     """benchmarks/load_serve.py, small: a real `cifarlab serve` on a free 127.0.0.1 port, every kind of
     request at least once, 6 at a time, then 4 large images at once, twice; no 5xx, no dropped
-    connection, every status as expected, memory back within the bound."""
+    connection, every status as expected, memory back within the bound; and before that, more stalled
+    uploads than body slots: the valid requests sent meanwhile answered within 5 s, the stalled ones a 408
+    within the body time limit."""
     out = tmp_path / "load.json"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "load_serve.py"), str(trained_run), "--requests", "30",
@@ -358,6 +479,10 @@ def test_quick_load_test_of_serve(trained_run, tmp_path):
     assert all(r["sent"] >= 1 and r["ok"] for r in result["kinds"])
     assert result["rss_after_mb"] <= result["rss_before_mb"] + 150
     assert "5xx: 0" in proc.stdout
+    stall = result["stall"]
+    assert stall["stalled"] > limits.BODY_SLOTS + 3 and stall["stalled_statuses"] == {"408": stall["stalled"]}
+    assert stall["stalled_ok"] and stall["stalled_max_s"] <= limits.BODY_SECONDS + 2
+    assert len(stall["valid"]) == 10 and all(r["ok"] and r["seconds"] <= 5 for r in stall["valid"])
 
 
 # ------------------------------------------------------------------------------- generated requests

@@ -187,6 +187,38 @@ def test_weights_of_another_shape_are_a_one_line_error(small_run, tmp_path, caps
     assert str(run / rundir.WEIGHTS) in err
 
 
+@pytest.mark.parametrize("damage", ["all NaN", "all inf", "one NaN"])
+def test_weights_that_are_not_finite_are_refused_by_every_reader(small_run, tmp_path, capsys, damage):
+    """evaluate, predict, export and serve would otherwise answer with NaN (`nan%`) for every image."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    run = copy_run(small_run, tmp_path / "run")
+    path = run / rundir.WEIGHTS
+    with safe_open(str(path), "pt") as f:
+        metadata = f.metadata()
+    weights = load_file(str(path))
+    if damage == "one NaN":
+        weights["fc2.bias"][0] = float("nan")
+    else:
+        weights = {k: torch.full_like(v, float("nan") if damage == "all NaN" else float("inf")) for k, v in
+                   weights.items()}
+    save_file(weights, str(path), metadata=metadata)
+    image = tmp_path / "cat.png"
+    Image.new("RGB", (32, 32), (200, 10, 10)).save(image)
+    for argv in (["evaluate", str(run)], ["predict", str(run), str(image)],
+                 ["export", str(run), "--out", str(tmp_path / "model.onnx")]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+        assert f"the weights {path} hold NaN or infinite values (in " in err, err
+    assert not (tmp_path / "model.onnx").exists()
+    from cifarlab.webapp.predictor import Predictor  # what `serve` loads before it listens
+
+    with pytest.raises(CifarlabError, match="hold NaN or infinite values"):
+        Predictor(run, device="cpu")
+
+
 def poison(run: Path, marker: Path, *, keep_state_json: bool) -> None:
     """Every binary file of the run becomes a pickle payload (a plain pickle or torch.save's zip)."""
     for path in [run / rundir.WEIGHTS, *run.glob("checkpoints/*/*.safetensors")]:
@@ -434,7 +466,7 @@ def test_resuming_a_finished_run_without_more_epochs_leaves_it_untouched(small_r
 def test_an_interrupted_run_may_not_be_shortened_either(small_run, tmp_path):
     run = copy_run(small_run, tmp_path / "run")
     (run / rundir.SUMMARY).unlink()  # as if killed after the last checkpoint
-    with pytest.raises(CifarlabError, match="--epochs 1 is fewer than the 2 epochs"):
+    with pytest.raises(CifarlabError, match="epochs=1 is fewer than the 2 epochs"):
         cifarlab.train(resume=run, epochs=1, verbose=False)
     assert cifarlab.train(resume=run, verbose=False).summary["epochs_completed"] == 2  # finishes what was left
 

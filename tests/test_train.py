@@ -98,6 +98,101 @@ def test_resume_after_kill_9(train_tree, tmp_path):
     assert [h["epoch"] for h in history] == list(range(1, summary["epochs"] + 1))
 
 
+def test_sigterm_ends_training_as_ctrl_c_does(tiny_tree, tmp_path):
+    """kill, a scheduler's stop: the message that says how to resume, the lock released, exit 128 + 15."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "cifarlab", "train", "--data", str(tiny_tree), "--val-size", "6", "--epochs",
+           "10000", "--precision", "fp32", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.time() + 120
+    while rundir.latest_checkpoint(out) is None and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert (out / rundir.LOCK_NAME).exists()
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert f"interrupted; continue with: cifarlab train --resume {out}" in stdout
+    assert stderr.strip().splitlines()[-1] == "cifarlab: interrupted (SIGTERM)" and "Traceback" not in stderr
+    assert not (out / rundir.LOCK_NAME).exists()
+
+
+@pytest.fixture
+def thread_settings(monkeypatch):
+    """configure() as a fresh process would start: no thread plan yet; torch's count restored afterwards."""
+    import torch
+
+    from cifarlab import _threads
+
+    monkeypatch.setattr(_threads, "_plan", None)
+    monkeypatch.setattr(_threads, "_governor", None)
+    yield _threads
+    torch.set_num_threads(1)
+
+
+def test_resume_runs_with_the_threads_the_run_recorded(tiny_tree, tmp_path, capsys, thread_settings):
+    import torch
+
+    from cifarlab.cli import main
+
+    out = tmp_path / "run"
+    flags = ["--data", str(tiny_tree), "--val-size", "6", "--batch-size", "16", "--precision", "fp32", "--quiet"]
+    assert main(["train", *flags, "--epochs", "1", "--threads", "2", "--out", str(out)]) == 0
+    info = json.loads((out / "config.json").read_text())
+    assert info["threads"] == {"threads": "2", "thread_wait": "auto"}
+    for epochs in (2, 3):  # the record; then a run from before it, whose versions describe the threads
+        thread_settings.configure(1)  # what this environment gives a new process (OMP_NUM_THREADS=1)
+        assert main(["train", "--resume", str(out), "--epochs", str(epochs), "--quiet"]) == 0
+        assert torch.get_num_threads() == 2 and thread_settings.current_plan().setting == "2"
+        assert json.loads((out / "summary.json").read_text())["versions"]["threads"].startswith("2: 2 of ")
+        info = json.loads((out / "config.json").read_text())
+        info.pop("threads", None)
+        (out / "config.json").write_text(json.dumps(info))
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--epochs", "4", "--threads", "1"]) == 2  # refused, as --lr is
+    err = capsys.readouterr().err.strip()
+    assert err == (f"cifarlab train: error: --resume continues {out} with its recorded --threads 2 (another thread "
+                   "count changes its results); got --threads 1")
+    torch.set_num_threads(1)  # the Python API leaves a notebook's threads alone, and says they differ
+    with pytest.warns(UserWarning, match=r"trained with 2 CPU thread\(s\), this process computes with 1"):
+        cifarlab.train(resume=out, epochs=4, verbose=False)
+
+
+def test_a_relative_data_path_is_found_from_any_directory(tiny_tree, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from cifarlab.cli import main
+
+    shutil.copytree(tiny_tree, tmp_path / "work" / "data")
+    monkeypatch.chdir(tmp_path / "work")
+    cifarlab.train(**{**RUN_KW, "data": "data", "val_size": 6}, epochs=1, out="runs/r")
+    run = tmp_path / "work" / "runs" / "r"
+    info = json.loads((run / "config.json").read_text())
+    assert info["config"]["data"] == str(tmp_path / "work" / "data") and info["cwd"] == str(tmp_path / "work")
+    monkeypatch.chdir(tmp_path)
+    assert cifarlab.evaluate(run)["images"] == 18
+    # A run from before: its data relative, found from the directory it was trained in, else its parent.
+    info["config"]["data"] = "data"
+    (run / "config.json").write_text(json.dumps(info))
+    assert cifarlab.evaluate(run)["images"] == 18
+    moved = shutil.move(run, tmp_path / "work" / "r")
+    info.pop("cwd")
+    (tmp_path / "work" / "r" / "config.json").write_text(json.dumps(info))
+    assert cifarlab.evaluate(moved)["images"] == 18
+    assert cifarlab.train(resume=moved, epochs=2, verbose=False).summary["epochs"] == 2
+    assert json.loads((tmp_path / "work" / "r" / "config.json").read_text())["config"]["data"] == str(
+        tmp_path / "work" / "data")  # the resume records it absolute
+    info["config"]["data"] = "data"
+    lost = tmp_path / "elsewhere" / "r"
+    shutil.copytree(moved, lost)
+    (lost / "config.json").write_text(json.dumps(info))
+    assert main(["evaluate", str(lost)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"cifarlab evaluate: error: {lost / 'config.json'} names its data by the relative path 'data', "
+                   f"found neither in {tmp_path / 'elsewhere'} nor in {tmp_path}; pass --data PATH")
+    assert main(["evaluate", str(lost), "--data", str(tiny_tree), "--json"]) == 0
+
+
 def test_evaluate_matches_the_summary(trained_run):
     summary = json.loads((trained_run / "summary.json").read_text())
     result = cifarlab.evaluate(trained_run, precision="fp32")

@@ -2,12 +2,15 @@
 the best trial) and ablations, on the tiny synthetic tree."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import optuna
 import pytest
@@ -201,6 +204,86 @@ def test_the_default_space_has_dropout_only_where_the_model_has_it():
     assert "dropout" not in space and space["lr"].low == pytest.approx(0.01) and space["lr"].log
 
 
+def _laughs(levels: int = 9) -> str:
+    """A "billion laughs" under the alias cap: 9 levels of 9 aliases expand to 9**9 strings."""
+    lines = ["l0: &l0 [ha, ha, ha, ha, ha, ha, ha, ha, ha]"]
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return "\n".join(lines) + f"\nlr: {{type: categorical, choices: *l{levels - 1}}}\n"
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("lr: {type: float, low: 0.001, high: 0.1}\n# caf\xe9\n".encode("latin-1"), "is not UTF-8 text (byte 0xe9"),
+    (("lr: " + "[" * 20_000 + "]" * 20_000 + "\n").encode(), "nested more than 100 levels deep"),
+    (("lr:\n" + "- " * 20_000 + "x\n").encode(), "nested more than 100 levels deep"),
+    (_laughs().encode(), "expands to more than 100,000 values through its YAML aliases"),
+], ids=["latin-1", "20000-deep", "20000-deep-block", "billion-laughs"])
+def test_a_hostile_space_file_is_one_line_naming_it_and_fast(tiny_tree, tmp_path, capsys, content, problem):
+    path = tmp_path / "space.yaml"
+    path.write_bytes(content)
+    start = time.perf_counter()
+    with pytest.raises(CifarlabError, match=re.escape(problem)):
+        load_space(path)
+    assert time.perf_counter() - start < 2  # the same reader as --config files, within its bounds
+    assert main(["tune", "--model", "baseline", "--trials", "1", "--data", str(tiny_tree), "--space", str(path),
+                 "--out", str(tmp_path / "t"), *TINY]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(path) in err and problem in err and len(err) < 500, err
+
+
+TAMPER = {  # SQL on a copy of a study's storage, as a damaged or foreign one would hold it
+    "categorical index out of range": "UPDATE trial_params SET param_value = 99 WHERE param_name = 'batch_size'",
+    "unknown distribution": "UPDATE trial_params SET distribution_json = "
+                            "'{\"name\": \"NormalDistribution\", \"attributes\": {}}' WHERE param_name = 'lr'",
+    "base config not a mapping": "UPDATE study_user_attributes SET value_json = '[1, 2]' WHERE key = 'base_config'",
+}
+
+
+@pytest.mark.parametrize("damage", list(TAMPER))
+def test_a_tampered_study_is_one_line_naming_it(study_dir, tiny_tree, tmp_path, capsys, damage):
+    import shutil
+    import sqlite3
+
+    out, result = study_dir
+    copy = tmp_path / "study"
+    copy.mkdir()
+    shutil.copy(out / "study.db", copy / "study.db")
+    with contextlib.closing(sqlite3.connect(copy / "study.db")) as db:
+        db.execute(TAMPER[damage])
+        db.commit()
+    assert main(["train", "--from-study", str(copy), "--out", str(tmp_path / "final")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"study {result.study_name}" in err, err
+    assert not (tmp_path / "final").exists()
+    if damage != "base config not a mapping":  # tune reads the trials, not the fixed settings, to go on
+        (tmp_path / "space.yaml").write_text(json.dumps(SPACE))
+        assert main(["tune", "--model", "baseline", "--trials", "4", "--data", str(tiny_tree), "--space",
+                     str(tmp_path / "space.yaml"), "--out", str(copy), *TINY]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"study {result.study_name}" in err and "cannot be read" in err, err
+
+
+def test_sigterm_fails_the_running_trial_as_ctrl_c_does(tiny_tree, tmp_path):
+    out = tmp_path / "t"
+    (tmp_path / "space.yaml").write_text(json.dumps(SPACE))
+    cmd = [sys.executable, "-m", "cifarlab", "tune", "--model", "baseline", "--trials", "2", "--data", str(tiny_tree),
+           "--space", str(tmp_path / "space.yaml"), "--pruner", "none", "--out", str(out), "--epochs", "10000",
+           "--train-size", "30", "--val-size", "15", "--precision", "fp32"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    trial = out / "trials" / "trial_0000"
+    deadline = time.time() + 120
+    while not (trial / "metrics.jsonl").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert "cifarlab: interrupted (SIGTERM)" in stderr and "Traceback" not in stderr, stderr
+    assert "interrupted: trial 0 marked failed; run the same command again" in stdout, stdout
+    [t] = optuna.load_study(study_name="cifarlab-baseline", storage=f"sqlite:///{out / 'study.db'}").get_trials()
+    assert t.state == optuna.trial.TrialState.FAIL
+    assert not (trial / ".cifarlab.lock").exists()
+
+
 def test_parse_vary_types_values_by_field():
     assert parse_vary("augment=none,keras,standard+cutout") == ("augment", ["none", "keras", "standard+cutout"])
     assert parse_vary("lr=0.1, 0.01") == ("lr", [0.1, 0.01])
@@ -210,7 +293,7 @@ def test_parse_vary_types_values_by_field():
                          ("augment", "FIELD=V1,V2"), ("lr=0.1,0.1", "repeated")):
         with pytest.raises(CifarlabError, match=problem):
             parse_vary(bad)
-    with pytest.raises(CifarlabError, match="unknown --augment 'warp'"):
+    with pytest.raises(CifarlabError, match="unknown augment='warp'"):
         ablate("baseline", "augment=none,warp", "/nonexistent/never-written")
 
 

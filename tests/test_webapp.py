@@ -18,15 +18,21 @@ from fastapi.testclient import TestClient  # noqa: E402
 import cifarlab  # noqa: E402
 from cifarlab.cli import main  # noqa: E402
 from cifarlab.errors import CifarlabError  # noqa: E402
-from cifarlab.webapp import _is_local, serve  # noqa: E402
+from cifarlab.webapp import serve  # noqa: E402
+from cifarlab.webapp.hosts import accepted_hosts, is_local  # noqa: E402
 from cifarlab.webapp.predictor import UploadError, decode_upload  # noqa: E402
 
 CLASSES = ["cat", "dog", "frog"]
 
 
+def local(app) -> TestClient:
+    """A client whose requests name localhost as their Host, as a browser on this machine does."""
+    return TestClient(app, base_url="http://localhost")
+
+
 @pytest.fixture(scope="module")
 def client(trained_run):
-    return TestClient(cifarlab.create_app(trained_run, device="cpu"))
+    return local(cifarlab.create_app(trained_run, device="cpu"))
 
 
 def image_bytes(fmt: str = "PNG", size=(32, 32), mode: str = "RGB", seed: int = 0) -> bytes:
@@ -118,7 +124,7 @@ def test_a_request_without_a_file_is_a_4xx(client):
 
 
 def test_the_size_limit_holds_without_a_content_length(trained_run):
-    small = TestClient(cifarlab.create_app(trained_run, device="cpu", max_upload_bytes=2000))
+    small = local(cifarlab.create_app(trained_run, device="cpu", max_upload_bytes=2000))
     data = image_bytes("PNG", (64, 64))  # ~12 KB: passes the header check (it allows for the form), not this
     r = small.post("/api/predict", files={"file": ("a.png", data, "image/png")})
     assert r.status_code == 413 and "limit" in r.json()["detail"]
@@ -144,7 +150,7 @@ def test_random_image_without_the_data_is_a_404(trained_run, tmp_path):
     info = json.loads((run / "config.json").read_text())
     info["config"]["data"] = str(tmp_path / "gone")
     (run / "config.json").write_text(json.dumps(info))
-    r = TestClient(cifarlab.create_app(run, device="cpu")).get("/api/random")
+    r = local(cifarlab.create_app(run, device="cpu")).get("/api/random")
     assert r.status_code == 404 and "test images are not available" in r.json()["detail"]
 
 
@@ -178,8 +184,8 @@ def test_serve_refuses_bad_settings_with_one_line(trained_run, tmp_path, capsys)
 
 
 def test_only_loopback_counts_as_local():
-    assert _is_local("127.0.0.1") and _is_local("localhost") and _is_local("::1")
-    assert not _is_local("0.0.0.0") and not _is_local("192.168.1.10")
+    assert is_local("127.0.0.1") and is_local("localhost") and is_local("::1")
+    assert not is_local("0.0.0.0") and not is_local("192.168.1.10")
 
 
 def test_the_page_in_a_browser_upload_predict_explain(trained_run, train_tree, tmp_path):
@@ -227,12 +233,12 @@ def test_serve_shows_the_runs_most_faithful_method_with_its_measurement(trained_
     from test_explain import measured_copy
 
     run = measured_copy(trained_run, tmp_path / "run")
-    client = TestClient(cifarlab.create_app(run, device="cpu"))
+    client = local(cifarlab.create_app(run, device="cpu"))
     body = post(client, a_test_file(train_tree).read_bytes()).json()
     assert body["overlay"]["method"] == "saliency" and body["overlay"]["marks"] == []
     assert body["overlay"]["measurement"].startswith("lowest deletion AUC 0.300 of 3 measured methods over 50")
     assert decoded(body["overlay"]["image"]).size == (256, 256)
-    unmeasured = post(TestClient(cifarlab.create_app(trained_run, device="cpu")), a_test_file(train_tree).read_bytes())
+    unmeasured = post(local(cifarlab.create_app(trained_run, device="cpu")), a_test_file(train_tree).read_bytes())
     assert unmeasured.json()["overlay"]["measurement"].startswith("not measured")
 
 
@@ -240,7 +246,7 @@ def test_the_method_can_be_chosen_and_each_says_how_far_to_trust_it(trained_run,
     from test_explain import measured_copy
 
     run = measured_copy(trained_run, tmp_path / "run")
-    client = TestClient(cifarlab.create_app(run, device="cpu"))
+    client = local(cifarlab.create_app(run, device="cpu"))
     info = client.get("/api/info").json()
     methods = {m["name"]: m for m in info["methods"]}
     assert info["default_method"] == "saliency" and {"gradcam", "saliency", "occlusion"} <= set(methods)
@@ -286,3 +292,98 @@ def test_the_page_fits_the_screen_and_switches_methods(trained_run, train_tree, 
             assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth"), width
             assert page.evaluate("Array.from(document.images).every(i => !i.offsetParent || i.naturalWidth > 0)")
         assert not errors, errors
+
+
+# ------------------------------------------------------------------------------------------ image modes
+
+MODES = ["I;16 PNG", "I;16 TIFF", "I TIFF", "F TIFF", "EXIF 6 JPEG", "EXIF 8 JPEG"]
+
+
+@pytest.fixture(scope="module")
+def mode_files(tmp_path_factory):
+    from image_modes_helper import mode_images
+
+    return mode_images(tmp_path_factory.mktemp("modes"))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_page_sees_an_image_as_a_viewer_shows_it(client, mode_files, mode):
+    """The image the page shows back (what the model saw, enlarged 8x) is the 8-bit picture, and the classes
+    are those of that picture."""
+    path, expected = mode_files[mode]
+    r = post(client, path.read_bytes(), name=path.name, mime="application/octet-stream")
+    assert r.status_code == 200, r.text
+    seen = np.asarray(decoded(r.json()["image"]).convert("RGB"))[::8, ::8]
+    assert np.array_equal(seen, expected)
+    buf = io.BytesIO()
+    Image.fromarray(expected).save(buf, format="PNG")
+    view = post(client, buf.getvalue()).json()
+    assert [p["class"] for p in r.json()["predictions"]] == [p["class"] for p in view["predictions"]]
+    assert [p["probability"] for p in r.json()["predictions"]] == pytest.approx(
+        [p["probability"] for p in view["predictions"]], abs=1e-6)
+
+
+@pytest.mark.parametrize("case", ["constant I", "constant F", "all-NaN F"])
+def test_a_32_bit_image_with_nothing_to_show_is_a_400(client, tmp_path, case):
+    from image_modes_helper import blank_images
+
+    path = blank_images(tmp_path)[case]
+    r = post(client, path.read_bytes(), name="flat.tif", mime="image/tiff")
+    assert r.status_code == 400
+    assert "'flat.tif'" in r.json()["detail"] and "nothing to show" in r.json()["detail"]
+
+
+# ------------------------------------------------------------------------------------------ Host header
+
+@pytest.mark.parametrize("host", ["localhost", "localhost:8000", "LOCALHOST:8000", "127.0.0.1:8000", "[::1]:8000"])
+def test_the_loopback_names_are_answered(client, host):
+    assert client.get("/api/info", headers={"Host": host}).status_code == 200
+
+
+@pytest.mark.parametrize("host", ["attacker.example", "attacker.example:8000", "localhost.attacker.example",
+                                  "127.0.0.1.nip.io", "", "[::2]:8000", "localhost:80:80"])
+def test_other_hosts_are_refused_before_anything_is_read(client, host):
+    """A DNS-rebinding page (its own name pointed at 127.0.0.1) reads nothing: every path is a 400."""
+    for method, path in (("GET", "/"), ("GET", "/api/info"), ("GET", "/api/random?seed=1"),
+                         ("POST", "/api/predict"), ("GET", "/openapi.json")):
+        r = client.request(method, path, headers={"Host": host}, content=b"x" if method == "POST" else None)
+        assert r.status_code == 400, (method, path, r.text)
+        assert "classes" not in r.text and "data:image" not in r.text
+
+
+def test_the_accepted_hosts_follow_the_bound_address():
+    assert accepted_hosts("127.0.0.1") == ["127.0.0.1", "localhost", "[::1]"]
+    assert accepted_hosts("::1") == ["[::1]", "localhost", "127.0.0.1"]
+    assert accepted_hosts("localhost") == ["localhost", "127.0.0.1", "[::1]"]
+    assert accepted_hosts("192.168.1.10") == ["192.168.1.10"]  # loopback does not reach it
+    assert accepted_hosts("0.0.0.0", ["Cat.LAN", "fe80::1", "*.example.org", "10.0.0.2"]) == [
+        "0.0.0.0", "localhost", "127.0.0.1", "[::1]", "cat.lan", "[fe80::1]", "*.example.org", "10.0.0.2"]
+
+
+@pytest.mark.parametrize("value, message", [("http://cat.lan", "not a URL"), ("cat.lan:8000", "without a port"),
+                                            ("cat*.lan", "is not a host name"), ("", "is not a host name"),
+                                            ("cat lan", "is not a host name")])
+def test_a_bad_allowed_host_is_one_line(trained_run, capsys, value, message):
+    assert main(["serve", str(trained_run), "--allowed-host", value]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--allowed-host" in err and message in err
+
+
+def test_serve_answers_the_allowed_hosts_it_was_started_for(trained_run, monkeypatch, capsys):
+    """`cifarlab serve --host 0.0.0.0 --allowed-host cat.lan`: the app uvicorn gets answers cat.lan and
+    localhost, not another name."""
+    import socket
+
+    import uvicorn
+
+    served = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.update(app=app, **kw))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert main(["serve", str(trained_run), "--host", "0.0.0.0", "--port", str(port), "--allowed-host", "cat.lan",
+                 "--device", "cpu"]) == 0
+    assert served["host"] == "0.0.0.0" and "cat.lan" in capsys.readouterr().err  # the warning names them
+    app = TestClient(served["app"])
+    for host, status in (("cat.lan:8000", 200), ("localhost:8000", 200), ("dog.lan", 400)):
+        assert app.get("/api/info", headers={"Host": host}).status_code == status, host

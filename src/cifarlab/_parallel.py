@@ -10,7 +10,9 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
+from ._signals import call_terminable
 from ._threads import divide_cores, enter_slot, worker_environment
+from .errors import speak_flags, speaking_flags
 
 
 @contextlib.contextmanager
@@ -28,8 +30,9 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def _enter_worker(slots, wait: str) -> None:
+def _enter_worker(slots, wait: str, flags: bool) -> None:
     enter_slot(slots.get(), wait)
+    speak_flags(flags)  # started by a command: its workers' messages name --flags too (a table row quotes them)
 
 
 def run_parallel(fn: Callable[..., Any], jobs: Sequence[tuple], workers: int, *, pin: bool = False,
@@ -44,9 +47,12 @@ def run_parallel(fn: Callable[..., Any], jobs: Sequence[tuple], workers: int, *,
     for slot in slots:
         queue.put(slot)
     with _environment(worker_environment(slots[0])):  # every slot has the same thread count
-        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_enter_worker, initargs=(queue, wait))
+        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_enter_worker,
+                                   initargs=(queue, wait, speaking_flags()))
         try:
-            futures = [pool.submit(fn, *job) for job in jobs]  # the workers start here, inside the environment
+            # The workers start here, inside the environment. A job stopped by _stop's SIGTERM ends as Ctrl-C
+            # would end it (its run's lock released, its tuning trial marked failed); an idle worker just ends.
+            futures = [pool.submit(call_terminable, fn, *job) for job in jobs]
         except BaseException:
             pool.shutdown(cancel_futures=True)
             raise

@@ -15,10 +15,12 @@ import errno
 import fcntl
 import os
 import shlex
+import stat
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from ._io import file_kind, is_inside
 from .errors import CifarlabError
 from .runfiles import LOCK_NAME
 
@@ -61,6 +63,10 @@ def writing_into(out_dir: str | Path, run_dir: str | Path | None = None, command
         if not Path(run_dir).is_dir():
             yield out_dir
             return
+        if not is_inside(out_dir, run_dir):  # RUN_DIR/analysis a link elsewhere: its files there would be replaced
+            raise CifarlabError(f"cannot write into {out_dir}: it is a symbolic link to "
+                                f"{os.path.realpath(out_dir)}, outside the run directory {run_dir}; remove the "
+                                "link or give --out")
         with run_dir_lock(run_dir, command), made_dir(out_dir):
             yield out_dir
         return
@@ -89,10 +95,18 @@ def made_dir(path: Path) -> Iterator[Path]:
 
 def _acquire(lock_path: Path, command: str) -> int:
     while True:
-        try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:  # O_NOFOLLOW: a link planted at the lock's name is refused, not followed to a file elsewhere
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
         except OSError as e:
+            if os.path.islink(lock_path):
+                raise CifarlabError(f"cannot lock {lock_path}: it is a symbolic link, not cifarlab's lock file; "
+                                    "remove it") from None
             raise CifarlabError(f"cannot write into {lock_path.parent}: {_reason(e)}") from None
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            raise CifarlabError(f"cannot lock {lock_path}: it is {file_kind(mode)}, not cifarlab's lock file; "
+                                "remove it")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:

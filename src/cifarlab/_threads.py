@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 import threading
 import time
@@ -129,6 +130,12 @@ class ThreadPlan:
     adaptive: bool  # threads follow the other processes' load (auto only)
     wait: str  # the OpenMP wait policy in force and why
     used: list[int] = field(default_factory=list)  # every thread count used so far (adaptive changes)
+    wait_setting: str = "auto"  # --thread-wait as asked for
+
+    def settings(self) -> dict[str, str]:
+        """--threads and --thread-wait as a run records them for --resume: "auto", or the fixed count
+        (--threads N, OMP_NUM_THREADS=N or torchrun's share)."""
+        return {"threads": "auto" if self.setting == "auto" else str(self.threads), "thread_wait": self.wait_setting}
 
     def describe(self) -> dict[str, str]:
         lo, hi = min(self.used or [self.threads]), max(self.used or [self.threads])
@@ -165,7 +172,8 @@ def configure(threads: str | int | None = None, wait: str = "auto") -> ThreadPla
     n = count if count is not None else cpus
     torch.set_num_threads(n)
     # Inter-op threads run only torch.jit.fork work, which cifarlab does not use: left at torch's default.
-    _plan = ThreadPlan(n, setting, cpus, adaptive=count is None and cpus > 1, wait=wait_text, used=[n])
+    _plan = ThreadPlan(n, setting, cpus, adaptive=count is None and cpus > 1, wait=wait_text, used=[n],
+                       wait_setting=wait)
     _governor = _Governor(_plan) if _plan.adaptive and _Governor.supported() else None
     if _plan.adaptive and _governor is None:
         _plan.adaptive = False
@@ -197,6 +205,45 @@ def fix_threads(n: int, why: str) -> None:
 def describe() -> dict[str, str]:
     """The thread setting for a run's versions: {} until `configure` has run (torch's own default)."""
     return _plan.describe() if _plan else {}
+
+
+def settings() -> dict[str, str]:
+    """This process's --threads and --thread-wait, for a run's config.json ({} until `configure` has run)."""
+    return _plan.settings() if _plan else {}
+
+
+def recorded_settings(info: dict) -> dict[str, str]:
+    """The --threads and --thread-wait a run was trained with, from its config.json: its "threads" record,
+    else (runs from before it) what its versions describe; {} where neither says."""
+    record = info.get("threads")
+    if isinstance(record, dict):
+        threads, wait = str(record.get("threads")), str(record.get("thread_wait"))
+        valid = re.fullmatch(r"auto|[1-9][0-9]*", threads) is not None and wait in WAIT_POLICIES
+        return {"threads": threads, "thread_wait": wait} if valid else {}  # a hand-edited record: none
+    versions = info.get("versions") if isinstance(info.get("versions"), dict) else {}
+    described = re.match(r"(.+?): ([1-9]\d*) of \d+ CPUs", str(versions.get("threads", "")))  # ThreadPlan.describe
+    if described is None:
+        return {}
+    wait = re.search(r"--thread-wait (\w+)", str(versions.get("omp_wait_policy", "")))
+    return {"threads": "auto" if described[1] == "auto" else described[2],
+            "thread_wait": wait[1] if wait and wait[1] in WAIT_POLICIES else "auto"}
+
+
+def resume_settings(info: dict, run_dir: str, threads: str | None, wait: str | None) -> tuple[str | None, str]:
+    """The --threads and --thread-wait that `train --resume` runs with: the run's own. A different --threads
+    is refused, like the run's other settings (the thread count changes how sums are split, so the last
+    digits of the results); a different --thread-wait, which only changes how idle threads wait, is used,
+    with a notice. `threads` / `wait`: the flags as given (None: not given)."""
+    recorded = recorded_settings(info)
+    own = recorded.get("threads")
+    if threads is not None and own is not None and parse_threads(threads) != parse_threads(own):
+        raise CifarlabError(f"--resume continues {run_dir} with its recorded --threads {own} (another thread count "
+                            f"changes its results); got --threads {threads}")
+    own_wait = recorded.get("thread_wait", "auto")
+    if wait is not None and wait != own_wait:
+        warnings.warn(f"--thread-wait {wait} instead of the run's {own_wait}: idle threads wait differently, the "
+                      "results stay the same", stacklevel=2)
+    return (threads if threads is not None else own), wait or own_wait
 
 
 def _set_wait_policy(wait: str, threads: int) -> str:

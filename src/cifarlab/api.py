@@ -49,7 +49,7 @@ def evaluate(run_dir: str | Path | Run, data: str | Path | None = None, *, split
 
 
 def predict(run_dir: str | Path | Run | None, images: Any, *, top_k: int = 3, device: str = "auto",
-            onnx: str | Path | None = None) -> Predictions | list[dict]:
+            onnx: str | Path | None = None) -> Predictions:
     """Top-k classes of images: file paths of any size or mode (one, or a list), PIL images, arrays or
     tensors (see Run.predict), each resized to 32x32 and normalized as the run was trained.
     `run_dir`: a run directory or a Run from load_run.

@@ -7,6 +7,7 @@ import argparse
 import errno
 import json
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -32,7 +33,8 @@ from ._flags import (
     num,
     seeds,
 )
-from .errors import CifarlabError
+from ._signals import Terminated, terminate_as_interrupt
+from .errors import CifarlabError, cli_messages
 
 _train_config = config_from_flags  # the name tests and older code use
 _FILE_SYSTEM_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR,
@@ -85,13 +87,16 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
     values = config_values(args)
     if args.run_dir:  # the backbone of a trained run: its model and weights
-        from .training.rundir import read_run_config
+        from .training.rundir import read_run_config, recorded_data
 
-        run_cfg = read_run_config(args.run_dir)["config"]
+        info = read_run_config(args.run_dir)
+        run_cfg = info["config"]
         values.setdefault("model", run_cfg["model"])
         values.setdefault("init_from", args.run_dir)
-        for key in ("cifar_stem", "model_kwargs", "input_size", "data"):
+        for key in ("cifar_stem", "model_kwargs", "input_size"):
             values.setdefault(key, run_cfg.get(key))
+        if "data" not in values:  # the run's own, found from here (an older run recorded a relative path)
+            values["data"] = recorded_data(args.run_dir, info)
     r = linear_probe(TrainConfig.from_dict({k: v for k, v in values.items() if v is not None}), out=args.out,
                      probe_epochs=args.probe_epochs, C=args.C, use_cache=args.cache, verbose=not args.quiet)
     if args.quiet:
@@ -269,7 +274,22 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     print(f"cifarlab: warning: {message}", file=sys.stderr)
 
 
+def _thread_flags(args: argparse.Namespace) -> tuple[str | None, str]:
+    """--threads and --thread-wait; `train --resume RUN` runs with the run's own (_threads.resume_settings)."""
+    if getattr(args, "resume", None) is None:
+        return args.threads, args.thread_wait or "auto"
+    from ._threads import resume_settings
+    from .runfiles import read_config  # no torch yet: the wait policy is set before torch loads
+
+    return resume_settings(read_config(args.resume), args.resume, args.threads, args.thread_wait)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    with cli_messages():  # user errors name settings as --flags, the words typed here
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -282,17 +302,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"cifarlab {args.command}: error: {name} contains a NUL character", file=sys.stderr)
             return EXIT_USER_ERROR
     try:
-        if hasattr(args, "threads"):  # once, before the command loads torch: the wait policy must come first
-            from ._threads import configure
+        with terminate_as_interrupt():  # SIGTERM (kill, a scheduler's stop) ends the command as Ctrl-C does
+            if hasattr(args, "threads"):  # once, before the command loads torch: the wait policy must come first
+                from ._threads import configure
 
-            configure(args.threads, args.thread_wait)
-        return func(args)
+                configure(*_thread_flags(args))
+            return func(args)
     except CifarlabError as e:  # one line, even when the message quotes a name with a line break in it
         print(f"cifarlab {args.command}: error: {' '.join(str(e).splitlines())}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("cifarlab: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        signum = e.signum if isinstance(e, Terminated) else signal.SIGINT
+        print(f"cifarlab: interrupted{f' ({e})' if isinstance(e, Terminated) else ''}", file=sys.stderr)
+        return 128 + signum  # as a shell reports a process that a signal ended: 130 for Ctrl-C, 143 for SIGTERM
     except OSError as e:  # the file system said no (read-only, full, a file in the way): one line with the path
         if e.errno not in _FILE_SYSTEM_ERRORS or not e.filename:
             raise

@@ -18,13 +18,16 @@ import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._io import atomic_path
+from ._io import atomic_path, check_destination
 from ._threads import configured_threads
 from .errors import CifarlabError
+
+if TYPE_CHECKING:
+    from .training.run import Predictions
 
 FORMATS = ("onnx",)
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
@@ -68,14 +71,16 @@ def export(run_dir: str | Path, *, format: str = "onnx", out: str | Path | None 
     """Export a run's trained model (default: RUN_DIR/model.onnx) and check it against PyTorch."""
     if format not in FORMATS:
         raise CifarlabError(f"unknown --format {format!r}; choose one of: {', '.join(FORMATS)}")
+    from .runfiles import ONNX
     from .training.run import load_run
 
+    out = Path(out) if out is not None else Path(run_dir) / ONNX
+    if out.is_dir():
+        raise CifarlabError(f"--out must be a file path, not a directory: {out}")
+    check_destination(out)  # a device or a FIFO (--out /dev/null) is refused before any work
     run = load_run(run_dir, "cpu")  # one-line errors for a missing or foreign run directory
     model, info = run.model, run.info
     require_onnx()
-    out = Path(out) if out is not None else Path(run_dir) / "model.onnx"
-    if out.is_dir():
-        raise CifarlabError(f"--out must be a file path, not a directory: {out}")
     metadata = _metadata(model, info)
     with atomic_path(out) as tmp:
         export_onnx_model(model, tmp, metadata, opset)
@@ -181,9 +186,10 @@ def load_onnx(path: str | Path, threads: int | None = None) -> tuple[Any, dict[s
     return session, metadata
 
 
-def predict_onnx(model_path: str | Path, images: list[str | Path], *, top_k: int = 3) -> list[dict]:
-    """`cifarlab.predict` with ONNX Runtime: the same preprocessing and the same result format."""
+def predict_onnx(model_path: str | Path, images: list[str | Path], *, top_k: int = 3) -> Predictions:
+    """`cifarlab.predict` with ONNX Runtime: the same preprocessing and the same result, Predictions."""
     from .data.images import load_rgb_image
+    from .training.run import Predictions
 
     if top_k < 1:
         raise CifarlabError(f"--top-k must be >= 1, got {top_k}")
@@ -193,13 +199,8 @@ def predict_onnx(model_path: str | Path, images: list[str | Path], *, top_k: int
     session, metadata = load_onnx(model_path)
     batch = np.stack([load_rgb_image(p)[0] for p in images])
     logits = run_session(session, normalize(batch, metadata["mean"], metadata["std"]))
-    probs = _softmax(logits)
-    k = min(top_k, probs.shape[1])
-    order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-    classes = metadata["classes"]
-    return [{"image": str(path),
-             "predictions": [{"class": classes[c], "probability": float(p[c])} for c in idx]}
-            for path, p, idx in zip(images, probs, order)]
+    return Predictions.from_probabilities(_softmax(logits), metadata["classes"], [str(p) for p in images], top_k,
+                                          batch)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

@@ -10,6 +10,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .._io import save_figure_atomic
+
 DPI = 120
 THUMB_SCALE = 4  # 32x32 -> 128x128 pixels, each source pixel a 4x4 block
 THUMB_INCHES = 1.75  # room for a title such as "true automobile 0.12" under each thumbnail
@@ -34,11 +36,8 @@ def new_figure(width: float, height: float, constrained: bool = True) -> Figure:
 
 
 def save_figure(fig: Figure, path: Path) -> Path:
-    """Write `fig` as a PNG and return its path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    return path
+    """Write `fig` as a PNG and return its path (atomically, replacing a link at `path` rather than its target)."""
+    return save_figure_atomic(fig, path, dpi=DPI, bbox_inches="tight")
 
 
 def enlarge(image: np.ndarray, scale: int = THUMB_SCALE) -> np.ndarray:

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .._io import atomic_path
 from ..data.types import ImageSet
 from ..training.inference import EVAL_BATCH_SIZE, predict_logits
 
@@ -74,8 +75,9 @@ def compute_predictions(model: nn.Module, images: ImageSet, split: str, *, devic
 
 def save_predictions(pred: Predictions, path: Path) -> Path:
     """predictions.npz: index, file_name, label, pred, probs per image (and logits, classes)."""
-    np.savez_compressed(path, index=np.arange(len(pred)), file_name=np.array(pred.files), label=pred.labels,
-                        pred=pred.preds, probs=pred.probs, logits=pred.logits, classes=np.array(pred.classes))
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: savez would add ".npz" to a name
+        np.savez_compressed(f, index=np.arange(len(pred)), file_name=np.array(pred.files), label=pred.labels,
+                            pred=pred.preds, probs=pred.probs, logits=pred.logits, classes=np.array(pred.classes))
     return Path(path)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .._io import write_json_atomic, write_text_atomic
+from .._io import read_text_bounded, write_json_atomic, write_text_atomic
 from ..errors import CifarlabError
 from ..features.inputs import (
     ImageLike,
@@ -368,9 +368,9 @@ def write_report(out: Path, loaded: LoadedRun, methods: list[str], layer: str | 
     report: dict[str, Any] = {}
     if path.exists() and (evaluation is not None or loaded.run_dir is not None):  # a bare model: no run to keep
         try:
-            report = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            report = {}
+            report = json.loads(read_text_bounded(path, root=out))
+        except (OSError, ValueError, CifarlabError):
+            report = {}  # unreadable, or a link out of the folder: written afresh
         if report.get("run_dir") != (str(loaded.run_dir) if loaded.run_dir else None):
             report = {}
     report.update({"run_dir": str(loaded.run_dir) if loaded.run_dir else None, "model": loaded.architecture,

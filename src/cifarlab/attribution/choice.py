@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._io import read_text_bounded
+from ..errors import CifarlabError
 from ..runfiles import EXPLAIN_DIR, EXPLAIN_JSON
 
 FALLBACK_METHOD = "gradcam"
@@ -109,9 +111,9 @@ def choose_method(run_dir: str | Path | None, candidates: list[str] | None = Non
     report = {}
     if path is not None and path.is_file():
         try:
-            report = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            report = {}  # an unreadable report is no measurement
+            report = json.loads(read_text_bounded(path, root=run_dir))
+        except (OSError, ValueError, CifarlabError):
+            report = {}  # an unreadable report (or a link out of the run) is no measurement
     return choose_from_report(report if isinstance(report, dict) else {}, candidates,
                               str(path) if report else None)
 

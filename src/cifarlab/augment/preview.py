@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._io import atomic_path
+from .._io import atomic_path, check_destination
 from ..errors import CifarlabError
 from ._registry import create_augment
 
@@ -20,6 +20,7 @@ def augment_preview(spec: str, out: str | Path, *, data: str | None = None, n: i
 
     if n <= 0 or views <= 0 or scale <= 0:
         raise CifarlabError("--n, --views and --scale must be > 0")
+    check_destination(out)  # a device or a FIFO (--out /dev/null) is refused before the data is read
     augment = create_augment(spec)
     train = load_data(data, progress=False).train
     pick = _one_per_class(np.asarray(train.labels), n, seed)

@@ -5,8 +5,11 @@ worker processes on every core; this module imports no torch so those workers st
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import warnings
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_all_start_methods, get_context
@@ -43,14 +46,16 @@ def is_image_folder_tree(path: Path) -> bool:
 def list_split(root: Path, split: str) -> FolderListing:
     split_dir = root / split
     if not split_dir.is_dir():
+        if os.path.islink(split_dir):
+            raise DataError(f"{split_dir} is a symbolic link that leads nowhere (a loop or a missing target)")
         raise DataError(f"missing folder: {split_dir} (an image-folder tree needs train/<class>/ and test/<class>/)")
-    classes = sorted(e.name for e in os.scandir(split_dir) if e.is_dir() and not e.name.startswith("."))
+    classes = sorted(e.name for e in os.scandir(split_dir) if _is_dir(e) and not e.name.startswith("."))
     if not classes:
         raise DataError(f"no class folders in {split_dir} (expected {split}/<class>/<image files>)")
     files, labels, skipped, stats = [], [], [], []
     for index, name in enumerate(classes):
         class_dir = os.path.join(split_dir, name)
-        entries = sorted((e for e in os.scandir(class_dir) if e.is_file() and not e.name.startswith(".")),
+        entries = sorted((e for e in os.scandir(class_dir) if _is_file(e) and not e.name.startswith(".")),
                          key=lambda e: e.name)
         images = [e for e in entries if os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS]
         skipped += [e.path for e in entries if os.path.splitext(e.name)[1].lower() not in IMAGE_EXTENSIONS]
@@ -62,6 +67,28 @@ def list_split(root: Path, split: str) -> FolderListing:
             stats.append((f"{split}/{name}/{e.name}", st.st_size, st.st_mtime_ns))
         labels += [index] * len(images)
     return FolderListing(split_dir, classes, files, labels, skipped, stats)
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    with _entry_errors(entry):
+        return entry.is_dir()
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    with _entry_errors(entry):
+        return entry.is_file()
+
+
+@contextlib.contextmanager
+def _entry_errors(entry: os.DirEntry) -> Iterator[None]:
+    """A symbolic link loop in the tree (a -> b -> a) is a one-line error naming the link: skipping it would
+    quietly drop a class folder or images the user meant to train on."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise DataError(f"symbolic link loop at {entry.path}: fix or remove the link") from None
+        raise DataError(f"cannot read {entry.path}: {e.strerror or e}") from None
 
 
 def read_image_folder(root: str | Path, workers: int | None = None) -> CifarData:

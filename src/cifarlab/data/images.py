@@ -4,6 +4,11 @@ A 14000x14000 PNG of one colour is 24 KB on disk and 588 MB once decoded: a deco
 `Image.open` reads only the header, so the pixel count is checked there, before anything is decoded,
 against MAX_IMAGE_PIXELS (lower than Pillow's own warning threshold, so Pillow never has its say first).
 Every refusal is a DataError of one line naming the file. Imports no torch: folder decoding workers use it.
+
+`to_rgb_array` is the one place an opened image becomes pixels, for every intake (class folders, predict,
+explain, features, export checks, the web app): it turns the picture upright by its EXIF orientation and
+shows 16-bit and 32-bit images as an image viewer does, where Pillow's own `convert("RGB")` clips them to
+pure white or black.
 """
 from __future__ import annotations
 
@@ -33,6 +38,10 @@ class ImageFormatError(DataError):
 
 class ImageTooLargeError(DataError):
     """The header announces more pixels than the limit: refused before decoding."""
+
+
+class BlankImageError(DataError):
+    """A 32-bit image with nothing to show: one value everywhere, or no finite value at all."""
 
 
 def describe(source: ImageSource, name: str | None = None) -> str:
@@ -87,13 +96,50 @@ def to_rgb_array(img: Any, name: str, size: int = IMAGE_SIZE) -> tuple[np.ndarra
     try:
         img.load()
         converted = img.mode != "RGB"
-        rgb = img.convert("RGB") if converted else img
+        img = _eight_bit(_upright(img), name)
+        rgb = img.convert("RGB") if img.mode != "RGB" else img
         resized = rgb.size != (size, size)
         if resized:
             rgb = rgb.resize((size, size), Image.Resampling.BICUBIC)
         return np.asarray(rgb, dtype=np.uint8), resized, converted
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
         raise DataError(f"cannot read {name}: corrupt image ({_one_line(e)})") from None
+
+
+def _upright(img: Any) -> Any:
+    """The image turned as its EXIF orientation says (a phone photo taken upright is stored sideways)."""
+    from PIL import ExifTags, ImageOps
+
+    if img.getexif().get(ExifTags.Base.Orientation, 1) == 1:
+        return img  # nothing to turn: no copy
+    return ImageOps.exif_transpose(img)
+
+
+def _eight_bit(img: Any, name: str) -> Any:
+    """16-bit and 32-bit grey as an 8-bit "L" image, as viewers show them: 16-bit (PNG, TIFF) scaled by
+    1/256, 32-bit integer ("I") and float ("F") stretched from their lowest to their highest value.
+    Other modes are returned as they are (Pillow's convert("RGB") shows them right)."""
+    from PIL import Image
+
+    if img.mode.startswith("I;16"):
+        values = np.asarray(img)
+        if values.dtype.kind == "u":
+            return Image.fromarray((values >> 8).astype(np.uint8), "L")
+        img = img.convert("I")  # a signed 16-bit variant: stretched like 32-bit
+    if img.mode not in ("I", "F"):
+        return img
+    values = np.asarray(img, dtype=np.float64)  # float64: exact for every 32-bit integer
+    finite = values[np.isfinite(values)]
+    kind = "32-bit integer" if img.mode == "I" else "32-bit float"
+    if finite.size == 0:
+        raise BlankImageError(f"cannot read {name}: a {kind} image without a finite value (all NaN or "
+                              "infinite): nothing to show")
+    low, high = finite.min(), finite.max()
+    if low == high:
+        raise BlankImageError(f"cannot read {name}: a {kind} image of one value ({low:g}) everywhere: "
+                              "nothing to show")
+    values = np.nan_to_num(values, nan=low, posinf=high, neginf=low)  # NaN shown black, as viewers do
+    return Image.fromarray(np.round((values - low) * (255 / (high - low))).astype(np.uint8), "L")
 
 
 def load_rgb_image(source: ImageSource, size: int = IMAGE_SIZE, *, name: str | None = None,

@@ -36,7 +36,8 @@ def load_data(data: str | Path | None = None, *, use_cache: bool = True, progres
 
         path = ensure_archive(cache.cache_root(), progress=progress)
     if not path.exists():
-        raise DataError(f"data path not found: {path}")
+        nowhere = " (a symbolic link that leads nowhere: a loop or a missing target)" if os.path.islink(path) else ""
+        raise DataError(f"data path not found: {path}{nowhere}")
     if is_image_folder_tree(path):
         rows = fingerprint_listing([list_split(path, "train"), list_split(path, "test")])
         return _cached(("folder", rows), lambda: read_image_folder(path), use_cache, f"image folders {path}")

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .._io import save_figure_atomic
+
 SCALE = 4  # 32x32 images are drawn at 128x128
 
 
@@ -44,10 +46,8 @@ def new_figure(rows: int, cols: int, cell: float = 1.7, extra_w: float = 0.0, ex
 
 
 def save(fig, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    return path
+    """Write `fig` as a PNG (atomically, replacing a link at `path` rather than its target)."""
+    return save_figure_atomic(fig, path, dpi=100, bbox_inches="tight")
 
 
 def grid_shape(n: int, max_cols: int = 8) -> tuple[int, int]:

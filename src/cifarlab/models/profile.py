@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .._io import write_json_atomic
+from .._io import read_text_bounded, write_json_atomic
 from ..data.cache import cache_root
 from ..errors import CifarlabError
 from ._registry import create_model, get_model_entry, is_model, list_models
@@ -62,8 +62,8 @@ def _facts_file() -> Path:
 
 def _cached_facts() -> dict:
     try:
-        facts = json.loads(_facts_file().read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        facts = json.loads(read_text_bounded(_facts_file()))
+    except (OSError, ValueError, CifarlabError):  # missing, damaged or not a regular file: counted again
         return {}
     return facts if isinstance(facts, dict) else {}
 

@@ -36,6 +36,7 @@ from ..data.subsets import select_classes
 from ..errors import CifarlabError
 from .device import resolve_device
 from .inference import EVAL_BATCH_SIZE, preprocessing, tta_logits
+from .result import History
 
 
 @dataclass(repr=False, eq=False)
@@ -76,9 +77,9 @@ class Run:
         return runfiles.read_summary(self.run_dir) if self.run_dir is not None else None
 
     @property
-    def history(self) -> list[dict[str, Any]]:
-        """metrics.jsonl: one record per finished epoch."""
-        return runfiles.read_history(self.run_dir) if self.run_dir is not None else []
+    def history(self) -> History:
+        """metrics.jsonl: one record per finished epoch (a list, shown as a per-epoch table)."""
+        return History(runfiles.read_history(self.run_dir) if self.run_dir is not None else [])
 
     # -- the data ----------------------------------------------------------------------------------
     def dataset(self, data: str | Path | None = None) -> CifarData:
@@ -86,6 +87,10 @@ class Run:
         if data is None and self.config is None:
             raise CifarlabError("pass data=... (a bare model has no run config to find its data)")
         cfg = self.config
+        if data is None and self.run_dir is not None:  # the run's own, found from here (an older run's relative path)
+            from .rundir import recorded_data
+
+            data = recorded_data(self.run_dir, self.info)
         dataset = load_data(data if data is not None else cfg.data, progress=False)
         dataset = select_classes(dataset, cfg.classes if cfg is not None else None)
         if dataset.classes != self.classes:
@@ -274,14 +279,16 @@ class Predictions(list):
 
     @classmethod
     def from_probabilities(cls, probs: np.ndarray, classes: list[str], names: list[str], top_k: int,
-                           pixels: torch.Tensor | None = None) -> Predictions:
+                           pixels: torch.Tensor | np.ndarray | None = None) -> Predictions:
+        """`pixels` (for the thumbnails): float (N, 3, H, W) in 0..255 as image_batch gives, or uint8 (N, H, W, 3)."""
         k = min(top_k, probs.shape[1])
         order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
         result = cls({"image": name, "predictions": [{"class": classes[c], "probability": float(p[c])} for c in top]}
                      for name, p, top in zip(names, probs, order))
         result.probabilities, result.classes = probs, list(classes)
-        result.pixels = (pixels.clamp(0, 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-                         if pixels is not None else None)
+        if isinstance(pixels, torch.Tensor):
+            pixels = pixels.clamp(0, 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        result.pixels = pixels
         return result
 
     def __repr__(self) -> str:

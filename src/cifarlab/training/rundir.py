@@ -34,8 +34,17 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
-from .._io import append_jsonl, atomic_path, write_json_atomic, write_text_atomic
+from .._io import (
+    append_jsonl,
+    atomic_path,
+    check_inside,
+    check_regular_file,
+    read_text_bounded,
+    write_json_atomic,
+    write_text_atomic,
+)
 from .._threads import describe as describe_threads
+from .._threads import settings as thread_settings
 from ..config import TrainConfig
 from ..errors import CifarlabError
 from ..runfiles import (  # noqa: F401  (the layout's names, re-exported for the writers here)
@@ -45,11 +54,14 @@ from ..runfiles import (  # noqa: F401  (the layout's names, re-exported for the
     LEGACY_STATE,
     LOCK_NAME,
     METRICS,
+    RUN_MARKER,
     STATE_JSON,
     STATE_TENSORS,
     SUMMARY,
     WEIGHTS,
     find_weights,
+    foreign_entries,
+    is_own_run_dir,
     latest_checkpoint,
     read_config,
 )
@@ -113,6 +125,7 @@ def save_checkpoint(run_dir: Path, epoch: int, model: nn.Module, state: dict[str
 
     A failed write (a full disk) removes the temporary folder and leaves the previous checkpoint as it was."""
     root = Path(run_dir) / CHECKPOINTS
+    check_inside(root, run_dir)  # a checkpoints/ link out of the run: nothing is written through it
     final = root / f"epoch_{epoch:03d}"
     tmp = root / f".epoch_{epoch:03d}.tmp"
     tree, tensors = safestate.encode(state)
@@ -176,6 +189,7 @@ def load_checkpoint_state(ckpt: Path) -> dict[str, Any]:
     tree = _read_state_json(ckpt)
     path = ckpt / STATE_TENSORS
     try:
+        check_regular_file(path, root=_run_dir_of(ckpt))
         tensors = load_file(str(path))
         state = safestate.decode(tree, tensors)
     except (OSError, SafetensorError, safestate.StateFormatError) as e:
@@ -189,10 +203,14 @@ def _first_line(e: Exception) -> str:
     return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
+def _run_dir_of(ckpt: Path) -> Path:
+    return Path(ckpt).parent.parent  # RUN_DIR/checkpoints/epoch_NNN
+
+
 def _read_state_json(ckpt: Path) -> dict[str, Any]:
     path = Path(ckpt) / STATE_JSON
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(read_text_bounded(path, root=_run_dir_of(ckpt)))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CifarlabError(f"cannot read {path}: {e}") from None
     if not isinstance(doc, dict) or doc.get("format") != 1 or not isinstance(doc.get("state"), dict):
@@ -205,6 +223,7 @@ def load_weights_into(model: nn.Module, path: Path) -> None:
         state = load_file(str(path))
     except (OSError, SafetensorError) as e:
         raise CifarlabError(f"cannot read the weights {path} (not a safetensors file?): {_first_line(e)}") from None
+    check_finite(state, path)
     try:
         missing, unexpected = unwrap(model).load_state_dict(state, strict=False)
     except RuntimeError as e:  # same names, other shapes: weights of another model or another config
@@ -213,6 +232,16 @@ def load_weights_into(model: nn.Module, path: Path) -> None:
     if missing or unexpected:
         raise CifarlabError(f"weights in {path} do not fit the model "
                             f"(missing: {missing[:3]}, unexpected: {unexpected[:3]})")
+
+
+def check_finite(state: dict[str, torch.Tensor], path: Path) -> None:
+    """Refuse weights with a NaN or an infinity in any parameter or buffer: every prediction made with them
+    would be NaN (a run that diverged, or a damaged file)."""
+    bad = [name for name, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        more = f" and {len(bad) - 1} more tensor(s)" if len(bad) > 1 else ""
+        raise CifarlabError(f"the weights {path} hold NaN or infinite values (in {bad[0]}{more}): the run diverged "
+                            "or the file is damaged; retrain it")
 
 
 def read_run_config(run_dir: str | Path) -> dict[str, Any]:
@@ -235,14 +264,32 @@ def load_run_model(run_dir: str | Path, device: torch.device | str = "cpu") -> t
     return model.to(device).eval(), info
 
 
+def recorded_data(run_dir: str | Path, info: dict[str, Any]) -> str | None:
+    """A run's --data as a path to read from here (None: the official archive). Runs record it absolute;
+    an older run's relative path is looked up from the directory it was trained in (config.json's "cwd"),
+    else from the run directory's parent, then from the current directory; a one-line error when it is in
+    none of them."""
+    data = info["config"].get("data")
+    if not isinstance(data, str) or not data or Path(data).expanduser().is_absolute():
+        return data
+    trained_in = info.get("cwd")
+    bases = [Path(trained_in) if isinstance(trained_in, str) else Path(run_dir).absolute().parent, Path.cwd()]
+    for base in dict.fromkeys(bases):
+        if (base / data).exists():
+            return str((base / data).resolve())
+    raise CifarlabError(f"{Path(run_dir) / CONFIG} names its data by the relative path {data!r}, found neither "
+                        f"in {bases[0]} nor in {bases[1]}; pass --data PATH")
+
+
 def write_run_config(run_dir: Path, cfg: TrainConfig, classes: list[str], data_source: str, command: str,
                      resumed_from: int | None = None) -> dict[str, Any]:
     """Write config.json and command.txt, and return what config.json holds.
 
-    A new run records its command. A resume (`resumed_from`: the epochs already done) keeps the command
-    that made the run and adds its own to "resumes", with the time and the epochs, so the history stays."""
+    A new run records its command, the directory it ran in ("cwd") and its --threads / --thread-wait
+    ("threads", which --resume repeats). A resume (`resumed_from`: the epochs already done) keeps those of
+    the run and adds its command to "resumes", with the time and the epochs, so the history stays."""
     info = {"config": cfg.to_dict(), "classes": classes, "data_source": data_source, "command": command,
-            "versions": versions()}
+            "cwd": os.getcwd(), "threads": thread_settings(), "versions": versions()}
     if resumed_from is not None:
         before = read_run_config(run_dir)
         resumes = before.get("resumes") if isinstance(before.get("resumes"), list) else []
@@ -250,6 +297,9 @@ def write_run_config(run_dir: Path, cfg: TrainConfig, classes: list[str], data_s
                         "from_epoch": resumed_from, "epochs": cfg.epochs, "cifarlab": info["versions"]["cifarlab"]})
         info.update(command=before.get("command", command), versions=before.get("versions", info["versions"]),
                     resumes=resumes)
+        for key in ("cwd", "threads"):  # where and how the run was made (--resume repeats the threads)
+            info[key] = before.get(key)
+    info = {k: v for k, v in info.items() if v not in (None, {})}
     commands = [info["command"]] + [r.get("command", "") for r in info.get("resumes", []) if isinstance(r, dict)]
     write_json(Path(run_dir) / CONFIG, info, "the run's config")
     write_text(Path(run_dir) / COMMAND, "".join(f"{c}\n" for c in commands), "the run's commands")
@@ -296,18 +346,32 @@ def versions() -> dict[str, str]:
     }
 
 
-def prepare_run_dir(out: Path, overwrite: bool = False) -> None:
-    """Create `out` for a new run; refuse to mix a new run into an existing one."""
+def check_new_run_dir(out: Path, overwrite: bool = False) -> list[Path]:
+    """What a new run in `out` would delete (nothing for a new or empty folder); a one-line error when `out`
+    holds anything but a run that --overwrite may replace.
+
+    --overwrite deletes only a folder that cifarlab made as a run directory (runfiles.is_own_run_dir): a
+    folder that merely holds a config.json, or a run beside files of its own, is left as it is."""
     entries = [p for p in out.iterdir() if p.name != LOCK_NAME] if out.is_dir() else []  # our own lock stays
-    if entries:
-        if not overwrite:
-            raise CifarlabError(f"run directory already exists and is not empty: {out} "
-                                "(use --resume to continue it, --overwrite to replace it, or another --out)")
-        if not (out / CONFIG).exists():
-            raise CifarlabError(f"refusing to overwrite {out}: it is not a cifarlab run directory")
-        for p in entries:
-            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+    if entries and not overwrite:
+        raise CifarlabError(f"run directory already exists and is not empty: {out} "
+                            "(use --resume to continue it, --overwrite to replace it, or another --out)")
+    if entries and not is_own_run_dir(out):
+        foreign = foreign_entries(out)
+        why = (f"it holds {', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}, which no cifarlab run "
+               "writes" if foreign else "it is not a cifarlab run directory")
+        raise CifarlabError(f"refusing to overwrite {out}: {why}; delete it yourself or choose another --out")
+    return entries
+
+
+def prepare_run_dir(out: Path, overwrite: bool = False) -> None:
+    """Create `out` for a new run, marked as one (RUN_MARKER); refuse to mix a new run into an existing one
+    (check_new_run_dir)."""
+    for p in check_new_run_dir(out, overwrite):
+        shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
     out.mkdir(parents=True, exist_ok=True)
+    write_text(out / RUN_MARKER, "a cifarlab run directory: train --overwrite may replace it\n",
+               "the run directory's marker")
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CifarlabError
+from ..runfiles import TENSORBOARD_DIR
 
-LOG_DIR = "tensorboard"
+LOG_DIR = TENSORBOARD_DIR
 
 # metrics.jsonl field -> TensorBoard tag
 EPOCH_TAGS = {

@@ -11,13 +11,12 @@ own recipe; a YAML file replaces it:
 from __future__ import annotations
 
 import dataclasses
+import reprlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ..config import TrainConfig
+from ..config import TrainConfig, read_yaml_file
 from ..errors import CifarlabError
 from ..training.resolve import check_model_builds, resolve
 
@@ -86,15 +85,9 @@ def default_space(cfg: TrainConfig) -> dict[str, Param]:
 
 
 def load_space(path: str | Path) -> dict[str, Param]:
-    """Read and check a YAML space file; every problem is one CifarlabError naming the file."""
-    path = Path(path)
-    try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CifarlabError(f"space file not found: {path}") from None
-    except (OSError, yaml.YAMLError) as e:
-        raise CifarlabError(f"cannot read space file {path}: {str(e).splitlines()[0]}") from None
-    return parse_space(values, str(path))
+    """Read and check a YAML space file (with the bounded, safe reader of --config files); every problem
+    is one CifarlabError naming the file."""
+    return parse_space(read_yaml_file(path, "space file"), str(path))
 
 
 def parse_space(values: Any, source: str = "space") -> dict[str, Param]:
@@ -109,21 +102,21 @@ def parse_space(values: Any, source: str = "space") -> dict[str, Param]:
         name = str(raw_name).replace("-", "_")
         if name.startswith(MODEL_KWARG):
             if not name[len(MODEL_KWARG):].isidentifier():
-                raise bad(f"{raw_name!r}: model_kwargs.KEY needs the name of a model argument as KEY")
+                raise bad(f"{_shown(raw_name)}: model_kwargs.KEY needs the name of a model argument as KEY")
         elif name not in fields:
-            raise bad(f"{raw_name!r} is not a training setting (valid: {', '.join(sorted(fields - NOT_TUNABLE))}, "
-                      "or model_kwargs.KEY for an argument of the model)")
+            raise bad(f"{_shown(raw_name)} is not a training setting (valid: "
+                      f"{', '.join(sorted(fields - NOT_TUNABLE))}, or model_kwargs.KEY for an argument of the model)")
         elif name in NOT_TUNABLE:
             raise bad(f"{name!r} cannot be tuned")
         if not isinstance(spec, dict):
-            raise bad(f"{name}: expected a mapping like {{type: float, low: 0.001, high: 0.1}}, got {spec!r}")
+            raise bad(f"{name}: expected a mapping like {{type: float, low: 0.001, high: 0.1}}, got {_shown(spec)}")
         unknown = set(spec) - KEYS
         if unknown:
             raise bad(f"{name}: unknown key(s) {', '.join(sorted(map(str, unknown)))} "
                       f"(valid: {', '.join(sorted(KEYS))})")
         kind = spec.get("type")
         if kind not in TYPES:
-            raise bad(f"{name}: type must be one of {', '.join(TYPES)}, got {kind!r}")
+            raise bad(f"{name}: type must be one of {', '.join(TYPES)}, got {_shown(kind)}")
         if kind == "categorical":
             choices = spec.get("choices")
             if not isinstance(choices, list) or not choices:
@@ -139,11 +132,11 @@ def parse_space(values: Any, source: str = "space") -> dict[str, Param]:
             raise bad(f"{name}: a {kind} takes low/high, not choices")
         for key, value in (("low", low), ("high", high)):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise bad(f"{name}: {key} must be a number, got {value!r}")
+                raise bad(f"{name}: {key} must be a number, got {_shown(value)}")
             if kind == "int" and value != int(value):
-                raise bad(f"{name}: {key} of an int must be a whole number, got {value!r}")
+                raise bad(f"{name}: {key} of an int must be a whole number, got {_shown(value)}")
         if not isinstance(log, bool):
-            raise bad(f"{name}: log must be true or false, got {log!r}")
+            raise bad(f"{name}: log must be true or false, got {_shown(log)}")
         if not low < high:
             raise bad(f"{name}: low must be < high, got low {low} and high {high}")
         if log and low <= 0:
@@ -151,6 +144,11 @@ def parse_space(values: Any, source: str = "space") -> dict[str, Param]:
         space[name] = Param(name, kind, float(low) if kind == "float" else int(low),
                             float(high) if kind == "float" else int(high), log)
     return space
+
+
+def _shown(value: Any) -> str:
+    """A value as an error message quotes it: cut short (a space file may hold long strings or deep lists)."""
+    return reprlib.repr(value)
 
 
 def check_space(space: dict[str, Param], base: TrainConfig, label: str = "search space") -> None:
@@ -165,6 +163,6 @@ def check_space(space: dict[str, Param], base: TrainConfig, label: str = "search
                 if p.name.startswith(MODEL_KWARG):
                     check_model_builds(model, cfg.model_kwargs)
             except CifarlabError as e:
-                raise CifarlabError(f"{label}: {p.name} = {value!r}: {e}") from None
+                raise CifarlabError(f"{label}: {p.name} = {_shown(value)}: {e}") from None
             except (TypeError, ValueError) as e:
-                raise CifarlabError(f"{label}: {p.name} = {value!r} is not valid ({e})") from None
+                raise CifarlabError(f"{label}: {p.name} = {_shown(value)} is not valid ({e})") from None

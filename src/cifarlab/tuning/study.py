@@ -17,18 +17,20 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import math
 import os
 import shlex
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .._io import write_json_atomic, write_text_atomic
-from ..config import TrainConfig
+from ..config import TrainConfig, check_settings, takes_settings
 from ..errors import CifarlabError, TrainingDiverged
 from ..training.resolve import resolve
 from .space import Param, as_fields, check_space, default_space, load_space, parse_space, with_params
@@ -71,7 +73,18 @@ def _optuna():
     except ImportError:
         raise CifarlabError("tuning needs optuna: pip install 'cifarlab[tune]'") from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # cifarlab prints one line per trial instead
+    for handler in logging.getLogger("optuna").handlers:
+        if not any(isinstance(f, _NoInterruptTraceback) for f in handler.filters):
+            handler.addFilter(_NoInterruptTraceback())
     return optuna
+
+
+class _NoInterruptTraceback(logging.Filter):
+    """Optuna logs the trial that Ctrl-C or SIGTERM stops as failed, with a traceback; an interrupt is no
+    error: _run_trials says so in one line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt))
 
 
 MIN_IMPORTANCE_TRIALS = 5  # fewer complete trials: no importance plot, a note instead
@@ -135,6 +148,19 @@ def _check_driver(url: str) -> None:
                                 "pip install 'cifarlab[postgres]'") from None
 
 
+@contextlib.contextmanager
+def _decoding(study_name: str, url: str) -> Iterator[None]:
+    """Optuna decodes a study's trials and attributes as it reads them; one it cannot decode (a categorical
+    index past its choices, an unknown distribution, broken JSON: a damaged or foreign storage) becomes one
+    line naming the study instead of a traceback."""
+    try:
+        yield
+    except (ValueError, IndexError, KeyError, TypeError, AttributeError) as e:
+        text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise CifarlabError(f"study {study_name} in {_shown(url)} cannot be read: {type(e).__name__}: {text} (a "
+                            "damaged storage, or one written by another program?)") from None
+
+
 def resolve_storage(source: str | Path) -> str:
     """A tune directory (its study.db), a .db file, or a storage URL -> a storage URL."""
     text = str(source)
@@ -148,6 +174,7 @@ def resolve_storage(source: str | Path) -> str:
     return f"sqlite:///{path.resolve()}"
 
 
+@takes_settings()
 def tune(base: TrainConfig | None = None, out: str | Path = "tune", *, trials: int = 20, timeout: float | None = None,
          storage: str | None = None, study_name: str | None = None, space: dict | str | Path | None = None,
          pruner: Any = "median", verbose: bool = True, workers: int = 1, pin_cores: bool = False,
@@ -186,7 +213,8 @@ def tune(base: TrainConfig | None = None, out: str | Path = "tune", *, trials: i
         study.set_user_attr("space", {n: p.as_dict() for n, p in space.items()})
 
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    done = len(study.get_trials(deepcopy=False, states=finished))
+    with _decoding(study_name, storage_url):  # every trial, once: the sampler and the report read them all
+        done = sum(t.state in finished for t in study.get_trials(deepcopy=False))
     log(f"study {study_name} in {storage_url}: {done} of {trials} trials finished; searching "
         f"{', '.join(space)}; pruner {pruner if isinstance(pruner, str) else type(pruner).__name__}")
     command = shlex.join(sys.argv)
@@ -277,9 +305,27 @@ def _run_trials(study, base: TrainConfig, out: Path, space: dict[str, Param], tr
 
     done = len(study.get_trials(deepcopy=False, states=(state.COMPLETE, state.PRUNED)))
     if done < trials:
-        study.optimize(objective, n_trials=trials - done, timeout=timeout, catch=(TrainingDiverged,),
-                       callbacks=[enough])
+        try:
+            study.optimize(objective, n_trials=trials - done, timeout=timeout, catch=(TrainingDiverged,),
+                           callbacks=[enough])
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: no trial of this process is left marked running
+            stopped = _fail_running(study, ran)
+            log(f"interrupted{f': trial {stopped} marked failed' if stopped is not None else ''}; run the same "
+                "command again to finish the study")
+            raise
     return ran
+
+
+def _fail_running(study, numbers: list[int]) -> int | None:
+    """Mark the trials `numbers` that are still running as failed (Optuna marks the trial an interrupt
+    stops as failed itself, unless the interrupt came while it was storing the trial's end); return the
+    number of the last one when it ended failed."""
+    state = _optuna().trial.TrialState
+    for t in study.get_trials(deepcopy=False, states=(state.RUNNING,)):
+        if t.number in numbers:
+            study.tell(t.number, state=state.FAIL)
+    failed = {t.number for t in study.get_trials(deepcopy=False, states=(state.FAIL,))}
+    return numbers[-1] if numbers and numbers[-1] in failed else None
 
 
 def _finished(study) -> int:
@@ -450,12 +496,14 @@ def config_from_study(source: str | Path, study_name: str | None = None,
         study_name = names[0]
     elif study_name not in names:
         raise CifarlabError(f"no study {study_name!r} in {source} (studies: {', '.join(names) or 'none'})")
-    study = optuna.load_study(study_name=study_name, storage=storage)
-    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    if not complete:
-        raise CifarlabError(f"study {study_name} has no complete trial yet")
-    best = study.best_trial
-    fixed = study.user_attrs.get("base_config", {})
+    with _decoding(study_name, url):
+        study = optuna.load_study(study_name=study_name, storage=storage)
+        complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if not complete:
+            raise CifarlabError(f"study {study_name} has no complete trial yet")
+        best = study.best_trial
+        fixed = study.user_attrs.get("base_config", {})
+    check_settings(fixed, f"study {study_name}: its base_config", ranges=False)  # before merging into it
     values = {**fixed, **as_fields(best.params, fixed.get("model_kwargs")), "val_size": 0, "evaluate_test": True,
               "out": None, **(overrides or {})}
     info = {"study": study_name, "storage": url, "trial": best.number, "val_accuracy": best.value,

@@ -6,17 +6,19 @@ to trust it. `POST /api/predict` (multipart, field `file`) answers scripts in JS
     serve(run_dir, host="127.0.0.1", port=8000)   runs the app with uvicorn until Ctrl+C
     create_app(run_dir) -> FastAPI                 the app itself (tests, or another ASGI server)
 
-The app binds to this machine only unless another host is given. (Named `webapp`, not `serve`, so that
+The app binds to this machine only unless another host is given, and answers only requests that name a
+host it was started for (hosts.py: against DNS rebinding). (Named `webapp`, not `serve`, so that
 `cifarlab.serve` stays the function.)
 """
 from __future__ import annotations
 
-import ipaddress
 import socket
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import CifarlabError
+from .hosts import LOOPBACK_HOSTS, accepted_hosts, allowed_host, is_local
 
 
 def _require_web() -> None:
@@ -28,27 +30,36 @@ def _require_web() -> None:
         raise CifarlabError(f"cifarlab serve needs {e.name}: pip install 'cifarlab[serve]'") from None
 
 
-def create_app(run_dir: str | Path, *, device: str = "auto", max_upload_bytes: int | None = None):
-    """The FastAPI app serving one run directory."""
+def create_app(run_dir: str | Path, *, device: str = "auto", max_upload_bytes: int | None = None,
+               allowed_hosts: Sequence[str] = LOOPBACK_HOSTS, body_seconds: float | None = None):
+    """The FastAPI app serving one run directory, to requests whose Host header names one of
+    `allowed_hosts` (Starlette's patterns: a name, *.example.com, or * for any)."""
     _require_web()
     from .app import DEFAULT_MAX_UPLOAD_BYTES
     from .app import create_app as _create
+    from .limits import BODY_SECONDS
 
-    return _create(run_dir, device=device, max_upload_bytes=max_upload_bytes or DEFAULT_MAX_UPLOAD_BYTES)
+    return _create(run_dir, device=device, max_upload_bytes=max_upload_bytes or DEFAULT_MAX_UPLOAD_BYTES,
+                   allowed_hosts=[allowed_host(name) for name in allowed_hosts],
+                   body_seconds=body_seconds or BODY_SECONDS)
 
 
 def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, *, device: str = "auto",
-          max_upload_mb: float = 5.0, log_level: str = "info") -> None:
-    """Serve the app until interrupted. The model is loaded and the port checked before anything listens."""
+          max_upload_mb: float = 5.0, allowed_hosts: Sequence[str] = (), log_level: str = "info") -> None:
+    """Serve the app until interrupted. The model is loaded and the port checked before anything listens.
+    Requests must name `host` (or, bound to loopback or to every address, localhost) or one of
+    `allowed_hosts` as their Host."""
     _require_web()
     if not 1 <= port <= 65535:
         raise CifarlabError(f"--port must be between 1 and 65535, got {port}")
     if max_upload_mb <= 0:
         raise CifarlabError(f"--max-upload-mb must be > 0, got {max_upload_mb}")
+    hosts = accepted_hosts(host, allowed_hosts)
     _check_port(host, port)
-    app = create_app(run_dir, device=device, max_upload_bytes=int(max_upload_mb * 2**20))
-    if not _is_local(host):
-        warnings.warn(f"binding to {host}: anyone who can reach this machine on port {port} can use the app",
+    app = create_app(run_dir, device=device, max_upload_bytes=int(max_upload_mb * 2**20), allowed_hosts=hosts)
+    if not is_local(host):
+        warnings.warn(f"binding to {host}: anyone who can reach this machine on port {port} can use the app; it "
+                      f"answers requests for {', '.join(hosts)} (--allowed-host adds the name clients use)",
                       stacklevel=2)
     import uvicorn
 
@@ -56,15 +67,6 @@ def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, *, dev
     print(f"serving {run_dir} ({app.state.predictor.loaded.architecture}) at http://{shown}:{port}/ "
           f"(API schema: /openapi.json; Ctrl+C stops)", flush=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level)
-
-
-def _is_local(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _check_port(host: str, port: int) -> None:

@@ -1,19 +1,23 @@
 """The FastAPI app of `cifarlab serve`: the page, `POST /api/predict` for scripts, a random test image,
 and the OpenAPI schema at FastAPI's default /openapi.json. Uploads are checked for size, type and
-integrity; every refusal is a 4xx with a message."""
+integrity; every refusal is a 4xx with a message. Requests naming a host the app was not started for get a
+400 before anything else (hosts.py)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import FastAPI, File, Form, HTTPException, Query, UploadFile
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from .. import __version__
 from ..attribution.methods import list_explainers
 from ..errors import CifarlabError
-from .limits import BodyLimit
+from .hosts import LOOPBACK_HOSTS
+from .limits import BODY_SECONDS, BodyLimit
 from .page import PAGE
 from .predictor import ALLOWED_FORMATS, Predictor, UploadError, decode_upload, upload_name
 
@@ -74,9 +78,10 @@ class Problem(BaseModel):
     detail: str
 
 
-def create_app(run_dir: str | Path, *, device: str = "auto",
-               max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES) -> FastAPI:
-    """The app for one run directory (its model is loaded here, once: a bad run directory fails now)."""
+def create_app(run_dir: str | Path, *, device: str = "auto", max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+               allowed_hosts: Sequence[str] = LOOPBACK_HOSTS, body_seconds: float = BODY_SECONDS) -> FastAPI:
+    """The app for one run directory (its model is loaded here, once: a bad run directory fails now),
+    answering requests whose Host is one of `allowed_hosts`."""
     predictor = Predictor(run_dir, device)
     # No /docs or /redoc: FastAPI's pages for them load Swagger UI from a CDN, and this app works offline.
     app = FastAPI(title="cifarlab serve", version=__version__, docs_url=None, redoc_url=None,
@@ -87,15 +92,21 @@ def create_app(run_dir: str | Path, *, device: str = "auto",
                 415: {"model": Problem, "description": "not an image, or a format not accepted"},
                 400: {"model": Problem, "description": "a malformed image, an unknown class or method"}}
 
-    # Bodies are read by BodyLimit, which stops at the limit even when no Content-Length was sent.
-    app.add_middleware(BodyLimit, limit=max_upload_bytes + MULTIPART_SLACK, shown_limit=max_upload_bytes)
+    # Bodies are read by BodyLimit, which stops at the limit even when no Content-Length was sent, and
+    # gives a client that stalls its body a 408 after body_seconds.
+    app.add_middleware(BodyLimit, limit=max_upload_bytes + MULTIPART_SLACK, shown_limit=max_upload_bytes,
+                       body_seconds=body_seconds)
+    # Added last, so it runs first: a request for an unknown host is refused before its body is read.
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts), www_redirect=False)
 
+    # The page and the info are async: they need no worker thread, so uploads queued for the model (each
+    # holding one) never keep them waiting.
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def page() -> str:
+    async def page() -> str:
         return PAGE
 
     @app.get("/api/info", response_model=Info, summary="the model and its classes")
-    def info() -> dict:
+    async def info() -> dict:
         return {**predictor.info(), "max_upload_bytes": max_upload_bytes,
                 "accepted_formats": list(ALLOWED_FORMATS.values())}
 

@@ -56,7 +56,14 @@ def decode_upload(data: bytes, max_bytes: int, name: str = "the upload") -> np.n
 
 def _decode(data: bytes, name: str) -> np.ndarray:
     """decode_upload's work, on a DECODER thread."""
-    from ..data.images import ImageFormatError, ImageTooLargeError, NotAnImageError, open_image, to_rgb_array
+    from ..data.images import (
+        BlankImageError,
+        ImageFormatError,
+        ImageTooLargeError,
+        NotAnImageError,
+        open_image,
+        to_rgb_array,
+    )
 
     accepted = ", ".join(ALLOWED_FORMATS.values())
     try:
@@ -65,6 +72,8 @@ def _decode(data: bytes, name: str) -> np.ndarray:
             large = img.size[0] * img.size[1] >= LARGE_PIXELS
             try:
                 return np.array(to_rgb_array(img, name)[0])  # a writable copy: torch warns about read-only arrays
+            except BlankImageError as e:  # it decodes, but holds nothing to classify
+                raise UploadError(400, str(e)) from None
             except DataError as e:  # the header was fine, its data does not decode (truncated, corrupt)
                 raise UploadError(400, f"malformed {fmt} image: {e}") from None
             finally:
