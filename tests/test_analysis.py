@@ -156,8 +156,8 @@ def test_label_check_flags_a_planted_mislabeled_image(tmp_path):
     files = [f"train/{CLASSES[lab]}/img_{i:03d}.png" for i, lab in enumerate(labels)]
     train_set = ImageSet(images, labels, list(CLASSES), files)
     cfg = resolve(TrainConfig(model="baseline", epochs=3, batch_size=16, seed=0))
-    report = label_issues.label_check(train_set, cfg, tmp_path, folds=3, device=torch.device("cpu"),
-                                      log=lambda *a: None)
+    report = label_issues.label_check(train_set, cfg, tmp_path, model="run", options=label_issues.CheckOptions(3),
+                                      device=torch.device("cpu"), log=lambda *a: None)
     flagged = [row["file"] for row in report["issues"]]
     assert flagged[0] == files[planted]  # the least self-confident of those flagged
     issue = report["issues"][flagged.index(files[planted])]
@@ -190,7 +190,8 @@ def test_label_check_trains_each_fold_with_the_runs_own_recipe(tmp_path, monkeyp
     images, labels = synthetic_images(10, CLASSES, seed=5)
     train_set = ImageSet(images, labels, list(CLASSES))
     run_cfg = resolve(TrainConfig(recipe="fast", batch_size=8, seed=4))
-    report = label_issues.label_check(train_set, run_cfg, tmp_path, folds=2, epochs=1, device=torch.device("cpu"),
+    report = label_issues.label_check(train_set, run_cfg, tmp_path, model="run",
+                                      options=label_issues.CheckOptions(folds=2, epochs=1), device=torch.device("cpu"),
                                       precision="fp32", log=lambda *a: None)
     assert whitened == [15, 15]  # each fold model whitened from its own 15 training images
     assert [c.seed for c in configs] == [4, 5] and all(c.epochs == 1 for c in configs)
@@ -307,8 +308,8 @@ def test_data_with_other_classes_fails_with_one_line(trained_run, tmp_path, caps
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"split": "train"}, "unknown split 'train'"),
-    ({"label_check": True, "label_check_folds": 1}, "--label-check-folds must be >= 2"),
-    ({"robustness_images": "many"}, "--robustness-images must be a number"),
+    ({"label_check": True, "label_check_folds": 1}, "label_check_folds must be >= 2"),
+    ({"robustness_images": "many"}, "robustness_images must be a number"),
 ])
 def test_bad_arguments_fail_before_loading(tmp_path, kwargs, message):
     with pytest.raises(CifarlabError, match=message):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from cifarlab.choices import OPTIMIZERS, SCHEDULES, TTA
-from cifarlab.errors import CifarlabError
+from cifarlab.errors import CifarlabError, cli_messages, python_words
 from cifarlab.registry import Registry
 from cifarlab.training.resolve import resolve
 
@@ -46,7 +46,7 @@ def test_unknown_names_fail_with_the_choices_and_duplicates_are_refused():
     reg = Registry("schedule", flag="--schedule")
     reg.register("cosine", lambda: "c")
     reg.register("linear", lambda: "l")
-    with pytest.raises(CifarlabError, match=r"unknown --schedule 'step'; choose one of: cosine, linear$"):
+    with pytest.raises(CifarlabError, match=r"unknown schedule='step'; choose one of: cosine, linear$"):
         reg.get("step")
     with pytest.raises(ValueError, match="already registered"):
         reg.register("cosine", lambda: "again")
@@ -84,12 +84,13 @@ def _every_registry() -> dict:
     from cifarlab.analysis.corruptions import CORRUPTIONS
     from cifarlab.attribution.methods import EXPLAINERS
     from cifarlab.augment import AUGMENTS
-    from cifarlab.choices import OPTIMIZERS, SCHEDULES, TTA
+    from cifarlab.choices import LABEL_CHECK_MODELS, OPTIMIZERS, SCHEDULES, TTA
     from cifarlab.models import MODELS
     from cifarlab.recipes import RECIPES
 
     return {"MODELS": MODELS, "AUGMENTS": AUGMENTS, "EXPLAINERS": EXPLAINERS, "CORRUPTIONS": CORRUPTIONS,
-            "RECIPES": RECIPES, "OPTIMIZERS": OPTIMIZERS, "SCHEDULES": SCHEDULES, "TTA": TTA}
+            "RECIPES": RECIPES, "OPTIMIZERS": OPTIMIZERS, "SCHEDULES": SCHEDULES, "TTA": TTA,
+            "LABEL_CHECK_MODELS": LABEL_CHECK_MODELS}
 
 
 @pytest.mark.parametrize("name", list(_every_registry()))
@@ -98,10 +99,12 @@ def test_every_registry_fails_an_unknown_name_in_one_line_of_one_shape(name):
     assert isinstance(reg, Registry) and len(reg) > 0, name
     with pytest.raises(CifarlabError) as caught:
         reg.get("no-such-thing")
-    message = str(caught.value)
+    with cli_messages():  # as the command line prints it
+        message = str(caught.value)
     assert "\n" not in message
     named = reg.flag or reg.kind  # the flag where the command line has one
     assert message.startswith(f"unknown {named} 'no-such-thing'; choose one of: {', '.join(reg.names())}")
+    assert str(caught.value) == python_words(message)  # called from Python: model='no-such-thing'
 
 
 @pytest.mark.parametrize("name", list(_every_registry()))
@@ -137,7 +140,7 @@ def test_the_config_and_the_command_line_take_a_schedule_registered_later(reques
     assert resolve(TrainConfig(schedule="sqrt")).schedule == "sqrt"
     assert lr_factor(0.75, "sqrt") == pytest.approx(0.5)
     assert build_parser().parse_args(["train", "--schedule", "sqrt"]).schedule == "sqrt"
-    with pytest.raises(CifarlabError, match=r"unknown --schedule 'warm'; choose one of: .*linear, sqrt$"):
+    with pytest.raises(CifarlabError, match=r"unknown schedule='warm'; choose one of: .*linear, sqrt$"):
         resolve(TrainConfig(schedule="warm"))
 
 
@@ -161,7 +164,7 @@ def test_schedule_values():
     assert lr_factor(0.5, "cosine") == pytest.approx(0.5) and lr_factor(0.3, "linear") == pytest.approx(0.7)
     assert lr_factor(0.25, "onecycle") == pytest.approx(1.0) and lr_factor(0.625, "onecycle") == pytest.approx(0.5)
     assert lr_factor(0.9, "constant") == 1.0
-    with pytest.raises(CifarlabError, match="unknown --schedule 'warm'; choose one of: constant, cosine"):
+    with pytest.raises(CifarlabError, match="unknown schedule='warm'; choose one of: constant, cosine"):
         lr_factor(0.5, "warm")
 
 

@@ -6,13 +6,10 @@ robustness and, optionally, suspected label problems in the training data.
       2. predictions, once, saved as predictions.npz and reused by every step below
       3. metrics and the confusion matrix; most-confused pairs; galleries of mistakes
       4. calibration (temperature scaling fitted on val); robustness to corruptions
-      5. optionally the label check (trains K models); analysis.json and a console summary
+      5. optionally the label check (K fold models; label_issues.py); analysis.json and a console summary
 """
 from __future__ import annotations
 
-import contextlib
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +18,8 @@ import numpy as np
 import torch
 
 from .._io import write_json_atomic
+from .._stages import stage_timer
+from ..choices import DEFAULT_LABEL_CHECK_MODEL
 from ..config import TrainConfig
 from ..data import CifarData, ImageSet, make_splits
 from ..errors import CifarlabError
@@ -53,33 +52,40 @@ class _Run:
 
 
 def analyze(run_dir: str | Path, split: str = "test", data: str | Path | None = None, out: str | Path | None = None,
-            *, label_check: bool = False, label_check_folds: int = label_issues.DEFAULT_FOLDS,
-            label_check_epochs: int | None = None, robustness_images: int | str | None = DEFAULT_ROBUSTNESS_IMAGES,
-            device: str = "auto", precision: str = "auto", batch_size: int = EVAL_BATCH_SIZE,
-            verbose: bool = True) -> dict[str, Any]:
+            *, label_check: bool = False, label_check_model: str = DEFAULT_LABEL_CHECK_MODEL,
+            label_check_folds: int | None = None, label_check_epochs: int | None = None,
+            label_check_input_size: int | None = None, label_check_c: float | None = None,
+            robustness_images: int | str | None = DEFAULT_ROBUSTNESS_IMAGES, device: str = "auto",
+            precision: str = "auto", batch_size: int = EVAL_BATCH_SIZE, verbose: bool = True) -> dict[str, Any]:
     """Analyze a run's predictions on `split` and write PNGs and analysis.json into RUN_DIR/analysis (or `out`).
 
     `robustness_images`: how many images of the split the corruptions are measured on ("all" or None: all
     of them, 0: skip).
     `precision`: `auto` is fp32 (every number here comes from fp32 logits); bf16/fp16 run the body in low
     precision with the head and the logits still in fp32.
-    `label_check`: cross-validate the run's recipe on its training images (K models, at most
-    `label_check_epochs` epochs each, default min(run's epochs, 5)) and flag suspected label problems.
-    Returns the contents of analysis.json.
+    `label_check`: out-of-fold probabilities of the run's training images from K fold models of
+    `label_check_model` (features: a logistic regression on frozen ImageNet features, `label_check_input_size`
+    px, `label_check_c`; fast: the fast recipe's net; run: the run's own recipe; these two for
+    `label_check_epochs` each), suspected label problems flagged by cleanlab, and how far to trust them
+    (label_issues.py). Returns the contents of analysis.json.
     """
     log = print if verbose else (lambda *a, **k: None)
     robustness_images = _image_count(robustness_images)
-    _check_arguments(split, label_check, label_check_folds, label_check_epochs)
+    _check_arguments(split)
+    check_options = label_issues.check_options(label_check_model, label_check_folds, label_check_epochs,
+                                               label_check_input_size, label_check_c) if label_check else None
     timings: dict[str, float] = {}
     files: dict[str, str] = {}  # what was written, by name
     steps = ["load", "predictions", "metrics", "galleries", "calibration"] + (
         ["robustness"] if robustness_images != 0 else []) + (["label_check"] if label_check else [])
-    step = _timer(timings, log, steps)
+    step = stage_timer(steps, log, timings)
     with step("load"):
         run = _open_run(run_dir, data, device, precision)
         splits = make_splits(run.cfg, run.data)  # the images the run trained and validated on
         fit_set, val_set = splits.train, splits.val
         target = _analyzed_set(run.data, val_set, split, run_dir)
+        if check_options is not None:  # enough images of each class for the folds: before anything is written
+            label_issues.fold_indices(fit_set.labels, check_options.folds, run.cfg.seed, fit_set.classes)
     out_dir = Path(out) if out is not None else Path(run_dir) / ANALYSIS_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -104,11 +110,11 @@ def analyze(run_dir: str | Path, split: str = "test", data: str | Path | None = 
         with step("robustness"):
             report["robustness"] = _robustness(run, pred, target, robustness_images, batch_size, out_dir, files,
                                                verbose)
-    report["label_check"] = {"skipped": "off by default (it trains K models); use --label-check"}
-    if label_check:
+    report["label_check"] = {"skipped": "off by default (it fits K fold models); use --label-check"}
+    if check_options is not None:
         with step("label_check"):
-            report["label_check"] = _label_check(run, fit_set, label_check_folds, label_check_epochs, out_dir,
-                                                 files, log)
+            report["label_check"] = _label_check(run, fit_set, label_check_model, check_options, out_dir, files,
+                                                 log)
     report["timings"] = timings
     files["analysis"] = str(out_dir / ANALYSIS_JSON)
     report["files"] = files
@@ -153,14 +159,10 @@ def _image_count(value: int | str | None) -> int | None:
     return count
 
 
-def _check_arguments(split: str, label_check: bool, folds: int, epochs: int | None) -> None:
-    """Reject bad arguments before anything is loaded."""
+def _check_arguments(split: str) -> None:
+    """Reject bad arguments before anything is loaded (the label check's: label_issues.check_options)."""
     if split not in SPLITS:
         raise CifarlabError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
-    if label_check and folds < 2:
-        raise CifarlabError(f"--label-check-folds must be >= 2, got {folds}")
-    if epochs is not None and epochs < 1:
-        raise CifarlabError(f"--label-check-epochs must be >= 1, got {epochs}")
 
 
 def _open_run(run_dir: str | Path, data: str | Path | None, device: str, precision: str) -> _Run:
@@ -243,26 +245,14 @@ def _robustness(run: _Run, pred: Predictions, target: ImageSet, size: int | None
     return table
 
 
-def _label_check(run: _Run, fit_set: ImageSet, folds: int, epochs: int | None, out_dir: Path,
+def _label_check(run: _Run, fit_set: ImageSet, model: str, options: label_issues.CheckOptions, out_dir: Path,
                  files: dict[str, str], log) -> dict:
     """The label check on the images the run trained on (its train split less val, subset as it was)."""
-    report = label_issues.label_check(fit_set, run.cfg, out_dir, folds=folds, epochs=epochs, device=run.device,
+    report = label_issues.label_check(fit_set, run.cfg, out_dir, model=model, options=options, device=run.device,
                                       precision=run.precision, log=log)
     files["label_issues"] = report["picture"]
+    files["label_check_probabilities"] = report["probabilities"]
     return report
-
-
-def _timer(timings: dict[str, float], log, steps: list[str]) -> Any:
-    """A context manager factory: `with step(name):` says which step starts ("[2/6] predictions ...") and
-    records the block's seconds in `timings`, printed when it ends."""
-    @contextlib.contextmanager
-    def step(name: str) -> Iterator[None]:
-        log(f"  [{steps.index(name) + 1}/{len(steps)}] {name.replace('_', ' ')} ...", flush=True)
-        start = time.perf_counter()
-        yield
-        timings[name] = time.perf_counter() - start
-        log(f"  {name}: {timings[name]:.1f} s", flush=True)
-    return step
 
 
 def format_summary(report: dict) -> str:
@@ -284,8 +274,13 @@ def format_summary(report: dict) -> str:
                      f"{rob['images']:,} images)")
     check = report["label_check"]
     if "flagged" in check:
-        lines.append(f"  label check: {check['flagged']} suspected label problems in {check['images']:,} training "
-                     f"images ({check['folds']} folds, {check['seconds']:.1f} s)")
+        lines.append(f"  label check ({check['fold_model']} fold models, {check['folds']} folds, "
+                     f"{check['seconds']:.1f} s): {check['flagged']:,} of {check['images']:,} training images flagged "
+                     f"({check['flagged_share']:.1%}); cleanlab's estimated noise rate "
+                     f"{check['estimated_noise_rate']:.1%}; out-of-fold accuracy "
+                     f"{check['out_of_sample_accuracy']:.4f}, {check['kept_accuracy']:.4f} on the images kept")
+        if check.get("warning"):
+            lines.append(f"  warning: {check['warning']}")
     lines.append(f"  took {sum(report['timings'].values()):.1f} s; wrote:")
     lines += [f"    {path}" for path in report["files"].values()]
     return "\n".join(lines)

@@ -8,6 +8,7 @@ from typing import Protocol
 import numpy as np
 
 from ..errors import CifarlabError
+from .cleaning import apply_label_issues
 from .types import CifarData, ImageSet
 
 DEFAULT_VAL_SIZE = 5000
@@ -42,16 +43,20 @@ class SplitSettings(Protocol):
     seed: int
     train_size: int | None
     label_fraction: float | None
+    drop_label_issues: str | None
+    label_issues_action: str
 
 
 @dataclass(frozen=True)
 class Splits:
-    """The images a run trained on (`train`), validated on (`val`, None for --val-size 0) and is tested on."""
+    """The images a run trained on (`train`), validated on (`val`, None for --val-size 0) and is tested on;
+    `label_issues`: what --drop-label-issues did to `train` (None without it)."""
 
     train: ImageSet
     val: ImageSet | None
     test: ImageSet
     classes: list[str]
+    label_issues: dict | None = None
 
     def __repr__(self) -> str:
         val = f"{len(self.val):,}" if self.val is not None else "none"
@@ -61,13 +66,16 @@ class Splits:
 
 def make_splits(cfg: SplitSettings, data: CifarData) -> Splits:
     """train/val/test exactly as training makes them: the validation split carved from train (--val-size,
-    --seed), then --train-size and --label-fraction applied to what is left. `data` has the run's classes
-    already selected (data.subsets.select_classes)."""
+    --seed), then --train-size and --label-fraction applied to what is left, then --drop-label-issues
+    (cleaning.py). `data` has the run's classes already selected (data.subsets.select_classes)."""
     fit_set, val_set = split_train_val(data.train, cfg.val_size, cfg.seed)
     if cfg.train_size:
         fit_set = stratified_subset(fit_set, cfg.train_size, cfg.seed)
     fit_set = label_fraction_subset(fit_set, cfg.label_fraction, cfg.seed)
-    return Splits(fit_set, val_set, data.test, list(data.classes))
+    applied = None
+    if cfg.drop_label_issues:
+        fit_set, applied = apply_label_issues(fit_set, data.train, cfg.drop_label_issues, cfg.label_issues_action)
+    return Splits(fit_set, val_set, data.test, list(data.classes), applied)
 
 
 def label_fraction_subset(fit_set: ImageSet, fraction: float | None, seed: int) -> ImageSet:

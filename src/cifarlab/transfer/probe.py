@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 
 from .._io import atomic_path, write_json_atomic
-from ..config import TrainConfig
+from ..config import TrainConfig, takes_settings
 from ..data import ImageSet, load_data, make_splits
 from ..data.cache import cache_root
 from ..data.loader import DeviceLoader
@@ -58,6 +58,8 @@ class ProbeResult:
         return dataclasses.asdict(self)
 
 
+@takes_settings("model", "pretrained", "weights", "init_from", "cifar_stem", "input_size", "data", "classes",
+                "label_fraction", "train_size", "val_size", "seed", "device", "precision", "eval_batch_size")
 def linear_probe(cfg: TrainConfig | None = None, *, out: str | Path | None = None, probe_epochs: int = 50,
                  probe_lr: float = 1e-3, C: float = 1.0, use_cache: bool = True, verbose: bool = True,
                  **overrides: Any) -> ProbeResult:
@@ -81,15 +83,8 @@ def linear_probe(cfg: TrainConfig | None = None, *, out: str | Path | None = Non
     fit_set = made.train
     splits = {"train": made.train, "val": made.val, "test": made.test}
 
-    from ..training.regularize import build_model
-    from .setup import prepare_model
-
-    model = build_model(cfg, len(data.classes))
-    _, info = prepare_model(model, cfg, data.classes, log)
-    model = model.to(device).eval()
-
+    model, info, key = frozen_backbone(cfg, data.classes, device, precision, log)
     start = time.perf_counter()
-    key = backbone_key(model, cfg, precision)
     feats, hits = {}, {}
     for name, images in splits.items():
         if images is None:
@@ -115,6 +110,19 @@ def linear_probe(cfg: TrainConfig | None = None, *, out: str | Path | None = Non
         Path(out).mkdir(parents=True, exist_ok=True)
         write_json_atomic(Path(out) / "probe.json", {**result.as_dict(), "config": cfg.to_dict()})
     return result
+
+
+def frozen_backbone(cfg: TrainConfig, classes: list[str], device: torch.device, precision: str,
+                    log=print) -> tuple[nn.Module, dict[str, Any], str]:
+    """(the model of a resolved config with its starting weights and preprocessing, in eval mode on `device`;
+    what the transfer set-up did; the feature cache key of its backbone)."""
+    from ..training.regularize import build_model
+    from .setup import prepare_model
+
+    model = build_model(cfg, len(classes))
+    _, info = prepare_model(model, cfg, classes, log)
+    model = model.to(device).eval()
+    return model, info, backbone_key(model, cfg, precision)
 
 
 def _fmt(value: float | None) -> str:
