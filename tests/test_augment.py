@@ -166,7 +166,7 @@ def test_specs_combine_and_bad_specs_fail_with_the_choices():
     out = create_augment("standard").mix(x, y, gen(0))
     assert out[0] is x and out[3] == 1.0
     assert parse_augment_spec("none") == [] and parse_augment_spec(" Standard + cutout ") == ["standard", "cutout"]
-    for bad, match in (("warp", "unknown --augment 'warp'.*keras"), ("none+standard", "stands alone"),
+    for bad, match in (("warp", "unknown augment='warp'.*keras"), ("none+standard", "stands alone"),
                        ("cutout+cutout", "twice"), ("", "needs a policy")):
         with pytest.raises(CifarlabError, match=match):
             create_augment(bad)
@@ -205,7 +205,7 @@ def test_resume_may_change_the_augmentation(train_tree, tmp_path):
     resumed = cifarlab.train(resume=tmp_path / "run", epochs=2, augment="keras", verbose=False)
     assert [h["augment"] for h in resumed.history] == ["none", "keras"]
     assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["augment"] == "keras"
-    with pytest.raises(CifarlabError, match="only --epochs may change, plus --augment"):
+    with pytest.raises(CifarlabError, match="only epochs may change, plus augment"):
         cifarlab.train(resume=tmp_path / "run", epochs=3, lr=0.1, verbose=False)
 
 

@@ -138,7 +138,7 @@ def test_cifar_stem_is_a_model_argument_of_external_models():
     from cifarlab.errors import CifarlabError
 
     assert resolve(TrainConfig(model="tv:resnet18", cifar_stem=True)).model_kwargs == {"cifar_stem": True}
-    with pytest.raises(CifarlabError, match="--cifar-stem adapts tv:NAME and timm:NAME models"):
+    with pytest.raises(CifarlabError, match="cifar_stem adapts tv:NAME and timm:NAME models"):
         resolve(TrainConfig(model="resnet20", cifar_stem=True))
 
 

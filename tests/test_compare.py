@@ -76,7 +76,7 @@ def test_budget_stops_training_early(train_tree, tmp_path):
 
 
 def test_unknown_model_fails_before_training(tmp_path):
-    with pytest.raises(CifarlabError, match="unknown --model 'nonet'"):
+    with pytest.raises(CifarlabError, match="unknown model='nonet'"):
         cifarlab.compare(["baseline", "nonet"], tmp_path / "cmp")
 
 

@@ -168,7 +168,7 @@ def test_bad_grad_accum_and_batch_splits_are_one_line_errors(tiny_tree, tmp_path
 
 def test_sync_bn_on_cpu_ranks_is_a_clear_error():
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
-    with pytest.raises(CifarlabError, match="--sync-bn needs GPUs"):
+    with pytest.raises(CifarlabError, match="sync_bn needs GPUs"):
         distributed.data_parallel(model, Ranks(world_size=2), torch.device("cpu"), sync_bn=True)
     assert distributed.data_parallel(model, Ranks(), torch.device("cpu"), sync_bn=True) == (model, model)
 

@@ -363,7 +363,7 @@ def test_tta_shapes_and_flip_tta_of_a_flip_invariant_model_equals_plain_eval():
     conv = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.LazyLinear(4))
     conv(x)
     assert not torch.allclose(tta_logits(conv, x, "flip"), tta_logits(conv, x, "none"))
-    with pytest.raises(CifarlabError, match="unknown --tta 'mirror'"):
+    with pytest.raises(CifarlabError, match="unknown tta='mirror'"):
         predict_logits(model, images, device=CPU, tta="mirror")
 
 
@@ -450,7 +450,7 @@ def test_bad_recipe_and_tta_are_one_line_errors(argv, problem, capsys):
 
 
 def test_unknown_recipe_from_the_api():
-    with pytest.raises(CifarlabError, match="unknown --recipe 'slow'; choose one of: fast"):
+    with pytest.raises(CifarlabError, match="unknown recipe='slow'; choose one of: fast"):
         resolve(TrainConfig(recipe="slow"))
 
 
@@ -468,9 +468,9 @@ def test_compile_auto_follows_the_measured_default_per_device():
     assert resolve_compile("auto", CPU) is COMPILE_BY_DEFAULT["cpu"] is False  # measured slower on this CPU
     assert resolve_compile("auto", torch.device("cuda")) is COMPILE_BY_DEFAULT["cuda"] is False  # and on an H200
     assert resolve_compile("on", CPU) is True and resolve_compile("off", CPU) is False
-    with pytest.raises(CifarlabError, match="unknown --compile 'fast'; choose one of: auto, on, off"):
+    with pytest.raises(CifarlabError, match="unknown compile='fast'; choose one of: auto, on, off"):
         resolve_compile("fast", CPU)
-    with pytest.raises(CifarlabError, match="unknown --compile 'yes'"):
+    with pytest.raises(CifarlabError, match="unknown compile='yes'"):
         resolve(TrainConfig(compile="yes"))
 
 

@@ -17,7 +17,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # __init__ (lazy names only, `from cifarlab import __version__` reads a string).
 LAYERS: list[list[str]] = [
     ["cifarlab", "cifarlab.errors", "cifarlab._io", "cifarlab._threads", "cifarlab._parallel", "cifarlab._runlock",
-     "cifarlab.registry", "cifarlab.choices", "cifarlab.runfiles", "cifarlab.config", "cifarlab.recipes"],
+     "cifarlab._signals", "cifarlab._stages", "cifarlab.registry", "cifarlab.choices", "cifarlab.runfiles",
+     "cifarlab.config", "cifarlab.recipes"],
     ["cifarlab.data"],
     ["cifarlab.models", "cifarlab.augment"],
     # The transfer set-up (weights, their preprocessing, freezing) is part of training: train() and lr-find

@@ -146,7 +146,7 @@ def test_parameter_counts():
 
 
 def test_unknown_names_raise():
-    with pytest.raises(CifarlabError, match="unknown --model"):
+    with pytest.raises(CifarlabError, match="unknown model="):
         create_model("resnet_does_not_exist")
     with pytest.raises(CifarlabError, match="list_models"):
         create_model("tv:resnet_does_not_exist")

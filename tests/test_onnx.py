@@ -52,6 +52,10 @@ def test_onnx_runtime_predictions_equal_pytorch(exported, trained_run, train_tre
     images = _test_images(train_tree)
     ours = cifarlab.predict(trained_run, images, top_k=3, device="cpu")
     theirs = cifarlab.predict(None, images, top_k=3, onnx=exported.path)
+    assert type(theirs) is type(ours)  # Predictions, as the docs promise: a table in a notebook, with thumbnails
+    assert theirs.probabilities.shape == ours.probabilities.shape and theirs.pixels.shape == ours.pixels.shape
+    np.testing.assert_allclose(theirs.probabilities, ours.probabilities, atol=1e-5)
+    assert "<img" in theirs._repr_html_() and repr(theirs).startswith("Predictions(")
     for a, b in zip(ours, theirs):
         assert a["image"] == b["image"]
         assert [p["class"] for p in a["predictions"]] == [p["class"] for p in b["predictions"]]

@@ -41,9 +41,9 @@ def test_the_config_rejects_schedules_that_cannot_work():
     assert resolve(TrainConfig(recipe="fast", progressive_resize="24:4")).progressive_resize == "24:4"
     with pytest.raises(CifarlabError, match="covers 8 of the 8 epochs; leave at least the last one"):
         resolve(TrainConfig(recipe="fast", progressive_resize="16:4,24:4"))
-    with pytest.raises(CifarlabError, match="cannot be combined with --input-size"):
+    with pytest.raises(CifarlabError, match="cannot be combined with input_size"):
         resolve(TrainConfig(model="resnet20", epochs=4, input_size=64, progressive_resize="24:1"))
-    with pytest.raises(CifarlabError, match="or --pretrained, which upsamples"):
+    with pytest.raises(CifarlabError, match="or pretrained, which upsamples"):
         resolve(TrainConfig(model="tv:resnet18", pretrained="imagenet", epochs=4, progressive_resize="24:1"))
 
 

@@ -54,13 +54,13 @@ def test_dropout_and_drop_path_reach_the_model_or_fail_with_the_flag():
     cfg = resolve(TrainConfig(model="baseline", dropout=0.25))
     assert cfg.model_kwargs == {"dropout": 0.25}
     assert build_model(cfg, 3).drop.p == 0.25
-    with pytest.raises(CifarlabError, match="--dropout: model resnet20 has no dropout"):
+    with pytest.raises(CifarlabError, match="dropout: model resnet20 has no dropout"):
         build_model(resolve(TrainConfig(model="resnet20", dropout=0.1)), 3)
     cfg = resolve(TrainConfig(model="resnet20", drop_path=0.2))
     assert cfg.model_kwargs == {"drop_path_rate": 0.2}
     rates = [m.p for m in build_model(cfg, 3).modules() if type(m).__name__ == "StochasticDepth"]
     assert max(rates) == pytest.approx(0.2)
-    with pytest.raises(CifarlabError, match="--drop-path: model baseline has no drop_path_rate"):
+    with pytest.raises(CifarlabError, match="drop_path: model baseline has no drop_path_rate"):
         build_model(resolve(TrainConfig(model="baseline", drop_path=0.1)), 3)
     assert supports("baseline", "dropout") and not supports("resnet20", "dropout")
     assert resolve(TrainConfig(model="timm:resnet18", dropout=0.1)).model_kwargs == {"drop_rate": 0.1}

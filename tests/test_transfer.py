@@ -265,7 +265,7 @@ def test_failed_download_is_the_same_clear_error(no_network, monkeypatch, tmp_pa
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     from cifarlab.transfer.weights import _tv_state_dict
 
-    with pytest.raises(CifarlabError, match=r"the download failed \(OSError: network unreachable\).*--weights FILE"):
+    with pytest.raises(CifarlabError, match=r"the download failed \(OSError: network unreachable\).*weights=FILE"):
         _tv_state_dict("mobilenet_v3_small", None)
 
 

@@ -12,7 +12,9 @@ from pathlib import Path
 
 from ._flags import SEED, add_command, add_shared, num
 from .attribution.methods import list_explainers
+from .choices import DEFAULT_LABEL_CHECK_MODEL, LABEL_CHECK_MODELS
 from .errors import CifarlabError
+from .transfer.imagenet_to_cifar import UNMAPPED_IMAGENET_CLASSES
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -117,7 +119,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from .analysis import analyze
 
     analyze(args.run_dir, split=args.split, data=args.data, out=args.out, label_check=args.label_check,
-            label_check_folds=args.label_check_folds, label_check_epochs=args.label_check_epochs,
+            label_check_model=args.label_check_model, label_check_folds=args.label_check_folds,
+            label_check_epochs=args.label_check_epochs, label_check_input_size=args.label_check_input_size,
+            label_check_c=args.label_check_c,
             robustness_images=args.robustness_images, device=args.device, precision=args.precision)
     return 0
 
@@ -210,7 +214,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .webapp import serve
 
-    serve(args.run_dir, host=args.host, port=args.port, device=args.device, max_upload_mb=args.max_upload_mb)
+    serve(args.run_dir, host=args.host, port=args.port, device=args.device, max_upload_mb=args.max_upload_mb,
+          allowed_hosts=args.allowed_host or ())
     return 0
 
 
@@ -230,7 +235,8 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
                    help="upsample the 32x32 images to PX x PX (default: the weights' own size)")
     p.add_argument("--split", default="test", help="the split to score: test or train")
     p.add_argument("--aggregate", default="sum",
-                   help="score of a CIFAR class: the sum or the max of its ImageNet probabilities")
+                   help="score of a CIFAR class: the sum or the max of its ImageNet probabilities (the "
+                        f"{UNMAPPED_IMAGENET_CLASSES} ImageNet classes of no CIFAR class are ignored)")
     p.add_argument("--limit", type=int, metavar="N", help="a stratified subset of N images (default: all)")
     p.add_argument("--seed", type=SEED, default=0, help="seed of the --limit subset")
     p.add_argument("--eval-batch-size", type=num(int, ge=1), help="images per forward pass (default 256)")
@@ -271,10 +277,21 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
                                                 "(default: RUN_DIR/analysis)")
     p.add_argument("--label-check", action=argparse.BooleanOptionalAction, default=False,
                    help="look for suspected label problems in the training data by K-fold cross-validation "
-                        "(trains K models)")
-    p.add_argument("--label-check-folds", type=num(int, ge=2), default=3, metavar="K", help="folds of the label check")
+                        "(K fold models; then `train --drop-label-issues RUN_DIR` acts on them)")
+    p.add_argument("--label-check-model", choices=LABEL_CHECK_MODELS, default=DEFAULT_LABEL_CHECK_MODEL,
+                   help="the fold models: " + "; ".join(f"{k}: {v}" for k, v in LABEL_CHECK_MODELS.describe().items()))
+    meta = {e.name: e.meta for e in LABEL_CHECK_MODELS.entries()}
+    p.add_argument("--label-check-folds", type=num(int, ge=2), metavar="K", help="folds of the label check (default: "
+                   + ", ".join(f"{m['folds']} for {name}" for name, m in meta.items()) + ")")
     p.add_argument("--label-check-epochs", type=num(int, ge=1), metavar="N",
-                   help="epochs per fold model (default: the run's epochs, at most 5)")
+                   help=f"fast and run: epochs per fold model (default: {meta['fast']['epochs']} for fast; the "
+                        f"run's epochs, at most {meta['run']['epochs']})")
+    p.add_argument("--label-check-input-size", type=num(int, ge=32, le=1024), metavar="PX",
+                   help="features: the side the 32x32 images are upsampled to for EfficientNet-Lite0 (default: "
+                        f"{meta['features']['input_size']})")
+    p.add_argument("--label-check-c", type=num(float, gt=0), metavar="C",
+                   help="features: inverse L2 strength of the logistic regression (default: "
+                        f"{meta['features']['c_images']:,} / the training images of a fold)")
     p.add_argument("--robustness-images", default="1000", metavar="N",
                    help="images of the split to measure CIFAR-10-C's 19 corruptions x 5 severities on ('all' for "
                         "the figure comparable with published tables; 0 skips)")
@@ -349,4 +366,9 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
                    help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the network)")
     p.add_argument("--port", type=num(int, ge=0, le=65535), default=8000, help="TCP port to listen on")
     p.add_argument("--max-upload-mb", type=float, default=5.0, metavar="MB", help="largest upload accepted")
+    p.add_argument("--allowed-host", action="append", metavar="NAME",
+                   help="also answer requests for this host name (the name clients use to reach a --host 0.0.0.0 "
+                        "server; *.example.com for its subdomains; repeatable). Without it only the bound address "
+                        "and localhost (bound to loopback or 0.0.0.0) are answered: other web pages cannot read the "
+                        "app through DNS rebinding")
     add_shared(p, "device", "threads")

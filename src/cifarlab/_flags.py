@@ -9,7 +9,7 @@ import dataclasses
 import math
 import types
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ._threads import WAIT_POLICIES, parse_threads
@@ -26,7 +26,7 @@ from .config import (
     load_yaml_config,
     setting_flag,
 )
-from .errors import CifarlabError
+from .errors import CifarlabError, cli_messages, did_you_mean
 from .recipes import list_recipes, recipe_settings
 from .transfer.options import FREEZE, PRETRAINED
 
@@ -41,6 +41,32 @@ class Parser(argparse.ArgumentParser):
         if message.startswith("argument ") and ": must be " in message:  # a range (num): as TrainConfig says it
             message = message.removeprefix("argument ").replace(": must be ", " must be ", 1)
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        """argparse's check of a choice (a subcommand, --optimizer, ...), naming the closest one to a typo
+        (what Python 3.12's suggest_on_error does)."""
+        if action.choices is not None and value not in action.choices:
+            choices = [str(c) for c in action.choices]
+            raise argparse.ArgumentError(action, f"invalid choice: {value!r}{did_you_mean(value, choices)} "
+                                                 f"(choose from {', '.join(choices)})")
+
+    def parse_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                   namespace: argparse.Namespace | None = None) -> argparse.Namespace:
+        """Unknown flags are reported by the subcommand that got them, with the closest flag it has."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            owner = self._subcommand_parser(parsed)
+            flags = [o[2:] for a in owner._actions for o in a.option_strings if o.startswith("--")]
+            hint = next((h for h in (did_you_mean(x[2:].split("=")[0], flags, "--") for x in extras
+                                     if x.startswith("--")) if h), "")
+            owner.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
+        return parsed
+
+    def _subcommand_parser(self, parsed: argparse.Namespace) -> argparse.ArgumentParser:
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                return action.choices.get(getattr(parsed, action.dest, None) or "", self)
+        return self
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -97,7 +123,8 @@ def checked_by(check: Callable[[str], Any], prefix: str) -> Callable[[str], str]
         try:
             check(text)
         except CifarlabError as e:
-            raise argparse.ArgumentTypeError(str(e).removeprefix(prefix)) from None
+            with cli_messages():  # a flag's value: the message names the flag
+                raise argparse.ArgumentTypeError(str(e).removeprefix(prefix)) from None
         return text
     return parse
 
@@ -238,7 +265,7 @@ def _add_thread_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--threads", type=_threads, metavar="N|auto",
                    help="CPU threads for this process's computing; auto (default): the cores it may use (affinity "
                         "mask, cgroup quota), fewer while other processes keep some of them busy; N: exactly N")
-    g.add_argument("--thread-wait", choices=WAIT_POLICIES, default="auto",
+    g.add_argument("--thread-wait", choices=WAIT_POLICIES,  # None: not given (train --resume repeats the run's)
                    help="how idle threads wait: active spins, passive sleeps (gives the core to other processes), "
                         "default: OpenMP's own; auto (default): passive when other processes are busy on these "
                         "cores at start, else OpenMP's own")

@@ -2,26 +2,30 @@
 YAML file may set any field, and command-line flags override it. The resolved config is saved in every
 run directory, so a run can be repeated exactly.
 
-A leaf module (no cifarlab imports but errors): each field declares its help, flag group, choices and range
-once (`setting`), from which the command line is generated (cifarlab._flags) and every value is checked;
-resolving a config against the models, recipes and weights is cifarlab.training.resolve."""
+A leaf module (no cifarlab imports but errors and _io's file readers): each field declares its help, flag
+group, choices and range once (`setting`), from which the command line is generated (cifarlab._flags) and every
+value is checked; resolving a config against the models, recipes and weights is cifarlab.training.resolve."""
 from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import math
 import numbers
 import re
+import textwrap
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from . import choices
-from .errors import CifarlabError
+from ._io import read_bytes_bounded
+from .errors import CifarlabError, did_you_mean
 
 # The registries of cifarlab.choices (no torch, nothing above config): `in`, iteration and argparse's choices
 # read their names, so an optimizer, schedule or TTA mode registered later is accepted too.
@@ -30,7 +34,10 @@ SCHEDULES = choices.SCHEDULES
 COMPILE_MODES = ("auto", "on", "off")  # torch.compile of the training forward (training/device.py)
 TTA_MODES = choices.TTA  # test-time augmentation views (training/inference.py)
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # training/device.py resolves auto per device
+LABEL_ISSUES_ACTIONS = ("drop", "relabel")  # what --drop-label-issues does to a flagged image (data/cleaning.py)
 MAX_YAML_ALIASES = 100  # config files may reuse values with &anchor / *alias, within reason
+MAX_YAML_DEPTH = 100  # nesting of a settings file: a few levels (PyYAML's scanner is quadratic in it)
+MAX_YAML_VALUES = 100_000  # values once every alias is copied out: a "billion laughs" under the alias cap
 PROGRESSIVE_MIN_SIZE = 8  # the smallest --progressive-resize image side
 # Optional fields whose value "none" is a choice of its own (no augmentation, no TTA), not "unset".
 NONE_IS_A_CHOICE = ("augment", "tta")
@@ -86,6 +93,7 @@ FLAG_GROUPS = {
     "execution": "execution",
 }
 RECIPE_DEFAULT = "the model's recipe"  # what a None recipe field means, in --help
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 @dataclass
@@ -175,6 +183,11 @@ class TrainConfig:
                                         "order", "data", metavar="A,B,...")
     label_fraction: float | None = setting(None, "keep a stratified fraction F of the training labels (after the "
                                            "validation split)", "data", metavar="F", gt=0, le=1)
+    drop_label_issues: str | None = setting(None, "leave out of the training images those that `cifarlab analyze "
+                                            "ANALYZED_RUN --label-check` flagged, matched by file name (or relabel "
+                                            "them: --label-issues-action)", "data", metavar="ANALYZED_RUN")
+    label_issues_action: str = setting("drop", "with --drop-label-issues: drop the flagged images, or relabel them "
+                                       "to the class the check suspects", "data", choices=LABEL_ISSUES_ACTIONS)
     # Execution
     seed: int = setting(0, "random seed of the data split, the initialization and the batches", "execution",
                         metavar="N", ge=0, le=2**32 - 1)  # numpy's seeds are 32-bit
@@ -216,6 +229,9 @@ class TrainConfig:
         check_progressive_resize(self.progressive_resize, self.epochs,
                                  upsampled=self.input_size is not None or self.pretrained is not None)
         check_pruning(self.prune_easy, self.prune_until, self.epochs)
+        if self.label_issues_action != "drop" and not self.drop_label_issues:
+            raise CifarlabError(f"--label-issues-action {self.label_issues_action} has nothing to do without "
+                                "--drop-label-issues ANALYZED_RUN")
 
     def _check_fields(self, ranges: bool) -> None:
         for f in dataclasses.fields(self):  # every field's declared type (and range)
@@ -245,22 +261,7 @@ def load_yaml_config(path: str | Path) -> dict[str, Any]:
     """Read a YAML file of TrainConfig fields (dashes or underscores), for `--config FILE`; every name,
     type and range is checked here, so a bad file fails before any work with the file and the field named."""
     path = Path(path)
-    try:
-        text = path.read_bytes().decode("utf-8")
-        aliases = sum(isinstance(t, yaml.AliasToken) for t in yaml.scan(text))
-        if aliases > MAX_YAML_ALIASES:  # "billion laughs": a few lines that expand to gigabytes when copied
-            raise CifarlabError(f"config file {path} uses {aliases} YAML aliases (*name); at most "
-                                f"{MAX_YAML_ALIASES} are read")
-        values = yaml.load(text, Loader=_YamlLoader)
-    except FileNotFoundError:
-        raise CifarlabError(f"config file not found: {path}") from None
-    except UnicodeDecodeError as e:
-        raise CifarlabError(f"config file {path} is not UTF-8 text (byte {e.object[e.start]:#04x} at offset "
-                            f"{e.start})") from None
-    except (OSError, yaml.YAMLError) as e:
-        raise CifarlabError(f"cannot read config file {path}: {str(e).splitlines()[0]}") from None
-    except RecursionError:
-        raise CifarlabError(f"cannot read config file {path}: nested too deeply") from None
+    values = read_yaml_file(path, "config file")
     if values is None:  # an empty file (or only comments): no settings
         return {}
     if not isinstance(values, dict):
@@ -273,8 +274,66 @@ def load_yaml_config(path: str | Path) -> dict[str, Any]:
     return values
 
 
+def read_yaml_file(path: str | Path, what: str) -> Any:
+    """The plain data of a small YAML settings file (`--config`, `tune --space`), read within bounds: a
+    regular file of bounded size, UTF-8, at most MAX_YAML_DEPTH levels deep, MAX_YAML_ALIASES aliases and
+    MAX_YAML_VALUES values once the aliases are copied out; safe loading (no Python objects). Every problem
+    is one CifarlabError naming the file as `what PATH` ("config file", "space file")."""
+    path = Path(path)
+    try:
+        text = read_bytes_bounded(path).decode("utf-8")  # a regular file of bounded size (not /dev/zero)
+        aliases = sum(isinstance(t, yaml.AliasToken) for t in yaml.scan(text, Loader=_YamlLoader))
+        if aliases > MAX_YAML_ALIASES:  # "billion laughs": a few lines that expand to gigabytes when copied
+            raise CifarlabError(f"{what} {path} uses {aliases} YAML aliases (*name); at most "
+                                f"{MAX_YAML_ALIASES} are read")
+        loader = _YamlLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is not None and _expanded_size(node, {}) > MAX_YAML_VALUES:
+                raise CifarlabError(f"{what} {path} expands to more than {MAX_YAML_VALUES:,} values through its "
+                                    "YAML aliases (*name)")
+            return loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+    except FileNotFoundError:
+        raise CifarlabError(f"{what} not found: {path}") from None
+    except UnicodeDecodeError as e:
+        raise CifarlabError(f"{what} {path} is not UTF-8 text (byte {e.object[e.start]:#04x} at offset "
+                            f"{e.start})") from None
+    except (OSError, yaml.YAMLError) as e:
+        raise CifarlabError(f"cannot read {what} {path}: {str(e).splitlines()[0]}") from None
+    except RecursionError:
+        raise CifarlabError(f"cannot read {what} {path}: nested too deeply") from None
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """How many values `node` holds once its aliases are copied out, as code that walks the loaded data
+    (a check, an error message) would see them; shared nodes are counted once per reference, in linear time."""
+    key = id(node)
+    if key not in sizes:
+        sizes[key] = MAX_YAML_VALUES + 1  # a node inside itself (&a [*a]) never ends: too many
+        if isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        else:
+            children = node.value if isinstance(node, yaml.SequenceNode) else []
+        sizes[key] = 1 + sum(_expanded_size(child, sizes) for child in children)
+    return sizes[key]
+
+
 class _YamlLoader(yaml.SafeLoader):
-    """PyYAML follows YAML 1.1, which reads `1e-3` (no dot) as a string; read it as the number users mean."""
+    """PyYAML's safe loader, refusing more than MAX_YAML_DEPTH levels of nesting while it scans (each
+    level makes its scanner slower for every token after it: 20,000 levels took seconds to read).
+    PyYAML follows YAML 1.1, which reads `1e-3` (no dot) as a string; read it as the number users mean."""
+
+    def fetch_flow_collection_start(self, token_class) -> None:
+        if self.flow_level >= MAX_YAML_DEPTH:
+            raise yaml.YAMLError(f"nested more than {MAX_YAML_DEPTH} levels deep")
+        super().fetch_flow_collection_start(token_class)
+
+    def add_indent(self, column: int) -> bool:
+        if self.indent < column and len(self.indents) >= MAX_YAML_DEPTH:  # a block collection one level deeper
+            raise yaml.YAMLError(f"nested more than {MAX_YAML_DEPTH} levels deep")
+        return super().add_indent(column)
 
 
 _YamlLoader.add_implicit_resolver(
@@ -374,7 +433,8 @@ def _show(value: Any) -> str:
 
 def _check_choice(flag: str, value: str | None, choices) -> None:
     if value is not None and value not in choices:
-        raise CifarlabError(f"unknown {flag} {value!r}; choose one of: {', '.join(choices)}")
+        raise CifarlabError(f"unknown {flag} {value!r}{did_you_mean(value, choices)}; choose one of: "
+                            f"{', '.join(choices)}")
 
 
 def parse_progressive_resize(spec: str) -> list[tuple[int, int]]:
@@ -423,3 +483,61 @@ def check_progressive_resize(spec: str | None, epochs: int | None, upsampled: bo
     if epochs is not None and small_epochs >= epochs:
         raise CifarlabError(f"--progressive-resize {spec} covers {small_epochs} of the {epochs} epochs; leave at "
                             "least the last one at full size, the size the model is evaluated at")
+
+
+# --- the settings in Python: help(), signatures, a notebook's completion -----------------------------------------
+
+def _shown_default(f: dataclasses.Field) -> Any:
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+
+def settings_doc(title: str, exclude: typing.Collection[str] = ()) -> str:
+    """A docstring section listing each TrainConfig field (less `exclude`) with its type, default, help,
+    choices and range, from the same declarations as the command line's --help."""
+    hints = typing.get_type_hints(TrainConfig)
+    lines = [title]
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in exclude:
+            continue
+        meta = f.metadata
+        text = meta["help"]
+        if f.name in RECIPE_FIELDS:
+            text += f" (None: {RECIPE_DEFAULT})"
+        choices = meta.get("choices")
+        if choices is not None and not isinstance(choices, str):  # a tuple or a registry of cifarlab.choices
+            text += f"; one of: {', '.join(choices)}"
+        if meta.get("range") is not None:
+            text += f"; {meta['range']}"
+        lines.append(f"    {f.name}: {inspect.formatannotation(hints[f.name])} = {_shown_default(f)!r}")
+        lines += textwrap.wrap(text, 110, initial_indent=" " * 8, subsequent_indent=" " * 8)
+    return "\n".join(lines)
+
+
+def takes_settings(*only: str) -> Callable[[_F], _F]:
+    """For a function that takes TrainConfig fields as `**overrides`: its signature lists them as keyword-only
+    parameters with their types and defaults (inspect.signature, help(), a notebook's completion), and its
+    docstring gains a section with each one's help. `only`: the fields that mean something to it (default:
+    all). The function itself still receives them through **overrides."""
+    unknown = set(only) - {f.name for f in dataclasses.fields(TrainConfig)}
+    if unknown:
+        raise ValueError(f"takes_settings: no TrainConfig field {', '.join(sorted(unknown))}")
+
+    def decorate(fn: _F) -> _F:
+        signature = inspect.signature(fn)
+        params = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+        taken = {p.name for p in params}
+        hints = typing.get_type_hints(TrainConfig)
+        fields = [f for f in dataclasses.fields(TrainConfig) if f.name not in taken and (not only or f.name in only)]
+        params += [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=_shown_default(f),
+                                     annotation=hints[f.name]) for f in fields]
+        fn.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+        excluded = {f.name for f in dataclasses.fields(TrainConfig)} - {f.name for f in fields}
+        fn.__doc__ = (inspect.cleandoc(fn.__doc__ or "") + "\n\n"
+                      + settings_doc("Training settings (keyword arguments: the TrainConfig fields):", excluded))
+        return fn
+    return decorate
+
+
+TrainConfig.__doc__ = ("The settings of one training run. Unset recipe fields (None) take the model's default "
+                       "recipe; a YAML file (--config) may set any field and command-line flags override it.\n\n"
+                       + settings_doc("Fields:"))

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from . import runfiles
+from ._stages import stage_timer
+from .config import takes_settings
 from .errors import CifarlabError
 
 DEFAULT_EPOCHS = 2
@@ -39,6 +41,7 @@ class RunReport:
     seconds: dict[str, float] = field(default_factory=dict)  # per step
 
 
+@takes_settings()
 def run(data: str | Path | None = None, out: str | Path | None = None, *, model: str = "baseline",
         epochs: int = DEFAULT_EPOCHS, explain_per_class: int = DEFAULT_EXPLAIN_PER_CLASS,
         methods: str = DEFAULT_METHODS, robustness_images: int | str = 1000,
@@ -53,35 +56,38 @@ def run(data: str | Path | None = None, out: str | Path | None = None, *, model:
     log = print if verbose else (lambda *a, **k: None)
     _check(explain_per_class, embed_samples, methods)
     from .analysis import analyze
+    from .features import embed, feature_maps
     from .reporting import report
     from .training import train
 
     seconds: dict[str, float] = {}
+    stages = ["train", "analyze", *(["explain", "features"] if explain_per_class else []),
+              *(["embed"] if explain_per_class and embed_samples else []), "report"]
+    stage = stage_timer(stages, log, seconds, indent="")
     start = time.perf_counter()
-    result = train(model=model, epochs=epochs, data=str(data) if data is not None else None,
-                   out=str(out) if out is not None else None, device=device, overwrite=overwrite,
-                   verbose=verbose, **train_settings)
-    run_dir, seconds["train"] = result.run_dir, time.perf_counter() - start
-
-    step = time.perf_counter()
-    analysis = analyze(run_dir, robustness_images=robustness_images, device=device, verbose=False)
-    seconds["analyze"] = time.perf_counter() - step
-    log(_analysis_line(analysis, seconds["analyze"]))
+    with stage("train", f"{model}, {epochs} epochs"):
+        result = train(model=model, epochs=epochs, data=str(data) if data is not None else None,
+                       out=str(out) if out is not None else None, device=device, overwrite=overwrite,
+                       verbose=verbose, **train_settings)
+    run_dir = result.run_dir
+    with stage("analyze", "metrics, confusions, galleries, calibration"
+               + (f", robustness on {robustness_images} images" if str(robustness_images) != "0" else "")):
+        analysis = analyze(run_dir, robustness_images=robustness_images, device=device, verbose=verbose)
 
     if explain_per_class:
-        step = time.perf_counter()
-        sample = _explain(run_dir, explain_per_class, methods, device)
-        seconds["explain"] = time.perf_counter() - step
-        log(f"explained {len(sample.images)} test images with {methods} in {seconds['explain']:.1f} s: "
-            + _faithfulness_line(sample.metrics))
-        log(_choice_line(run_dir))
-        step = time.perf_counter()
-        _features(run_dir, sample.images[0], embed_samples, device)
-        seconds["features"] = time.perf_counter() - step
+        with stage("explain", f"{explain_per_class} test image(s) per class with {methods}, and how faithful "
+                              "each method is"):
+            sample = _explain(run_dir, explain_per_class, methods, device)
+            log(f"explained {len(sample.images)} test images: " + _faithfulness_line(sample.metrics))
+            log(_choice_line(run_dir))
+        with stage("features", "feature maps of the first explained image"):
+            feature_maps(run_dir, sample.images[0], out=run_dir / runfiles.FEATURES_DIR, device=device)
+        if embed_samples:
+            with stage("embed", f"PCA of the penultimate features of {embed_samples} test images"):
+                embed(run_dir, "pca", embed_samples, out=run_dir / runfiles.EMBED_DIR, device=device)
 
-    step = time.perf_counter()
-    path = report(run_dir)
-    seconds["report"] = time.perf_counter() - step
+    with stage("report", "the HTML page of all of the above"):
+        path = report(run_dir)
     total = time.perf_counter() - start
     test = result.summary.get("test_accuracy")
     log(f"test accuracy {test:.4f} after {result.summary.get('epochs_completed')} epochs; "
@@ -111,22 +117,6 @@ def _explain(run_dir: Path, per_class: int, methods: str, device: str):
 
     return explain_gallery(run_dir, samples_per_class=per_class, method=methods, out=run_dir / runfiles.EXPLAIN_DIR,
                            device=device)
-
-
-def _features(run_dir: Path, image, embed_samples: int, device: str) -> None:
-    from .features import embed, feature_maps
-
-    feature_maps(run_dir, image, out=run_dir / runfiles.FEATURES_DIR, device=device)
-    if embed_samples:
-        embed(run_dir, "pca", embed_samples, out=run_dir / runfiles.EMBED_DIR, device=device)
-
-
-def _analysis_line(a: dict[str, Any], seconds: float) -> str:
-    m, cal = a["metrics"], a["calibration"]
-    pair = a["confused_pairs"][0] if a["confused_pairs"] else None
-    confused = f"; most confused {pair['true']} -> {pair['predicted']} ({pair['count']})" if pair else ""
-    return (f"analyzed {a['images']:,} {a['split']} images in {seconds:.1f} s: macro F1 {m['macro']['f1']:.4f}, "
-            f"ECE {cal['ece_before']:.4f}{confused}")
 
 
 def _choice_line(run_dir: Path) -> str:

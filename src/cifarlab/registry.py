@@ -7,7 +7,7 @@ optimizers, schedules and TTA modes (after timm's `_registry.py`).
     def resnet20(num_classes=10): ...
     MODELS.names()          # in registration order; the CLI's choices and the tests' parameters read it
     MODELS.get("resnet20")  # the target, imported on first use
-    MODELS.entry("nosuch")  # CifarlabError: unknown --model 'nosuch'; choose one of: baseline, resnet20
+    MODELS.entry("resnt20") # CifarlabError: unknown --model 'resnt20' (did you mean resnet20?); choose one of: ...
 
 Targets may be written "module:attribute" (relative to the registry's package) so that listing the
 names imports nothing heavy: `cifarlab --help` stays fast. This module imports no torch.
@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import CifarlabError
+from .errors import CifarlabError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ class Registry:
         self.hint = hint  # appended to the unknown-name message, e.g. "(combine with +)"
         self._entries: dict[str, Entry] = {}
         self._prefixes: dict[str, Entry] = {}
+        self._prefix_names: dict[str, Callable[[], Iterable[str]]] = {}
 
     def register(self, name: str | Callable | None = None, target: Any = None, *, description: str | None = None,
                  **meta: Any) -> Any:
@@ -66,9 +67,14 @@ class Registry:
 
         return decorate
 
-    def register_prefix(self, prefix: str, resolver: Any, *, description: str = "", **meta: Any) -> None:
-        """Names written `prefix:rest` go to `resolver(rest, ...)` (e.g. tv:resnet18, timm:resnet18)."""
+    def register_prefix(self, prefix: str, resolver: Any, *, description: str = "",
+                        names: Callable[[], Iterable[str]] | None = None, **meta: Any) -> None:
+        """Names written `prefix:rest` go to `resolver(rest, ...)` (e.g. tv:resnet18, timm:resnet18).
+        `names()`: the valid `rest`s, when they can be listed without building anything; a name outside
+        them then fails at lookup, before any work (it is called then, so listing them may import)."""
         self._prefixes[prefix] = Entry(prefix, resolver, description, meta, self.package)
+        if names is not None:
+            self._prefix_names[prefix] = names
 
     def _add(self, name: str, target: Any, description: str | None, meta: dict[str, Any]) -> None:
         if not name or name in self._entries or ":" in name:
@@ -114,6 +120,7 @@ class Registry:
         prefix, _, rest = str(name).partition(":")
         if rest and prefix in self._prefixes:
             base = self._prefixes[prefix]
+            self._check_prefixed(prefix, rest)
 
             def resolved(*args: Any, **kwargs: Any) -> Any:
                 return base.load()(rest, *args, **kwargs)
@@ -121,11 +128,23 @@ class Registry:
             return Entry(name, resolved, f"{prefix} {self.kind} {rest}", base.meta, self.package)
         raise CifarlabError(self.unknown_message(name))
 
+    def _check_prefixed(self, prefix: str, rest: str) -> None:
+        """A `prefix:rest` name whose prefix lists its names must be one of them (tv:resnt18 fails here)."""
+        if prefix not in self._prefix_names:
+            return
+        valid = list(self._prefix_names[prefix]())
+        if rest not in valid:
+            raise CifarlabError(f"unknown {self.flag or self.kind} {f'{prefix}:{rest}'!r}"
+                                f"{did_you_mean(rest, valid, prefix + ':')}; {prefix}:NAME takes "
+                                f"{self._prefixes[prefix].description or 'one of its own names'}")
+
     def unknown_message(self, name: Any, context: str = "") -> str:
-        """The one shape of every unknown-name error: `unknown --flag 'name'; choose one of: a, b (...)`."""
+        """The one shape of every unknown-name error: `unknown --flag 'name' (did you mean a?); choose one of:
+        a, b (...)`."""
         choices = ", ".join(self.names())
         prefixes = ", ".join(f"{p}:NAME" for p in self._prefixes)
-        return (f"unknown {self.flag or self.kind} {name!r}{context}; choose one of: {choices}"
+        return (f"unknown {self.flag or self.kind} {name!r}{did_you_mean(name, self.names())}{context}; "
+                f"choose one of: {choices}"
                 + (f" (or {prefixes})" if prefixes else "") + (f" {self.hint}" if self.hint else ""))
 
     def get(self, name: str) -> Any:

@@ -8,7 +8,6 @@ accuracy against training time, parameters and FLOPs, with learning curves — i
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from .._io import write_json_atomic, write_text_atomic
 from ..config import RECIPE_FIELDS, TrainConfig
 from ..errors import CifarlabError
 from ..models import Recipe, get_model_entry
+from ..runfiles import read_json
 from .grid import RunOutcome, format_mean_std, markdown_table, mean_std, run_many, write_csv
 
 COLUMNS = ["model", "params", "mflops", "train_seconds", "train_images_per_second", "inference_images_per_second",
@@ -152,4 +152,4 @@ def _markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def load_compare(out: str | Path) -> list[dict[str, Any]]:
-    return json.loads((Path(out) / "compare.json").read_text())
+    return read_json(Path(out) / "compare.json", root=out)

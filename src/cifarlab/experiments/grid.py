@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import statistics
 import traceback
 from collections.abc import Callable, Iterator
@@ -13,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import runfiles
+from .._io import write_text_atomic
 from ..config import TrainConfig
 from ..training import rundir
 
@@ -34,7 +35,7 @@ def run_one(key: str, cfg: TrainConfig, run_dir: Path, log: Callable[[str], None
     outcome = RunOutcome(key, cfg.seed, run_dir)
     if (run_dir / rundir.SUMMARY).exists():
         log(f"{key} seed {cfg.seed}: reusing the finished run in {run_dir}")
-        outcome.summary = json.loads((run_dir / rundir.SUMMARY).read_text())
+        outcome.summary = runfiles.read_summary(run_dir)
     else:
         try:
             result = train(dataclasses.replace(cfg, out=str(run_dir)), overwrite=True, verbose=verbose)
@@ -47,7 +48,7 @@ def run_one(key: str, cfg: TrainConfig, run_dir: Path, log: Callable[[str], None
             outcome.error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".strip()
             log(f"{key} seed {cfg.seed} failed: {outcome.error}")
             run_dir.parent.mkdir(parents=True, exist_ok=True)
-            (run_dir.parent / f"{run_dir.name}.error.txt").write_text(traceback.format_exc())
+            write_text_atomic(run_dir.parent / f"{run_dir.name}.error.txt", traceback.format_exc())
             return outcome
     outcome.history = _read_history(run_dir)
     return outcome
@@ -73,7 +74,7 @@ def run_many(jobs: list[tuple[str, TrainConfig, Path]], log: Callable[[str], Non
     if parallel <= 1:
         for i, (key, cfg, run_dir) in enumerate(jobs, 1):  # where a long experiment stands, before each run
             log(f"{what} {i} of {len(jobs)}: {key} seed {cfg.seed}")
-            yield run_one(key, cfg, run_dir, log)
+            yield run_one(key, cfg, run_dir, log, verbose=verbose)
         return
     from concurrent.futures.process import BrokenProcessPool
 
@@ -96,9 +97,7 @@ def run_many(jobs: list[tuple[str, TrainConfig, Path]], log: Callable[[str], Non
 
 
 def _read_history(run_dir: Path) -> list[dict[str, Any]]:
-    from .._io import read_jsonl
-
-    return read_jsonl(run_dir / rundir.METRICS)
+    return runfiles.read_history(run_dir)
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:

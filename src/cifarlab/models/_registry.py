@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 
 import torch.nn as nn
@@ -61,9 +61,11 @@ def register_model(fn: Callable | None = None, *, name: str | None = None, recip
     return wrap(fn) if fn is not None else wrap
 
 
-def register_prefix(prefix: str, resolver: Callable[..., nn.Module], recipe: Recipe | None = None) -> None:
-    """Register `resolver(name, num_classes=..., **kwargs)` for names written `prefix:name`."""
-    MODELS.register_prefix(prefix, resolver, recipe=recipe or Recipe())
+def register_prefix(prefix: str, resolver: Callable[..., nn.Module], recipe: Recipe | None = None, *,
+                    description: str = "", names: Callable[[], Iterable[str]] | None = None) -> None:
+    """Register `resolver(name, num_classes=..., **kwargs)` for names written `prefix:name`; `names()` lists
+    the valid names (checked when the name is looked up, before any data is read; see Registry)."""
+    MODELS.register_prefix(prefix, resolver, description=description, names=names, recipe=recipe or Recipe())
 
 
 def list_models(pattern: str | None = None) -> list[str]:

@@ -35,12 +35,10 @@ max-pool is removed, so the network downsamples 8× instead of 32×. Other famil
 """
 from __future__ import annotations
 
-import difflib
-
 import torch
 import torch.nn as nn
 
-from ..errors import CifarlabError
+from ..errors import CifarlabError, did_you_mean
 from ._base import CifarModel
 from ._modes import eval_mode
 from ._registry import Recipe, register_prefix
@@ -54,11 +52,6 @@ _INPUT_SIZE = (3, 32, 32)
 def _check_pretrained(pretrained) -> None:
     if pretrained:
         raise CifarlabError(_PRETRAINED_MSG)
-
-
-def _did_you_mean(name: str, names: list[str]) -> str:
-    close = difflib.get_close_matches(name, names, n=5, cutoff=0.6)
-    return f" (did you mean {', '.join(close)}?)" if close else ""
 
 
 def adapt_cifar_stem(model: nn.Module, label: str) -> None:
@@ -205,10 +198,6 @@ def create_tv_model(name: str, num_classes: int = 10, cifar_stem: bool = False, 
 
     _check_pretrained(pretrained)
     _check_pretrained(kwargs.pop("weights", None))
-    names = tvm.list_models(module=tvm)
-    if name not in names:
-        raise CifarlabError(f"unknown torchvision model {name!r}{_did_you_mean(name, names)}; list the valid "
-                            "names with torchvision.models.list_models(module=torchvision.models)")
     if name in ("googlenet", "inception_v3"):
         kwargs.setdefault("aux_logits", False)  # one output, not a namedtuple, in train mode
     try:
@@ -315,7 +304,7 @@ def create_timm_model(name: str, num_classes: int = 10, cifar_stem: bool = False
     _check_pretrained(pretrained)
     timm = _import_timm()
     if not timm.is_model(name):
-        raise CifarlabError(f"unknown timm model {name!r}{_did_you_mean(name, timm.list_models())}; list the "
+        raise CifarlabError(f"unknown timm model {name!r}{did_you_mean(name, timm.list_models())}; list the "
                             "valid names with timm.list_models('*pattern*')")
     try:
         model = timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs)
@@ -336,5 +325,15 @@ def create_timm_model(name: str, num_classes: int = 10, cifar_stem: bool = False
 _EXTERNAL_RECIPE = Recipe(optimizer="sgd", lr=0.1, batch_size=128, weight_decay=5e-4, schedule="cosine",
                           epochs=30)
 
-register_prefix("tv", create_tv_model, _EXTERNAL_RECIPE)
+
+def torchvision_names() -> list[str]:
+    """The names tv:NAME takes (the registry checks a name against them before anything is built)."""
+    import torchvision.models as tvm
+
+    return tvm.list_models(module=tvm)
+
+
+register_prefix("tv", create_tv_model, _EXTERNAL_RECIPE, names=torchvision_names,
+                description="a torchvision classification model: torchvision.models.list_models("
+                            "module=torchvision.models) lists them")
 register_prefix("timm", create_timm_model, _EXTERNAL_RECIPE)

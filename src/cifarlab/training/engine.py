@@ -23,6 +23,7 @@ import shlex
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,10 +36,12 @@ import torch.nn as nn
 import torch.nn.functional as F  # noqa: F401 - the loss is augment.mix.mixed_cross_entropy; tests patch F
 
 from .._runlock import run_dir_lock
+from .._threads import recorded_settings
 from ..augment import create_augment
-from ..config import TrainConfig, parse_progressive_resize
+from ..config import TrainConfig, parse_progressive_resize, takes_settings
 from ..data import CifarData, load_data, make_splits
 from ..data.loader import DeviceLoader
+from ..data.sources import resolve_data_path
 from ..data.subsets import select_classes
 from ..errors import CifarlabError, TrainingDiverged
 from ..transfer.setup import prepare_model
@@ -55,6 +58,7 @@ from .selection import EasyPruning
 from .tensorboard import TensorBoardLogger, require_tensorboard
 
 
+@takes_settings()
 def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, overwrite: bool = False,
           verbose: bool = True, command: str | None = None,
           on_epoch_end: Callable[[dict[str, Any]], bool] | None = None, dataset: CifarData | None = None,
@@ -84,6 +88,8 @@ def _train(cfg: TrainConfig | None, *, resume: str | Path | None, overwrite: boo
     verbose = verbose and ranks.is_main
     if ranks.is_main:  # one writer per run directory: a second train, --resume or --overwrite of it refuses now
         held.enter_context(run_dir_lock(run_dir, command))
+        if resume is None:  # a folder --overwrite may not replace: refused before the data is read
+            rundir.check_new_run_dir(run_dir, overwrite)
     log = print if verbose else (lambda *a, **k: None)
     r = _set_up(cfg, ranks, device, dataset, resume is not None, verbose, log)
     start_epoch, step, history, train_seconds, run_info = _open_run(r, run_dir, resume is not None, overwrite, command)
@@ -207,21 +213,42 @@ def _resolve_config(cfg: TrainConfig | None, resume: str | Path | None,
         cfg = dataclasses.replace(cfg or TrainConfig(), **{k: v for k, v in overrides.items() if v is not None})
         cfg = resolve(cfg)
         run_dir = Path(cfg.out) if cfg.out else _default_run_dir(cfg.model)
-        return dataclasses.replace(cfg, out=str(run_dir)), run_dir
+        analyzed = cfg.drop_label_issues and str(Path(cfg.drop_label_issues).absolute())  # found from anywhere
+        return dataclasses.replace(cfg, out=str(run_dir), data=_absolute_data(cfg.data),
+                                   drop_label_issues=analyzed), run_dir
     run_dir = Path(resume)
     info = rundir.read_run_config(run_dir)
+    _warn_if_threads_differ(run_dir, info)
     cfg = TrainConfig.from_dict(info["config"], source=str(run_dir / rundir.CONFIG))
     extra = {k: v for k, v in overrides.items()
              if v is not None and k not in ("epochs", "augment", "out", "dist_timeout")}
     if extra:
         raise CifarlabError(f"--resume continues {run_dir} with its saved config; only --epochs may change, "
                             f"plus --augment to switch the augmentation (got {', '.join(sorted(extra))})")
-    cfg = dataclasses.replace(cfg, out=str(run_dir),  # the run may have been copied or moved
+    cfg = dataclasses.replace(cfg, out=str(run_dir), data=rundir.recorded_data(run_dir, info),  # moved, copied
                               **{k: overrides[k] for k in ("epochs", "augment", "dist_timeout")
                                  if overrides.get(k) is not None})
     cfg = resolve(cfg)
     _check_resume_epochs(run_dir, cfg.epochs)
     return cfg, run_dir
+
+
+def _absolute_data(data: str | None) -> str | None:
+    """The data path as a run records it: absolute, so that evaluate, analyze and --resume find it from any
+    directory ($CIFARLAB_DATA included); None (the official archive) and a path that does not exist (which
+    load_data reports) as they are."""
+    path = resolve_data_path(data)
+    return str(path.resolve()) if path is not None and path.exists() else data
+
+
+def _warn_if_threads_differ(run_dir: Path, info: dict[str, Any]) -> None:
+    """`cifarlab train --resume` repeats the run's --threads; the Python API leaves the process's threads alone
+    but says when they differ from the run's fixed count (the results' last digits would)."""
+    threads = recorded_settings(info).get("threads")
+    if threads not in (None, "auto") and int(threads) != torch.get_num_threads():
+        warnings.warn(f"{run_dir} was trained with {threads} CPU thread(s), this process computes with "
+                      f"{torch.get_num_threads()}: the resumed run may end slightly differently from an uninterrupted "
+                      f"one (cifarlab.set_threads({threads}) first repeats it exactly)", stacklevel=3)
 
 
 @dataclass
@@ -253,6 +280,7 @@ class _Setup:
     full_size: int
     params: int
     init_seconds: float
+    label_issues: dict[str, Any] | None = None  # what --drop-label-issues did (data/cleaning.py)
 
 
 def _set_up(cfg: TrainConfig, ranks: distributed.Ranks, device: torch.device, dataset: CifarData | None,
@@ -267,7 +295,10 @@ def _set_up(cfg: TrainConfig, ranks: distributed.Ranks, device: torch.device, da
     # Data: decoded once and cached; the test split is only touched at the very end.
     # --classes: those only, relabelled; `dataset` (the label check's folds) is used as given
     data = select_classes(load_data(cfg.data, progress=verbose), cfg.classes) if dataset is None else dataset
-    fit_set, val_set = training_split(data, cfg)
+    splits = make_splits(cfg, data)  # as Run.splits() rebuilds them; --drop-label-issues applied to train
+    fit_set, val_set = splits.train, splits.val
+    if splits.label_issues:
+        log(_label_issues_line(splits.label_issues))
     distributed.check_batch(ranks, cfg.batch_size, cfg.grad_accum, len(fit_set))  # the batch is global
     model, freezer, transfer_info = build_training_model(cfg, data.classes, device, log, load_weights=not resuming)
     if ranks.world_size > 1 and freezer.active:
@@ -293,7 +324,13 @@ def _set_up(cfg: TrainConfig, ranks: distributed.Ranks, device: torch.device, da
                   transfer_info, mean, std, loader, stepper, EarlyStopping(cfg.early_stopping),  # off unless set
                   selection, Progress(cfg.epochs, cfg.budget_minutes * 60 if cfg.budget_minutes else None, ranks),
                   loss_every(total_steps), resize_stages, full_size, sum(p.numel() for p in model.parameters()),
-                  init_seconds)
+                  init_seconds, splits.label_issues)
+
+
+def _label_issues_line(applied: dict[str, Any]) -> str:
+    done = "dropped" if applied["action"] == "drop" else "relabelled to the suspected class"
+    return (f"label issues: {done} {applied['images']:,} of {applied['training_images_before']:,} training images, "
+            f"flagged by the label check in {applied['source']}")
 
 
 def training_split(data: CifarData, cfg: TrainConfig) -> tuple[Any, Any]:
@@ -416,6 +453,7 @@ def _summary(r: _Setup, history: list[dict[str, Any]], test: dict[str, float], s
         "run_dir": cfg.out, "command": run_info["command"], "resumes": run_info.get("resumes", []),
         "versions": rundir.versions(),
         "transfer": r.transfer_info,
+        "label_issues": r.label_issues,
     }
 
 

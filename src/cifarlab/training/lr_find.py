@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .._io import atomic_path, write_json_atomic
-from ..config import TrainConfig
+from ..config import TrainConfig, takes_settings
 from ..data import load_data
 from ..data.subsets import select_classes
 from ..errors import CifarlabError
@@ -46,6 +46,7 @@ class LrFindResult:
     json: Path
 
 
+@takes_settings()
 def lr_find(cfg: TrainConfig | None = None, *, out: str | Path, start: float = 1e-6, end: float = 1.0,
             steps: int = 100, beta: float = 0.98, diverge_factor: float = 4.0, verbose: bool = True,
             **overrides: Any) -> LrFindResult:

@@ -12,6 +12,65 @@ from typing import Any
 
 import torch.nn as nn
 
+# The per-epoch numbers a History shows first, when its records have them; the rest are named below the table.
+_HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "epoch_seconds")
+_HISTORY_ROWS = 20  # a longer history shows its first and last epochs
+
+
+class History(list):
+    """One metrics.jsonl record (a dict) per epoch, as a list. Shown as a per-epoch table in a terminal and a
+    notebook, with the per-step training losses summarised; every record keeps them in full
+    (`history[0]["train_loss_steps"]`, or `history.step_losses()` as (epoch, loss) points)."""
+
+    def step_losses(self) -> list[tuple[float, float]]:
+        return step_losses(self)
+
+    def _table(self) -> tuple[list[str], list[list[Any]]]:
+        headers = [c for c in _HISTORY_COLUMNS if any(c in h for h in self)]
+        rows = [[h.get(c) for c in headers] for h in self]
+        if len(rows) > _HISTORY_ROWS:
+            half = _HISTORY_ROWS // 2
+            rows = rows[:half] + [["…"] * len(headers)] + rows[-half:]
+        return headers, rows
+
+    def _notes(self) -> list[str]:
+        steps = sum(len(h.get("train_loss_steps") or ()) for h in self)
+        notes = [f"{_count(steps, 'step loss', 'step losses')} (train_loss_steps, about "
+                 f"{steps // max(len(self), 1):,} per epoch): history[i]['train_loss_steps'], history.step_losses()"
+                 ] if steps else []
+        shown = set(_HISTORY_COLUMNS) | {"train_loss_steps"}
+        rest = list(dict.fromkeys(k for h in self for k in h if k not in shown))
+        if rest:
+            notes.append(f"also in each record: {', '.join(rest)}")
+        return notes
+
+    def __repr__(self) -> str:
+        if not self:
+            return "History(no finished epoch)"
+        headers, rows = self._table()
+        cells = [headers] + [[_cell(v) for v in row] for row in rows]
+        widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+        lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells]
+        return "\n".join([f"History({_count(len(self), 'epoch', 'epochs')})", *lines, *self._notes()])
+
+    def _repr_html_(self) -> str:
+        from .._display import rows_table
+
+        headers, rows = self._table()
+        table = rows_table(headers, [[_cell(v) for v in row] for row in rows], limit=len(rows))
+        notes = "".join(f"<p>{html.escape(n)}</p>" for n in self._notes())
+        return f"<div><h4>History ({_count(len(self), 'epoch', 'epochs')})</h4>{table}{notes}</div>"
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n:,} {one if n == 1 else many}"
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "-" if value is None else str(value)
+
 
 @dataclass
 class TrainResult:
@@ -19,6 +78,9 @@ class TrainResult:
     summary: dict[str, Any]
     history: list[dict[str, Any]]
     model: nn.Module
+
+    def __post_init__(self) -> None:
+        self.history = History(self.history)
 
     def __repr__(self) -> str:
         s = self.summary
