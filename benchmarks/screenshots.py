@@ -4,7 +4,8 @@
 
 RUN_DIR: a finished `cifarlab run` (trained, analyzed, explained, reported). Writes report_top.png,
 report_middle.png (the error analysis) and serve.png, each a 1400x900 view of headless Chromium
-(the system's, through Playwright), compressed to a palette PNG so each stays under 400 KB.
+(the system's, through Playwright), and report_phone.png, the top of the report on a 390x844 phone
+screen, each compressed to a palette PNG so that it stays under 400 KB.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from browser_helper import CHROMIUM_ARGS, chromium_path, served  # noqa: E402
 
 WIDTH, HEIGHT = 1400, 900
+PHONE_WIDTH, PHONE_HEIGHT = 390, 844
 
 
 def shrink(path: Path) -> None:
@@ -46,9 +48,12 @@ def main() -> int:
         page = browser.new_page(viewport={"width": WIDTH, "height": HEIGHT})
         page.goto(report.as_uri())
         page.screenshot(path=str(args.out / "report_top.png"))
-        page.locator("#analysis h3", has_text="Confusion matrix").scroll_into_view_if_needed()
-        page.evaluate("document.querySelector('#analysis h3:nth-of-type(2)').scrollIntoView()")
+        page.locator("#analysis h3", has_text="Confusion matrix").evaluate("h => h.scrollIntoView()")
         page.screenshot(path=str(args.out / "report_middle.png"))
+        page.set_viewport_size({"width": PHONE_WIDTH, "height": PHONE_HEIGHT})
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=str(args.out / "report_phone.png"))
+        page.set_viewport_size({"width": WIDTH, "height": HEIGHT})
         with served(args.run_dir) as url:
             page.goto(url)
             page.wait_for_function("document.querySelectorAll('#method option').length > 0")
@@ -56,7 +61,7 @@ def main() -> int:
             page.wait_for_function("document.getElementById('overlay').naturalWidth > 0")
             page.screenshot(path=str(args.out / "serve.png"))
         browser.close()
-    for name in ("report_top.png", "report_middle.png", "serve.png"):
+    for name in ("report_top.png", "report_middle.png", "report_phone.png", "serve.png"):
         shrink(args.out / name)
         print(f"{args.out / name}: {(args.out / name).stat().st_size / 1024:.0f} KB")
     return 0

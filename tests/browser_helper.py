@@ -33,10 +33,14 @@ def chromium_path() -> str:
 
 @contextlib.contextmanager
 def browser() -> Iterator:
-    """A headless Chromium (Playwright's sync API)."""
+    """A headless Chromium (Playwright's sync API); skips, saying why, where Chromium cannot start."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install playwright)")
     with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        path = chromium_path()
+        try:
+            b = p.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        except sync_api.Error as e:
+            pytest.skip(f"Chromium ({path}) cannot start here: {str(e).strip().splitlines()[0]}")
         try:
             yield b
         finally:

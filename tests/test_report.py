@@ -10,6 +10,7 @@ import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import cifarlab
@@ -109,7 +110,7 @@ def test_run_does_the_whole_job_and_the_report_has_every_section(full_run):
     assert list((run_dir / "features").glob("features_*.png")) and list((run_dir / "embed").glob("*.png"))
     assert full_run.report == run_dir / "report.html"
     assert full_run.summary["test_accuracy"] == json.loads((run_dir / "summary.json").read_text())["test_accuracy"]
-    assert set(full_run.seconds) == {"train", "analyze", "explain", "features", "report"}
+    assert set(full_run.seconds) == {"train", "analyze", "explain", "features", "embed", "report"}
     explained = json.loads((run_dir / "explain" / "explain.json").read_text())
     assert len(explained["images"]) == 3 and set(explained["metrics"]) == {"gradcam", "saliency", "random order"}
 
@@ -153,7 +154,8 @@ def test_a_bare_run_names_the_command_for_each_missing_section(trained_run, tmp_
     for sid, cmd in expected.items():
         assert page.sections[sid]["class"] == "not-computed", sid
         assert "Not computed." in page.sections[sid]["text"] and cmd in page.sections[sid]["text"], sid
-    assert len(page.images) == 3  # the learning curves: loss, accuracy, learning rate
+    assert len(page.images) == 2  # the learning curves: loss and accuracy; the constant learning rate is a line
+    assert "Learning rate: 0.001 throughout (constant schedule, no warm-up)." in page.sections["curves"]["text"]
 
 
 def test_an_unfinished_run_says_how_to_finish_it(trained_run, tmp_path):
@@ -218,18 +220,43 @@ def test_report_of_a_compare_directory(tiny_tree, tmp_path, capsys):
     assert [r[0]["text"] for r in page.tables[1]["rows"]] == ["baseline-seed0", "baseline-seed1"]
 
 
-def test_report_of_a_tune_directory(tiny_tree, tmp_path):
-    out = tmp_path / "tune"
-    cifarlab.tune(cifarlab.TrainConfig(epochs=1, data=str(tiny_tree), val_size=9, precision="fp32"), out, trials=2)
-    _, page = read_page(cifarlab.report(out))
+@pytest.fixture(scope="module")
+def tune_dir(tmp_path_factory, tiny_tree):
+    out = tmp_path_factory.mktemp("tune") / "tune"
+    with _own_cache(tmp_path_factory.mktemp("cache")):
+        cifarlab.tune(cifarlab.TrainConfig(epochs=1, data=str(tiny_tree), val_size=9, precision="fp32"), out, trials=2)
+    return out
+
+
+def test_report_of_a_tune_directory(tune_dir):
+    out = tune_dir
+    html, page = read_page(cifarlab.report(out))
     assert list(page.sections) == ["tuning"]
     text = page.sections["tuning"]["text"]
     assert "Best parameters" in text and f"cifarlab train --from-study {out}" in text
     trials = page.tables[-1]
-    assert "run_dir" not in str(trials["headers"]) and len(trials["rows"]) == 2
+    assert "run_dir" not in html and len(trials["rows"]) == 2
+    # headers in words, one accuracy column, epochs as done/planned: the table fits a wide screen
+    headers = re.findall(r'<th scope="col" aria-sort="none"><button type="button">([^<]*)</button>',
+                         html[html.index("<h3>Trials</h3>"):])
+    assert headers[:3] == ["#", "state", "val acc"] and headers[-2:] == ["epochs", "train s"]
+    assert "label smoothing" in headers and not any("_" in h for h in headers)
+    assert [r[-2]["text"] for r in trials["rows"]] == ["1/1", "1/1"] and trials["rows"][0][1]["text"] == "complete"
     assert len(page.images) == 1  # the optimization history; no importance plot from 2 trials...
     assert "No parameter importance" in text and "at least 5 complete trials" in text  # ...but a note saying why
     assert "no trial was pruned" in text
+
+
+def test_the_tune_report_table_fits_a_wide_screen(tune_dir):
+    from browser_helper import browser
+
+    path = cifarlab.report(tune_dir)
+    with browser() as b:
+        page = b.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(path.as_uri())
+        widths = page.evaluate("Array.from(document.querySelectorAll('.table-wrap')).map(w => [w.scrollWidth, "
+                               "w.clientWidth])")
+        assert len(widths) == 2 and all(inner <= outer for inner, outer in widths), widths
 
 
 def test_report_of_ablation_and_lr_find_directories(tiny_tree, tmp_path):
@@ -288,7 +315,7 @@ def test_run_rejects_bad_arguments_before_training(train_tree, tmp_path, capsys)
     assert main(["run", "--data", str(train_tree), "--out", str(out), "--methods", "nope"]) == 2
     assert "unknown --method 'nope'" in capsys.readouterr().err
     assert not out.exists()
-    with pytest.raises(CifarlabError, match="--embed-samples"):
+    with pytest.raises(CifarlabError, match="embed_samples"):
         cifarlab.run(train_tree, out, embed_samples=-5)
 
 
@@ -333,12 +360,14 @@ def test_the_report_in_a_browser_every_image_loads_and_no_section_is_broken(full
         assert page.is_hidden("#config table") and page.is_visible("#config summary")
         page.click("#config summary")
         assert page.is_visible("#config table")
-        # at 1400 px a wide figure is shown at its own size or at least 1000 px wide, so its text stays readable
-        shown = page.evaluate("Array.from(document.querySelectorAll('figure.wide img')).map(i => [i.width, "
-                              "i.naturalWidth])")
-        assert shown and all(w >= min(natural, 1000) for w, natural in shown), shown
+        # at 1400 px a figure on screen is shown at two thirds of its own size or more (its text stays readable),
+        # or as tall as the screen allows
+        shown = page.evaluate("Array.from(document.querySelectorAll('figure img')).filter(i => i.offsetParent)"
+                              ".map(i => [i.width, i.naturalWidth, i.height, innerHeight])")
+        assert len(shown) >= 6 and all(w >= 0.66 * natural or h >= 0.8 * screen for w, natural, h, screen in shown)
 
-        # sort the per-class table by F1, then by class name descending
+        # sort the per-class table (folded away: open it first) by F1, then by class name descending
+        page.click("#analysis summary:has-text('Per class')")
         table = page.locator("#analysis table").first
         table.locator("th button", has_text="F1").click()
         assert table.locator("th").nth(3).get_attribute("aria-sort") == "ascending"
@@ -353,6 +382,99 @@ def test_the_report_in_a_browser_every_image_loads_and_no_section_is_broken(full
         page.emulate_media(media="print")
         assert page.evaluate("getComputedStyle(document.querySelector('nav')).display") == "none"
         assert not errors, errors
+
+
+# Half the 14,630 px the report of a 1-epoch run on 5,000 CIFAR-10 images took at 1400 px when it showed every
+# table, gallery and channel at once; a tiny run's report must fit it with room to spare.
+REPORT_HEIGHT_AT_1400 = 7300
+
+
+def test_the_report_fits_a_wide_screen_and_reads_on_a_phone(full_run):
+    from browser_helper import browser
+
+    with browser() as b:
+        page = b.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(full_run.report.as_uri())
+        height = page.evaluate("document.documentElement.scrollHeight")
+        assert height <= REPORT_HEIGHT_AT_1400, height
+        assert page.evaluate("Array.from(document.querySelectorAll('main section')).map(s => s.id)") == RUN_SECTIONS
+
+        page.set_viewport_size({"width": 390, "height": 844})
+        assert page.evaluate("document.documentElement.scrollWidth <= innerWidth")  # wide tables scroll in place
+        images = page.evaluate("Array.from(document.querySelectorAll('main img'))"
+                               ".map(i => [i.alt, i.naturalWidth, !!i.closest('figure > button.zoom')])")
+        assert len(images) >= 12
+        assert all(width > 0 for _, width, _ in images), images  # none broken, folded away or not
+        assert all(zoom for _, _, zoom in images), images  # every figure opens at full size on a tap
+        # a tap on the confusion matrix shows it at its own size, scrolling inside the dialog; Escape closes it
+        page.locator("#analysis figure > button.zoom").first.click()
+        dialog = page.locator("dialog.zoom")
+        assert dialog.is_visible()
+        same, width, natural = page.evaluate("""(() => {
+            const big = document.querySelector('dialog.zoom img');
+            const small = document.querySelector('#analysis figure img');
+            return [big.src === small.src, big.width, big.naturalWidth]; })()""")
+        assert same and width == natural > 390
+        assert page.evaluate("document.documentElement.scrollWidth <= innerWidth")
+        page.keyboard.press("Escape")
+        assert not dialog.is_visible()
+
+
+def test_secondary_material_is_folded_away_and_each_thing_is_shown_once(full_run):
+    html = full_run.report.read_text(encoding="utf-8")
+
+    def section(sid: str) -> tuple[str, str]:
+        """The section's HTML on show, and what its <details> fold away."""
+        body = html[html.index(f'<section id="{sid}"'):]
+        body = body[:body.index("</section>")]
+        folded = re.findall(r"<details>.*?</details>", body, flags=re.S)
+        return re.sub(r"<details>.*?</details>", "", body, flags=re.S), "".join(folded)
+
+    shown, folded = section("features")  # each layer's 8 most active channels; every channel behind a click
+    for layer in ("features.3", "features.8"):
+        assert f'alt="{layer}: its most active channels"' in shown and f'alt="{layer}: feature maps"' in folded
+    assert "first layer filters" in folded
+    shown, folded = section("analysis")  # CIFAR-10-C as a heatmap; its table behind a click
+    assert 'alt="accuracy per corruption and severity"' in shown and "severity 1" not in shown
+    assert "severity 1" in folded and "gaussian_noise" in folded
+    for hidden in ("the most confident mistakes", "the highest-loss images"):
+        assert hidden not in shown and hidden in folded
+    shown, folded = section("curves")  # a constant learning rate is a line, not a plot
+    assert "Learning rate: 0.001 throughout" in shown and 'alt="learning rate' not in html
+
+
+def test_feature_maps_draw_each_layers_most_active_channels(monkeypatch, tmp_path):
+    from cifarlab.features import feature_maps, plots
+    from cifarlab.models import create_model
+
+    drawn = {}
+    draw = plots.feature_map_figure
+
+    def recording(image, maps, channels, layer, path, note=""):
+        drawn[Path(path).name] = list(channels)
+        return draw(image, maps, channels, layer, path, note)
+
+    monkeypatch.setattr(plots, "feature_map_figure", recording)
+    import torch
+
+    torch.manual_seed(0)
+    img = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    result = feature_maps(create_model("resnet20", num_classes=3).eval(), img, out=tmp_path, device="cpu")
+    for layer, maps in result.maps.items():  # 16, 32 and 64 channels
+        means = maps.mean(axis=(1, 2))
+        top = sorted(range(len(means)), key=lambda i: -means[i])[:8]
+        assert drawn[f"most_active_{layer}.png"] == [result.channels[layer][i] for i in top]
+        assert drawn[f"features_{layer}.png"] == result.channels[layer]  # the full grid stays
+        assert result.figures[f"{layer} (most active)"] == tmp_path / f"most_active_{layer}.png"
+
+
+def test_a_learning_rate_that_changes_is_plotted():
+    from cifarlab.reporting.curves import constant_lr, learning_curve_pngs
+
+    history = [{"epoch": 1, "train_loss": 2.0, "lr": 0.1}, {"epoch": 2, "train_loss": 1.5, "lr": 0.01}]
+    assert constant_lr(history) is None and set(learning_curve_pngs(history)) == {"loss", "learning rate"}
+    flat = [{**h, "lr": 0.1} for h in history]
+    assert constant_lr(flat) == 0.1 and set(learning_curve_pngs(flat)) == {"loss"}
 
 
 def test_the_loss_curve_is_drawn_per_step_when_the_history_has_steps(trained_run, tmp_path):

@@ -16,6 +16,8 @@ from .inputs import ImageLike, LoadedRun, RunLike, load, load_images, normalize,
 from .layers import capture_outputs, model_cfg, resolve_layer, stage_names, to_spatial, token_layout
 
 MAX_CHANNELS_SHOWN = 64
+MOST_ACTIVE_SHOWN = 8  # a layer at a glance (the report shows these first; the full grid is a click away)
+MOST_ACTIVE_PREFIX = "most_active_"
 
 
 @dataclass
@@ -61,8 +63,9 @@ def feature_maps(run: RunLike, image: ImageLike, layers: str | list[str] | None 
     """Feature maps of `layers` (default: every stage in default_cfg) for one image.
 
     With `top_k_channels`, only the K channels with the largest mean activation are kept, most active
-    first. With `out`, writes features_<layer>.png per layer (input beside the maps) and, unless
-    filters=False, first_layer_filters.png.
+    first. With `out`, writes features_<layer>.png per layer (input beside the maps), most_active_<layer>.png
+    with its 8 most active channels (by mean activation) where it has more, and, unless filters=False,
+    first_layer_filters.png.
     """
     if top_k_channels is not None and top_k_channels < 1:
         raise CifarlabError(f"--top-k-channels must be >= 1, got {top_k_channels}")
@@ -94,9 +97,20 @@ def feature_maps(run: RunLike, image: ImageLike, layers: str | list[str] | None 
             result.figures[n] = plots.feature_map_figure(img[0], result.maps[n][:len(shown)], shown, n,
                                                          out / f"features_{safe_name(n)}.png",
                                                          ", ".join(x for x in notes if x))
+            if len(result.channels[n]) > MOST_ACTIVE_SHOWN:
+                result.figures[f"{n} (most active)"] = _most_active_figure(
+                    img[0], result, n, raw[n].ndim == 3, out / f"{MOST_ACTIVE_PREFIX}{safe_name(n)}.png")
         if filters:
             result.figures["first_layer_filters"] = first_layer_filters(loaded, out=out)[1]
     return result
+
+
+def _most_active_figure(image: np.ndarray, result: FeatureMaps, layer: str, tokens: bool, path: Path) -> Path:
+    """The layer's MOST_ACTIVE_SHOWN channels with the largest mean activation, most active first."""
+    maps = result.maps[layer]
+    top = np.argsort(-maps.mean(axis=(1, 2)), kind="stable")[:MOST_ACTIVE_SHOWN]
+    note = f"the {len(top)} most active by mean activation" + (", patch tokens on their grid" if tokens else "")
+    return plots.feature_map_figure(image, maps[top], [result.channels[layer][i] for i in top], layer, path, note)
 
 
 def first_layer_filters(run: RunLike | LoadedRun, *, out: str | Path | None = None,

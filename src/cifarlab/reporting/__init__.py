@@ -5,7 +5,8 @@
       2. its sections, each from its own files (sections.py, experiments.py); a section that was not
          computed says which command computes it
       3. one HTML file (html.py): images embedded as data: URLs, inline CSS (screen, phone, print) and JS
-         (sortable tables), no network needed; written atomically
+         (sortable tables, figures opened at full size), no network needed; written atomically. Secondary
+         tables and figures are folded under <details>, so that the page fits a screen or two
 
 (Named `reporting`, not `report`, so that `cifarlab.report` stays the function.)
 """
@@ -15,7 +16,7 @@ import time
 from pathlib import Path
 
 from .. import runfiles
-from .._io import write_text_atomic
+from .._io import check_destination, write_text_atomic
 from ..errors import CifarlabError
 from .blocks import Section
 
@@ -35,10 +36,11 @@ def report(path: str | Path, out: str | Path | None = None) -> Path:
     """Write the HTML report of a run directory (or a compare/tune/ablate/lr-find directory) and return its
     path: `out`, else PATH/report.html."""
     path = Path(path)
-    title, sections = collect(path)
+    if out is not None and Path(out).is_dir():  # only a folder given as --out: PATH/report.html is never entered
+        out = Path(out) / REPORT_HTML
     out = Path(out) if out is not None else path / REPORT_HTML
-    if out.is_dir():
-        out = out / REPORT_HTML
+    check_destination(out)  # a device or a FIFO (--out /dev/null) is refused before any work
+    title, sections = collect(path)
     from .. import __version__
     from .html import render
 

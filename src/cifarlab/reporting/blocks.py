@@ -7,10 +7,15 @@ from __future__ import annotations
 
 import base64
 import math
+import os
 import shlex
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
+
+from .._io import MAX_FIGURE_BYTES, read_bytes_bounded
+from ..errors import CifarlabError
 
 MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml"}
 
@@ -76,11 +81,21 @@ class Code:
 
 @dataclass
 class Details:
-    """Blocks folded away under a summary line (<details>): long tables few readers need."""
+    """Blocks folded away under a summary line (<details>): secondary tables and figures few readers need."""
 
     summary: str
     blocks: list[Any]
     kind: ClassVar[str] = "details"
+
+
+@dataclass
+class Columns:
+    """A figure beside what is said about it on a wide screen (the figure's column as wide as the figure,
+    up to 70%), one under the other on a narrow one: a tall figure then costs no height of its own."""
+
+    figure: list[Any]
+    beside: list[Any]
+    kind: ClassVar[str] = "columns"
 
 
 @dataclass
@@ -125,20 +140,29 @@ def fmt(value: Any, spec: str = ".4f", suffix: str = "") -> str:
     return number(value, spec, suffix).text
 
 
-def data_url(path: Path) -> str:
+def data_url(path: Path, data: bytes) -> str:
     mime = MIME.get(path.suffix.lower(), "application/octet-stream")
-    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
 def png_url(data: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
-def figure_file(path: Path, caption: str, wide: bool = False) -> Figure | Text:
-    """The image embedded, or a note when the file is gone (a result directory copied without it)."""
-    if not path.is_file():
+def figure_file(path: Path, caption: str, wide: bool = False, *, root: Path) -> Figure | Text:
+    """The image embedded, or a note when the file is gone (a result directory copied without it). Only a
+    regular file inside `root`, the directory reported on, is embedded: a link out of it, a device or a FIFO
+    is left out with a warning, so a report never carries the bytes of a file from elsewhere."""
+    try:
+        data = read_bytes_bounded(path, MAX_FIGURE_BYTES, root=root) if os.path.lexists(path) else None
+    except FileNotFoundError:  # a link to nothing
+        data = None
+    except (CifarlabError, OSError) as e:
+        warnings.warn(f"{e}; left out of the report", stacklevel=2)
+        return Text(f"{path.name} is left out: {e}.")
+    if data is None:
         return Text(f"{path.name} is missing from {path.parent}.")
-    return Figure(data_url(path), caption, wide)
+    return Figure(data_url(path, data), caption, wide)
 
 
 def figure_group(items: list[Figure | Text]) -> list[Any]:

@@ -2,7 +2,8 @@
 one small figure each, so that a phone shows them one under the other and a wide screen side by side.
 The loss panel draws the training loss per step when the history records it (`train_loss_steps`:
 [[global_step, loss], ...] and `steps_per_epoch` in each epoch's record), against epochs, beside the
-per-epoch validation loss: a 2-epoch run then has a curve, not two points."""
+per-epoch validation loss: a 2-epoch run then has a curve, not two points. A learning rate that every
+epoch recorded the same is no curve at all: the report states it in one line instead (constant_lr)."""
 from __future__ import annotations
 
 import io
@@ -18,9 +19,17 @@ SERIES = {
 
 
 def learning_curve_pngs(history: list[dict[str, Any]]) -> dict[str, bytes]:
-    """PNG bytes per panel ("loss", "accuracy", "learning rate"); panels without any value are left out."""
+    """PNG bytes per panel ("loss", "accuracy", "learning rate"); panels without any value are left out, and
+    so is the learning rate when it never changed (constant_lr)."""
+    constant = constant_lr(history) is not None
     return {name: png for name, series in SERIES.items()
-            if (png := _panel(history, name, series)) is not None}
+            if not (constant and name == "learning rate") and (png := _panel(history, name, series)) is not None}
+
+
+def constant_lr(history: list[dict[str, Any]]) -> float | None:
+    """The learning rate when every epoch that recorded one recorded the same, else None."""
+    rates = {h["lr"] for h in history if h.get("lr") is not None}
+    return rates.pop() if len(rates) == 1 else None
 
 
 def _panel(history: list[dict[str, Any]], name: str, series: list[tuple[str, str]]) -> bytes | None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+import io
 import statistics
 from pathlib import Path
 from typing import Any
 
 from .. import runfiles
+from .._io import read_text_bounded
 from ..errors import CifarlabError
 from ..runfiles import read_json
 from .blocks import Cell, Facts, Heading, Section, Table, Text, command, figure_file, figure_group, fmt, number, text
@@ -24,7 +26,7 @@ def _mean_std(values: list[float] | None, digits: int = 4, spec: str = "f") -> C
 
 
 def compare_sections(out: Path) -> tuple[str, list[Section]]:
-    rows = read_json(out / "compare.json")
+    rows = read_json(out / "compare.json", root=out)
     seeds = max((len(r.get("seeds", [])) for r in rows), default=1)
     table = Table(["model", "params", "MFLOPs/img", "train s", "train img/s", "infer img/s", "val acc", "test acc",
                    "epochs", "note"],
@@ -40,7 +42,7 @@ def compare_sections(out: Path) -> tuple[str, list[Section]]:
         ("learning_curves.png", "validation accuracy and training loss per epoch", True)) if (out / name).exists()]
     comparison = Section("comparison", "Comparison", [
         Text("Every model trained on the same data and split; click a column to sort."), table,
-        *figure_group([figure_file(out / name, caption, wide) for name, caption, wide in plots])])
+        *figure_group([figure_file(out / name, caption, wide, root=out) for name, caption, wide in plots])])
     return f"comparison of {len(rows)} models: {out.name}", [comparison, runs_section(out / "runs")]
 
 
@@ -51,7 +53,7 @@ def runs_section(runs: Path) -> Section:
         return Section("runs", "Runs", [Text(f"No finished run directory under {runs}.")])
     rows = []
     for d in dirs:
-        s = read_json(d / runfiles.SUMMARY)
+        s = read_json(d / runfiles.SUMMARY, root=runs)
         rows.append([text(d.name), text(s.get("model")), number(s.get("seed"), "d"),
                      number(s.get("epochs_completed"), "d"), number(s.get("val_accuracy")),
                      number(s.get("test_accuracy")), number(s.get("train_seconds"), ".1f")])
@@ -61,7 +63,7 @@ def runs_section(runs: Path) -> Section:
 
 
 def tune_sections(out: Path) -> tuple[str, list[Section]]:
-    t = read_json(out / "tune.json")
+    t = read_json(out / "tune.json", root=out)
     counts = t.get("trials") or {}
     blocks: list[Any] = [Facts([
         ("study", str(t.get("study", "-"))), ("storage", str(t.get("storage", "-"))),
@@ -81,38 +83,64 @@ def tune_sections(out: Path) -> tuple[str, list[Section]]:
     plots = [(n, c) for n, c in (("optimization_history.png", "validation accuracy per trial and the best so far"),
                                  ("param_importances.png", t.get("importance_note") or "parameter importances"))
              if (out / n).exists() and (importances or n != "param_importances.png")]
-    blocks += figure_group([figure_file(out / n, c) for n, c in plots])
+    blocks += figure_group([figure_file(out / n, c, root=out) for n, c in plots])
     if not importances and t.get("importance_note"):
         blocks.append(Text(f"No parameter importance: {t['importance_note']}."))
     if (out / "trials.csv").exists():
-        blocks += [Heading("Trials"), csv_table(out / "trials.csv", drop={"run_dir"})]
+        blocks += [Heading("Trials"), trials_table(out / "trials.csv", root=out)]
     return f"tuning study {t.get('study', out.name)}", [Section("tuning", "Tuning study", blocks)]
 
 
-def csv_table(path: Path, drop: set[str] = frozenset()) -> Table:
-    """A CSV file as a sortable table: numbers right-aligned and sorted as numbers."""
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f))
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise CifarlabError(f"cannot read {path}: {e}") from None
+# trials.csv's own columns; every other one is a tuned parameter
+TRIAL_COLUMNS = {"number", "state", "val_accuracy", "last_reported", "epochs_completed", "epochs_planned",
+                 "train_seconds", "run_dir"}
+
+
+def trials_table(path: Path, *, root: Path) -> Table:
+    """trials.csv as a sortable table that fits a wide screen: headers in words, a pruned trial's last reported
+    accuracy in parentheses in the accuracy column, epochs as done/planned, no run directories."""
+    rows = read_csv(path, root=root)
     if not rows:
         return Table([], [])
-    keep = [i for i, h in enumerate(rows[0]) if h not in drop]
-    return Table([rows[0][i] for i in keep], [[_csv_cell(r[i] if i < len(r) else "") for i in keep] for r in rows[1:]])
+    trials = [dict(zip(rows[0], r)) for r in rows[1:]]
+    params = [h for h in rows[0] if h not in TRIAL_COLUMNS]
+    return Table(["#", "state", "val acc", *[p.replace("_", " ") for p in params], "epochs", "train s"], [
+        [_csv_cell(t.get("number", "")), text(t.get("state", "").lower() or None), _trial_accuracy(t),
+         *[_csv_cell(t.get(p, "")) for p in params], _trial_epochs(t), _csv_cell(t.get("train_seconds", ""), ".1f")]
+        for t in trials], "val acc in parentheses: the last value a pruned trial reported")
 
 
-def _csv_cell(value: str) -> Cell:
+def read_csv(path: Path, *, root: Path) -> list[list[str]]:
+    """The rows of a CSV file (a regular file inside `root`, of bounded size)."""
+    try:
+        return list(csv.reader(io.StringIO(read_text_bounded(path, root=root), newline="")))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise CifarlabError(f"cannot read {path}: {e}") from None
+
+
+def _csv_cell(value: str, spec: str = ".4g") -> Cell:
     try:
         x = float(value)
     except ValueError:
         return text(value or None)
     whole = x.is_integer() and not any(c in value for c in ".eE")
-    return number(x, "d" if whole else ".4g")
+    return number(x, "d" if whole else spec)
+
+
+def _trial_accuracy(trial: dict[str, str]) -> Cell:
+    if trial.get("val_accuracy"):
+        return _csv_cell(trial["val_accuracy"], ".4f")
+    last = _csv_cell(trial.get("last_reported", ""), ".4f")
+    return Cell(f"({last.text})", last.sort) if last.numeric and last.sort else last
+
+
+def _trial_epochs(trial: dict[str, str]) -> Cell:
+    done, planned = _csv_cell(trial.get("epochs_completed", ""), "g"), trial.get("epochs_planned")
+    return Cell(f"{done.text}/{planned}", done.sort) if done.sort and planned else done
 
 
 def ablation_sections(out: Path) -> tuple[str, list[Section]]:
-    rows = read_json(out / "ablation.json")
+    rows = read_json(out / "ablation.json", root=out)
     name = rows[0].get("field", "value") if rows else "value"
     table = Table([name, "val acc", "test acc", "train s", "epochs", "note"], [
         [text(r.get("value")), _mean_std(r.get("val_accuracy")), _mean_std(r.get("test_accuracy")),
@@ -122,15 +150,16 @@ def ablation_sections(out: Path) -> tuple[str, list[Section]]:
                                  ("learning_curves.png", "validation accuracy and training loss per epoch"))
              if (out / n).exists()]
     return f"ablation of {name}: {out.name}", [
-        Section("ablation", f"Ablation of {name}", [table, *figure_group([figure_file(out / n, c) for n, c in plots])]),
+        Section("ablation", f"Ablation of {name}",
+                [table, *figure_group([figure_file(out / n, c, root=out) for n, c in plots])]),
         runs_section(out / "runs")]
 
 
 def lr_find_sections(out: Path) -> tuple[str, list[Section]]:
-    r = read_json(out / "lr_find.json")
+    r = read_json(out / "lr_find.json", root=out)
     return f"learning-rate range test: {r.get('model', out.name)}", [Section("lr-find", "Learning-rate range test", [
         Facts([("suggested lr", fmt(r.get("suggested_lr"), ".3g")), ("how", str(r.get("suggestion", "-"))),
                ("steepest descent at", fmt(r.get("steepest_lr"), ".3g")),
                ("steps", f"{r.get('steps_run', '?')}{', stopped when the loss diverged' if r.get('diverged') else ''}"),
                ("optimizer, batch", f"{r.get('optimizer', '?')}, {r.get('batch_size', '?')}")]),
-        *figure_group([figure_file(out / "lr_find.png", "loss against learning rate", wide=True)])])]
+        *figure_group([figure_file(out / "lr_find.png", "loss against learning rate", wide=True, root=out)])])]

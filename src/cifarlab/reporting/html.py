@@ -1,5 +1,6 @@
 """The report as one HTML file: a Jinja2 template (autoescaped: every string from a result file is
-escaped), inline CSS for screens, phones and print, and a few lines of JS that sort tables."""
+escaped), inline CSS for screens, phones and print, and a few lines of JS that sort tables and open a
+clicked figure at its own size in a dialog."""
 from __future__ import annotations
 
 from .blocks import Section
@@ -17,7 +18,7 @@ h2 { font-size: 1.3rem; margin: 1.25rem 0 .5rem; }
 h3 { font-size: 1.05rem; margin: 1.25rem 0 .4rem; }
 .sub { color: var(--muted); margin: 0; overflow-wrap: anywhere; }
 nav { margin: 1rem 0; padding: .5rem 1rem; background: var(--soft); border-radius: 8px; }
-nav ol { margin: 0; padding-left: 1.25rem; columns: 2 15rem; }
+nav ol { margin: 0; padding-left: 1.25rem; columns: 4 12rem; }
 nav a { color: var(--accent); }
 details { margin: .5rem 0; }
 summary { cursor: pointer; color: var(--accent); font-weight: 600; }
@@ -36,18 +37,37 @@ caption { caption-side: bottom; text-align: left; color: var(--muted); font-size
 th, td { padding: .3rem .65rem; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }
 th { background: var(--soft); white-space: nowrap; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+/* Long text keeps a readable measure in a table narrower than its contents (it scrolls instead). */
+td.long { min-width: 15rem; }
 th button { font: inherit; font-weight: 600; color: inherit; background: none; border: 0; padding: 0;
             cursor: pointer; text-align: inherit; }
-th button::after { content: " \\2195"; color: var(--muted); font-weight: 400; }
-th[aria-sort="ascending"] button::after { content: " \\25B2"; color: var(--fg); }
-th[aria-sort="descending"] button::after { content: " \\25BC"; color: var(--fg); }
+th button::after { content: "\\00a0\\2195"; color: var(--muted); font-weight: 400; }
+th[aria-sort="ascending"] button::after { content: "\\00a0\\25B2"; color: var(--fg); }
+th[aria-sort="descending"] button::after { content: "\\00a0\\25BC"; color: var(--fg); }
+/* On a wide screen a table with many columns wraps its headers rather than scroll; on a phone it scrolls. */
+@media (min-width: 900px) { th { white-space: normal; } }
 /* Two figures a row at most on a wide screen: a plot made 6-7 inches wide stays large enough to read. */
 .figures { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(100%, 480px), 1fr)); gap: 1rem;
            margin: .5rem 0; align-items: start; }
 figure { margin: 0; }
 figure.wide { grid-column: 1 / -1; }
-figure img { display: block; max-width: 100%; height: auto; border: 1px solid var(--line); border-radius: 4px; }
-figcaption { color: var(--muted); font-size: .85rem; }
+/* A figure fits a screen (no taller than 85% of it) and opens at full size in a dialog on a click or tap. */
+figure img { display: block; max-width: 100%; max-height: 85vh; width: auto; height: auto;
+             border: 1px solid var(--line); border-radius: 4px; }
+button.zoom { display: block; max-width: 100%; padding: 0; border: 0; background: none; cursor: zoom-in; }
+/* The caption wraps to the figure's width instead of widening it (contain). */
+figcaption { color: var(--muted); font-size: .85rem; overflow-wrap: anywhere; contain: inline-size; }
+/* A figure beside its numbers: its column as wide as the figure (up to 70%); one column on a phone. */
+.columns { display: grid; grid-template-columns: fit-content(70%) minmax(0, 1fr); gap: 0 1.5rem; align-items: start; }
+.columns .figures { display: block; }
+@media (max-width: 760px) { .columns { grid-template-columns: minmax(0, 1fr); } }
+dialog.zoom { padding: 0; border: 0; border-radius: 4px; max-width: 100vw; max-height: 100vh; overflow: auto; }
+dialog.zoom::backdrop { background: rgba(0, 0, 0, .7); }
+dialog.zoom img { display: block; max-width: none; cursor: zoom-out; }
+dialog.zoom p { position: sticky; top: 0; left: 0; margin: 0; padding: .3rem .6rem; background: var(--soft);
+                display: flex; justify-content: space-between; gap: 1rem; font-size: .85rem; }
+dialog.zoom button { font: inherit; font-weight: 600; color: var(--accent); background: none; border: 0;
+                     cursor: pointer; }
 pre { background: var(--soft); padding: .6rem .8rem; border-radius: 6px; white-space: pre-wrap;
       overflow-wrap: anywhere; font-size: .85rem; }
 code { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; overflow-wrap: anywhere; }
@@ -68,9 +88,10 @@ footer { color: var(--muted); font-size: .85rem; padding-bottom: 2rem; border-to
   th[aria-sort="descending"] button::after { content: " \\25BC"; }
   h2, h3 { break-after: avoid; }
   figure, tr, .facts div, .missing { break-inside: avoid; }
-  .figures { display: block; }
+  .figures, .columns { display: block; }
   figure { margin-bottom: .5rem; }
   figure img { max-height: 120mm; width: auto; }
+  button.zoom { cursor: auto; }
 }
 """
 
@@ -102,6 +123,26 @@ JS = """
         order.forEach(function (i) { body.appendChild(rows[i]); });
       });
     });
+  });
+  // A click on a figure shows it at its own size in a dialog (scrolling where it is larger than the
+  // screen); a click on it, the close button or outside it, or Escape, closes it.
+  var dialog = document.createElement('dialog'), big = new Image();
+  dialog.className = 'zoom';
+  dialog.setAttribute('aria-label', 'figure at full size');
+  dialog.innerHTML = '<p><span></span><button type="button">close</button></p>';
+  document.body.appendChild(dialog);
+  document.querySelectorAll('button.zoom').forEach(function (button) {
+    button.addEventListener('click', function () {
+      var img = button.querySelector('img');
+      big.src = img.src;
+      big.alt = img.alt;
+      dialog.appendChild(big);
+      dialog.querySelector('span').textContent = img.alt;
+      dialog.showModal();
+    });
+  });
+  dialog.addEventListener('click', function (e) {
+    if (e.target === dialog || e.target === big || e.target.tagName === 'BUTTON') { dialog.close(); }
   });
 })();
 """
@@ -150,7 +191,8 @@ BLOCK = """{% macro block(b) %}
 {% endfor %}</dl>
 {% elif b.kind == 'figures' %}<div class="figures">
 {% for f in b.items %}<figure{% if f.wide %} class="wide"{% endif %}>
-<img src="{{ f.src }}" alt="{{ f.caption }}"><figcaption>{{ f.caption }}</figcaption></figure>
+<button type="button" class="zoom" title="open at full size"><img src="{{ f.src }}" alt="{{ f.caption }}">\
+</button><figcaption>{{ f.caption }}</figcaption></figure>
 {% endfor %}</div>
 {% elif b.kind == 'table' %}<div class="table-wrap"><table{% if b.sortable %} class="sortable"{% endif %}>
 {% if b.caption %}<caption>{{ b.caption }}</caption>{% endif %}
@@ -159,8 +201,12 @@ BLOCK = """{% macro block(b) %}
 {%- endfor %}</tr></thead>
 <tbody>
 {% for row in b.rows %}<tr>{% for c in row %}<td
-{%- if c.numeric %} class="num" data-sort="{{ c.sort }}"{% endif %}>{{ c.text }}</td>{% endfor %}</tr>
+{%- if c.numeric %} class="num" data-sort="{{ c.sort }}"{% elif c.text|length > 40 %} class="long"{% endif %}>\
+{{ c.text }}</td>{% endfor %}</tr>
 {% endfor %}</tbody></table></div>
+{% elif b.kind == 'columns' %}<div class="columns"><div>
+{% for x in b.figure %}{{ block(x) }}{% endfor %}</div><div>
+{% for x in b.beside %}{{ block(x) }}{% endfor %}</div></div>
 {% elif b.kind == 'details' %}<details><summary>{{ b.summary }}</summary>
 {% for x in b.blocks %}{{ block(x) }}{% endfor %}</details>
 {% endif %}

@@ -4,6 +4,7 @@ says which command computes it."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from ..runfiles import read_json
 from .blocks import (
     Cell,
     Code,
+    Columns,
     Details,
     Facts,
     Figure,
@@ -33,13 +35,14 @@ from .blocks import (
 
 def run_sections(run_dir: Path) -> tuple[str, list[Section]]:
     """(title, sections) for a run directory."""
-    info = runfiles.read_json(run_dir / runfiles.CONFIG)
+    info = runfiles.read_json(run_dir / runfiles.CONFIG, root=run_dir)
     summary = runfiles.read_summary(run_dir)
     history = runfiles.read_history(run_dir)
     model = info.get("config", {}).get("model", "?")
     # Results first; the long configuration table last (collapsed), for whoever wants to reproduce the run.
     return f"{model}: {run_dir.name}", [
-        summary_section(run_dir, summary), curves_section(run_dir, history), analysis_section(run_dir),
+        summary_section(run_dir, summary), curves_section(run_dir, history, info.get("config", {})),
+        analysis_section(run_dir),
         explanations_section(run_dir), features_section(run_dir), embedding_section(run_dir),
         config_section(info),
     ]
@@ -100,11 +103,11 @@ def _value(v: Any) -> str | None:
     return json.dumps(v) if isinstance(v, (dict, list)) else (None if v is None else str(v))
 
 
-def curves_section(run_dir: Path, history: list[dict[str, Any]]) -> Section:
+def curves_section(run_dir: Path, history: list[dict[str, Any]], cfg: dict[str, Any] | None = None) -> Section:
     if not history:
         return missing("curves", "Learning curves", "No epoch finished yet (metrics.jsonl is empty or missing).",
                        command("cifarlab train --resume", run_dir))
-    from .curves import learning_curve_pngs, step_losses
+    from .curves import constant_lr, learning_curve_pngs, step_losses
 
     per_step = " (training: per step)" if step_losses(history) else ""
     figures = [Figure(png_url(png), f"{name} per epoch{per_step if name == 'loss' else ''}")
@@ -114,21 +117,35 @@ def curves_section(run_dir: Path, history: list[dict[str, Any]]) -> Section:
                ("seconds", "epoch_seconds", ".1f"), ("images/s", "images_per_second", ",.0f")]
     columns = [c for c in columns if any(h.get(c[1]) is not None for h in history)]
     rows = [[number(h.get(key), spec) for _, key, spec in columns] for h in history]
-    return Section("curves", "Learning curves", [*figure_group(figures),
-                                                 Table([c[0] for c in columns], rows, "one row per epoch")])
+    lr = constant_lr(history)
+    return Section("curves", "Learning curves", [
+        *figure_group(figures), *([Text(_constant_lr_line(lr, len(history), cfg or {}))] if lr is not None else []),
+        Details(f"Per-epoch numbers ({len(history)} epoch{'s' if len(history) != 1 else ''})",
+                [Table([c[0] for c in columns], rows, "one row per epoch")])])
+
+
+def _constant_lr_line(lr: float, epochs: int, cfg: dict[str, Any]) -> str:
+    """A learning rate that never changed, in words (a flat line is not worth a plot)."""
+    schedule, warmup = cfg.get("schedule"), cfg.get("warmup_epochs")
+    if schedule == "constant" and not warmup:
+        return f"Learning rate: {fmt(lr, '.3g')} throughout (constant schedule, no warm-up)."
+    warm = f", {fmt(warmup, 'g')} warm-up epochs" if warmup else ""
+    how = f" ({schedule} schedule{warm})" if schedule else ""
+    when = "the only epoch" if epochs == 1 else f"each of the {epochs} epochs"
+    return f"Learning rate: {fmt(lr, '.3g')} at the end of {when}{how}."
 
 
 def analysis_section(run_dir: Path) -> Section:
     adir = run_dir / runfiles.ANALYSIS_DIR
     title = "Error analysis"
-    if not (adir / runfiles.ANALYSIS_JSON).exists():
+    if not os.path.lexists(adir / runfiles.ANALYSIS_JSON):
         return missing("analysis", title, "Error analysis was not computed (confusion matrix, galleries of "
                        "mistakes, calibration, robustness).", command("cifarlab analyze", run_dir))
-    a = read_json(adir / runfiles.ANALYSIS_JSON)
+    a = read_json(adir / runfiles.ANALYSIS_JSON, root=run_dir)
     files = a.get("files") or {}
 
     def fig(key: str, caption: str, wide: bool = False):
-        return figure_file(adir / Path(files.get(key, f"{key}.png")).name, caption, wide)
+        return figure_file(adir / Path(files.get(key, f"{key}.png")).name, caption, wide, root=run_dir)
 
     m, cal, rob = a.get("metrics", {}), a.get("calibration", {}), a.get("robustness", {})
     worst = m.get("worst_class") or {}
@@ -143,10 +160,10 @@ def analysis_section(run_dir: Path) -> Section:
                 f"{fmt(cal.get('ece_before'))} → {fmt(cal.get('ece_after'))}"),
                (f"mean corrupted accuracy ({fmt(rob.get('images'), ',')}-image sample)",
                 fmt(rob.get("mean_corrupted_accuracy")))]),
-        Heading("Per class"),
-        Table(["class", "precision", "recall", "F1", "support"],
-              [[text(r.get("class")), number(r.get("precision")), number(r.get("recall")), number(r.get("f1")),
-                number(r.get("support"), "d")] for r in m.get("per_class", [])]),
+        Details(f"Per class: precision, recall, F1 and support ({len(m.get('per_class', []))} classes)", [
+            Table(["class", "precision", "recall", "F1", "support"],
+                  [[text(r.get("class")), number(r.get("precision")), number(r.get("recall")), number(r.get("f1")),
+                    number(r.get("support"), "d")] for r in m.get("per_class", [])])]),
         Heading("Confusion matrix"), *figure_group([fig("confusion_matrix", "rows: true class, columns: predicted "
                                                         "(counts and share of the row)", wide=True)]),
         Heading("Most-confused pairs"),
@@ -156,17 +173,18 @@ def analysis_section(run_dir: Path) -> Section:
         blocks += [Table(["true", "predicted as", "count", "share of the true class"],
                          [[text(p.get("true")), text(p.get("predicted")), number(p.get("count"), "d"),
                            number(p.get("rate"), ".1%")] for p in pairs]),
-                   *figure_group([fig("confused_pairs", "examples of each pair, most confident first", wide=True)])]
+                   Details("Examples of each pair", figure_group([
+                       fig("confused_pairs", "examples of each pair, most confident first", wide=True)]))]
     else:
         blocks.append(Text("No mistakes on this split: there are no confused pairs."))
-    blocks += [Heading("Galleries"), *figure_group([
+    blocks.append(Details("Galleries: the most confident mistakes and the highest-loss images", figure_group([
         fig("confident_mistakes", "the most confident mistakes", wide=True),
-        fig("highest_loss", "the highest-loss images", wide=True)])]
-    blocks += [Heading("Calibration"), Facts([
-        ("ECE before", fmt(cal.get("ece_before"))), ("ECE after", fmt(cal.get("ece_after"))),
-        ("NLL before", fmt(cal.get("nll_before"))), ("NLL after", fmt(cal.get("nll_after"))),
-        ("temperature", f"{fmt(cal.get('temperature'), '.3f')} (fitted on {cal.get('fitted_on', '-')})")]),
-        *figure_group([fig("reliability", "reliability diagram: confidence against accuracy per bin")])]
+        fig("highest_loss", "the highest-loss images", wide=True)])))
+    blocks += [Heading("Calibration"), Columns(
+        figure_group([fig("reliability", "reliability diagram: confidence against accuracy per bin")]),
+        [Facts([("ECE before", fmt(cal.get("ece_before"))), ("ECE after", fmt(cal.get("ece_after"))),
+                ("NLL before", fmt(cal.get("nll_before"))), ("NLL after", fmt(cal.get("nll_after"))),
+                ("temperature", f"{fmt(cal.get('temperature'), '.3f')} (fitted on {cal.get('fitted_on', '-')})")])])]
     blocks += [Heading("Robustness to corruptions"), *_robustness(rob, fig, run_dir)]
     blocks += [Heading("Label check"), *_label_check(a.get("label_check") or {}, adir, run_dir)]
     return Section("analysis", title, blocks)
@@ -180,28 +198,39 @@ def _robustness(rob: dict[str, Any], fig, run_dir: Path) -> list[Any]:
     extra = set(rob.get("extra_corruptions", []))
     rows = [[text(f"{name} (extra)" if name in extra else name), *[number(v) for v in values],
              number((rob.get("mean_accuracy") or {}).get(name))] for name, values in rob["accuracy"].items()]
-    return [Facts([(f"clean accuracy on this {fmt(rob.get('images'), ',')}-image sample",
-                    fmt(rob.get("clean_accuracy"))),
-                   ("mean corrupted accuracy (CIFAR-10-C, 15 corruptions × 5 severities)",
-                    fmt(rob.get("mean_corrupted_accuracy"))),
-                   ("mean accuracy on the 4 extra corruptions", fmt(rob.get("extra_mean_accuracy"))),
-                   ("images", str(rob.get("subset") or fmt(rob.get("images"), ",")))]),
+    return [Columns(figure_group([fig("robustness", "accuracy per corruption and severity")]), [
+        Facts([(f"clean accuracy on this {fmt(rob.get('images'), ',')}-image sample", fmt(rob.get("clean_accuracy"))),
+               ("mean corrupted accuracy (CIFAR-10-C, 15 corruptions × 5 severities)",
+                fmt(rob.get("mean_corrupted_accuracy"))),
+               ("mean accuracy on the 4 extra corruptions", fmt(rob.get("extra_mean_accuracy"))),
+               ("images", str(rob.get("subset") or fmt(rob.get("images"), ",")))]),
+        Details("The same numbers as a table", [
             Table(["corruption", *[f"severity {s}" for s in severities], "mean"], rows,
-                  "CIFAR-10-C's corruptions regenerated with its own parameters; extras are not in the mean"),
-            *figure_group([fig("robustness", "accuracy per corruption and severity")])]
+                  "CIFAR-10-C's corruptions regenerated with its own parameters; extras are not in the mean")])])]
 
 
 def _label_check(check: dict[str, Any], adir: Path, run_dir: Path) -> list[Any]:
     if "flagged" not in check:
-        return [Text("Not computed (it trains K models on the training data):",
+        return [Text("Not computed (it fits K fold models on the training data):",
                      command("cifarlab analyze", run_dir, "--label-check"))]
+    model = check.get("fold_model") or "run"  # analyses written before the choice of fold model used the run's
+    per_fold = (f"{fmt(check.get('input_size'), 'd')} px features, C {fmt(check.get('C'), '.3g')}"
+                if model == "features" else f"{fmt(check.get('epochs'), 'd')} epochs each")
     blocks: list[Any] = [Facts([
-        ("suspected label problems", f"{check['flagged']:,} of {fmt(check.get('images'), ',')} training images"),
-        ("out-of-sample accuracy", fmt(check.get("out_of_sample_accuracy"))),
-        ("folds × epochs", f"{check.get('folds', '?')} × {check.get('epochs', '?')}")])]
+        ("suspected label problems", f"{check['flagged']:,} of {fmt(check.get('images'), ',')} training images "
+                                     f"({fmt(check.get('flagged_share'), '.1%')})"),
+        ("cleanlab's estimated noise rate", fmt(check.get("estimated_noise_rate"), ".1%")),
+        ("out-of-fold accuracy", fmt(check.get("out_of_sample_accuracy"))),
+        ("accuracy on the images not flagged", fmt(check.get("kept_accuracy"))),
+        ("fold models", f"{model}: {check.get('folds', '?')} folds, {per_fold}"),
+        ("out-of-fold probabilities", Path(str(check.get("probabilities") or "-")).name)])]
+    if check.get("warning"):
+        blocks.append(Text(f"Warning: {check['warning']}."))
+    blocks.append(Text("To train again without them, add to the run's own settings (--label-issues-action relabel "
+                       "relabels them instead):", command("--drop-label-issues", run_dir)))
     if check.get("picture"):
         blocks += figure_group([figure_file(adir / Path(check["picture"]).name,
-                                            "the least self-confident flagged images", wide=True)])
+                                            "the least self-confident flagged images", wide=True, root=run_dir)])
     return blocks
 
 
@@ -214,17 +243,38 @@ def _caption(path: Path) -> str:
 
 
 def features_section(run_dir: Path) -> Section:
+    from ..features.maps import MOST_ACTIVE_PREFIX
+
     # The story's order: what the first layer looks for, then what each layer makes of one image.
-    order = ("first_layer_filters", "features_", "channel_top_")
+    order = ("first_layer_filters", MOST_ACTIVE_PREFIX, "features_", "channel_top_")
     files = sorted(_pngs(run_dir / runfiles.FEATURES_DIR),
                    key=lambda p: (next((i for i, o in enumerate(order) if p.stem.startswith(o)), len(order)), p.name))
     if not files:
         return missing("features", "Feature maps", "No feature maps were drawn.",
                        command("cifarlab features", run_dir, "--image", "IMG"))
-    return Section("features", "Feature maps", [
-        Text("What the layers respond to: the first layer's filters, feature maps of one image per layer, "
-             "and the images that excite a channel most."),
-        *figure_group([figure_file(p, _caption(p), wide=p.stem.startswith("features_")) for p in files])])
+    # Where a layer's few most active channels stand for it, its full grid is a click away, and so are the
+    # first layer's filters (3x3 colour patches, which tell little at a glance).
+    previewed = {p.stem[len(MOST_ACTIVE_PREFIX):] for p in files if p.stem.startswith(MOST_ACTIVE_PREFIX)}
+    folded = [p for p in files if (previewed and p.stem == "first_layer_filters")
+              or (p.stem.startswith("features_") and p.stem[len("features_"):] in previewed)]
+    shown = [p for p in files if p not in folded]
+
+    def caption(p: Path) -> str:
+        for prefix, what in ((MOST_ACTIVE_PREFIX, "its most active channels"), ("features_", "feature maps")):
+            if p.stem.startswith(prefix):
+                return f"{p.stem[len(prefix):]}: {what}"
+        return _caption(p)
+
+    blocks: list[Any] = [
+        Text("What the layers respond to: the feature maps of one image per layer (the most active channels "
+             "first), the first layer's filters and the images that excite a channel most."),
+        *figure_group([figure_file(p, caption(p), wide=p.stem.startswith("features_"), root=run_dir) for p in shown])]
+    if folded:
+        layers = [p.stem[len("features_"):] for p in folded if p.stem.startswith("features_")]
+        blocks.append(Details(f"Every channel of {', '.join(layers)}" + (
+            " and the first layer's filters" if len(layers) < len(folded) else ""), figure_group(
+                [figure_file(p, caption(p), wide=p.stem.startswith("features_"), root=run_dir) for p in folded])))
+    return Section("features", "Feature maps", blocks)
 
 
 def embedding_section(run_dir: Path) -> Section:
@@ -234,7 +284,7 @@ def embedding_section(run_dir: Path) -> Section:
                        command("cifarlab embed", run_dir))
     return Section("embedding", "Embedding", [
         Text("Penultimate-layer features of test images in 2-D, coloured by true class; x marks a mistake."),
-        *figure_group([figure_file(p, _caption(p)) for p in files])])
+        *figure_group([figure_file(p, _caption(p), root=run_dir) for p in files])])
 
 
 def explanations_section(run_dir: Path) -> Section:
@@ -242,10 +292,10 @@ def explanations_section(run_dir: Path) -> Section:
     title = "Explanations"
     files = _pngs(edir)
     report_path = edir / runfiles.EXPLAIN_JSON
-    if not files and not report_path.exists():
+    if not files and not os.path.lexists(report_path):
         return missing("explanations", title, "No explanations were computed (heat maps and their faithfulness).",
                        command("cifarlab explain", run_dir, "--samples-per-class", "1", "--evaluate", "100"))
-    r = read_json(report_path) if report_path.exists() else {}
+    r = read_json(report_path, root=run_dir) if os.path.lexists(report_path) else {}
     blocks: list[Any] = []
     if r:
         layer = r.get("layer") or "-"
@@ -264,13 +314,14 @@ def explanations_section(run_dir: Path) -> Section:
     captions = {Path(f).name: f"{'gallery' if Path(f).stem.startswith('gallery') else 'explanation'}: "
                               f"{', '.join(r.get('methods', []))}{best}"
                 for f in [r.get("figure"), *[i.get("figure") for i in r.get("images", [])]] if f}
-    blocks += figure_group([figure_file(p, captions.get(p.name, _caption(p)), wide=True) for p in files])
+    pictures = figure_group([figure_file(p, captions.get(p.name, _caption(p)), wide=True, root=run_dir)
+                             for p in files])
     if r.get("images"):
         has_label = any(i.get("label") for i in r["images"])
         headers = ["image", *(["true class"] if has_label else []), "predicted", "probability"]
-        blocks += [Heading("Explained images"), Table(headers, [
-            [text(i.get("image")), *([text(i.get("label"))] if has_label else []), text(i.get("predicted")),
-             number(i.get("probability"), ".1%")] for i in r["images"]])]
+        blocks.append(Details(f"Explained images: files, classes and predictions ({len(r['images'])})", [
+            Table(headers, [[text(i.get("image")), *([text(i.get("label"))] if has_label else []),
+                             text(i.get("predicted")), number(i.get("probability"), ".1%")] for i in r["images"]])]))
     if r.get("metrics"):
         blocks += [Heading(f"Faithfulness over the {len(r.get('images', []))} explained image(s)"),
                    faithfulness_table(r["metrics"])]
@@ -280,7 +331,7 @@ def explanations_section(run_dir: Path) -> Section:
     elif r:
         blocks.append(Text("Every method over many test images:",
                            command("cifarlab explain", run_dir, "--method", "all", "--evaluate", "200")))
-    return Section("explanations", title, blocks)
+    return Section("explanations", title, [Columns(pictures, blocks)] if pictures else blocks)
 
 
 def faithfulness_table(rows: dict[str, dict[str, Any]]) -> Table:
