@@ -2,10 +2,12 @@
 # The system (Debian) packages the test suite needs beyond Python, installed by `make test`:
 #   postgresql   a throwaway server for the distributed-tuning test (tests/test_tune_postgres.py)
 #   chromium     the browser tests of `cifarlab serve` and `cifarlab report` (Playwright drives it)
+#   imagemagick  the library Wand loads: CIFAR-10-C's motion blur and snow checked against ImageMagick
+#                (tests/test_corruptions.py), as the reference generator made them
 # Idempotent: installs only the missing ones, and only as root or with passwordless sudo. Otherwise it
 # prints one line and carries on; the tests that need a missing package then skip and say why.
 set -uo pipefail
-PACKAGES=(postgresql chromium)
+PACKAGES=(postgresql chromium imagemagick)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -3,6 +3,7 @@ transcribed here image by image as the reference writes them, on small fixed ima
 same draws where the reference's order of draws is kept, by their statistics and seeding otherwise."""
 from __future__ import annotations
 
+import ctypes
 import io
 
 import numpy as np
@@ -72,7 +73,7 @@ def test_damage_grows_with_severity(name):
 
 
 @pytest.mark.parametrize("bad, message", [
-    ({"name": "blur"}, "unknown corruption 'blur'; choose one of: gaussian_noise"),
+    ({"name": "blur"}, r"unknown corruption 'blur' \(did you mean \w+_blur\?\); choose one of: gaussian_noise"),
     ({"severity": 0}, "severity must be one of 1-5"),
     ({"severity": 6}, "severity must be one of 1-5"),
     ({"images": np.zeros((2, 32, 32, 3), np.float32)}, "uint8 images"),
@@ -389,6 +390,74 @@ def test_motion_kernel_follows_the_angle():
     # a constant image stays constant (the edge is repeated, nothing leaks in from outside)
     flat = np.full((32, 32, 3), 77, np.uint8)
     np.testing.assert_allclose(C.motion_blur_image(flat, 9, 2.5, 30), 77)
+
+
+def magick_motion_blur(img: Image.Image, radius: float, sigma: float, angle: float) -> Image.Image:
+    """The reference's MotionImage.motion_blur: a PNG through ImageMagick's MagickMotionBlurImage (via Wand)
+    and back, the way CIFAR-10-C was made. Skips without Wand or with another ImageMagick than 6 Q16."""
+    wand_image = pytest.importorskip("wand.image", reason="Wand or the ImageMagick library is missing")
+    from wand.api import library
+    from wand.version import MAGICK_VERSION, QUANTUM_DEPTH
+
+    if not MAGICK_VERSION.startswith("ImageMagick 6.") or QUANTUM_DEPTH != 16:
+        pytest.skip(f"the reference ran ImageMagick 6 Q16; this is {MAGICK_VERSION}")
+    library.MagickMotionBlurImage.argtypes = (ctypes.c_void_p, ctypes.c_double, ctypes.c_double, ctypes.c_double)
+    png = io.BytesIO()
+    img.save(png, format="PNG")
+    with wand_image.Image(blob=png.getvalue()) as magick:
+        library.MagickMotionBlurImage(magick.wand, radius, sigma, angle)
+        blob = magick.make_blob()
+    return Image.open(io.BytesIO(blob))
+
+
+@pytest.mark.parametrize("severity", C.SEVERITIES)
+def test_motion_blur_matches_imagemagick(severity):
+    """Bit for bit with the reference's ImageMagick: it floors to 8 bits (through its 16-bit quantum), where
+    rounding was one level off on about half the values."""
+    radius, sigma = [(6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5)][severity - 1]
+
+    def motion_blur(img, rng):
+        blurred = magick_motion_blur(Image.fromarray(img), radius, sigma, rng.uniform(-45, 45))
+        return np.asarray(blurred.convert("RGB"))  # the reference's greyscale-to-RGB, for grey pictures
+
+    x = images()
+    ref = per_image("motion_blur", severity, motion_blur, x)
+    np.testing.assert_array_equal(C.corrupt(x, "motion_blur", severity), ref)
+
+
+@pytest.mark.parametrize("severity", C.SEVERITIES)
+def test_snow_matches_the_reference_with_imagemagick(severity):
+    """The reference's snow with its flakes blurred by ImageMagick (its cv2.cvtColor: opencv_gray, tested below)."""
+    c = [(0.1, 0.2, 1, 0.6, 8, 3, 0.95), (0.1, 0.2, 1, 0.5, 10, 4, 0.9), (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
+         (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85), (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8)][severity - 1]
+
+    def snow(img, rng):
+        x = np.array(img, dtype=np.float32) / 255.
+        layer = rng.normal(size=x.shape[:2], loc=c[0], scale=c[1])
+        layer = reference_clipped_zoom(layer[..., np.newaxis], c[2])
+        layer[layer < c[3]] = 0
+        layer = Image.fromarray((np.clip(layer.squeeze(), 0, 1) * 255).astype(np.uint8))
+        layer = np.asarray(magick_motion_blur(layer, c[4], c[5], rng.uniform(-135, -45)).convert("L")) / 255.
+        layer = layer[..., np.newaxis]
+        x = c[6] * x + (1 - c[6]) * np.maximum(x, C.opencv_gray(x).reshape(32, 32, 1) * 1.5 + 0.5)
+        return np.clip(x + layer + np.rot90(layer, k=2), 0, 1) * 255
+
+    x = images(20)
+    np.testing.assert_array_equal(C.corrupt(x, "snow", severity), per_image("snow", severity, snow, x))
+
+
+def test_magick_8bit_is_imagemagicks_16_bit_quantum_truncated():
+    levels = np.array([0.0, 99.4, 99.5, 99.998, 99.999, 254.9, 300.0, -3.0])
+    # 99.998 * 257 + 0.5 stays below 100 * 257; 99.999 reaches it
+    np.testing.assert_array_equal(C.magick_8bit(levels), [0, 99, 99, 99, 100, 254, 255, 0])
+
+
+def test_opencv_gray_is_cvtcolors_float_rounding():
+    cv2 = pytest.importorskip("cv2")
+    if not cv2.ipp.useIPP():
+        pytest.skip("this OpenCV build does not use IPP, whose rounding opencv_gray follows")
+    x = (np.random.default_rng(0).integers(0, 256, (64, 32, 3)) / 255.).astype(np.float32)
+    np.testing.assert_array_equal(C.opencv_gray(x), cv2.cvtColor(x, cv2.COLOR_RGB2GRAY))
 
 
 def test_warp_affine_is_exact_on_whole_pixel_shifts_with_reflect_101_border():

@@ -50,6 +50,10 @@ def test_the_notebook_runs_in_tiny_mode(tmp_path, monkeypatch):
     text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     for section in SECTIONS:
         assert f"## {section}" in text
+    # it opens with the result: the set-up is one call (examples/notebook_setup.py), then the one-call run
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    assert "setup()" in code[0] and "cifarlab.run(" in code[0]
+    assert not any("\ndef " in f"\n{source}" for source in code), "set-up code belongs in notebook_setup.py"
     streams = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "mode tiny:" in streams
     # the transfer arms really start where they say (a forgotten **kw once trained all three from scratch)
@@ -70,7 +74,7 @@ def test_the_notebook_runs_in_tiny_mode(tmp_path, monkeypatch):
     for fragment in ("test accuracy, against the Keras notebook's 66%", "does best on validation",
                      "Two more epochs:", "The range test suggests lr", "validation accuracy with",
                      "Calibration:", "test images by their penultimate features", "deletion AUC",
-                     "The frozen ImageNet backbone with a Dense(512) head reaches"):
+                     "The frozen ImageNet backbone with a Dense(512) head reaches", "The evidence picks **"):
         assert fragment in sentences, fragment
 
 

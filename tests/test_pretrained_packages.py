@@ -221,6 +221,35 @@ def test_zero_shot_reports_accuracy_and_confusion(cifar_named_tree, tmp_path):
     assert json.loads((tmp_path / "zero_shot.json").read_text())["input_size"] == 32
 
 
+@needs_lite0
+@pytest.mark.parametrize("asked, ran", [("auto", "fp32"), ("bf16", "bf16")])
+def test_zero_shot_records_the_precision_that_ran(asked, ran, cifar_named_tree, tmp_path, monkeypatch):
+    """`auto` is fp32 (exact logits) even on a CPU with native bf16, and zero_shot.json names what ran."""
+    from cifarlab.training import device
+    from cifarlab.transfer.zeroshot import zero_shot
+
+    monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda: True)
+    r = zero_shot(model="timm:efficientnet_lite0", input_size=32, data=str(cifar_named_tree), device="cpu",
+                  precision=asked, out=str(tmp_path), verbose=False)
+    saved = json.loads((tmp_path / "zero_shot.json").read_text())
+    assert r.precision == saved["precision"] == saved["config"]["precision"] == ran and saved["device"] == "cpu"
+
+
+def test_texts_quote_the_number_of_unmapped_imagenet_classes(capsys):
+    """Docstrings, --help and the transfer guide give the mapping's count of ImageNet classes zero-shot ignores."""
+    from cifarlab.transfer import imagenet_to_cifar, zeroshot
+
+    unmapped = 1000 - len({i for group in CIFAR10_FROM_IMAGENET.values() for i in group})
+    assert unmapped == imagenet_to_cifar.UNMAPPED_IMAGENET_CLASSES
+    assert f"The other {unmapped} classes" in imagenet_to_cifar.__doc__
+    assert f"The {unmapped} ImageNet classes of no CIFAR class are ignored" in zeroshot.__doc__
+    guide = (Path(__file__).parents[1] / "docs" / "guide" / "transfer.md").read_text()
+    assert f"the other {unmapped} classes are ignored" in " ".join(guide.split())
+    with pytest.raises(SystemExit):
+        main(["zero-shot", "--help"])
+    assert f"the {unmapped} ImageNet classes of no CIFAR class are ignored" in " ".join(capsys.readouterr().out.split())
+
+
 @pytest.mark.parametrize("flags, fragment", [
     (["--aggregate", "mean"], "unknown --aggregate 'mean'; choose one of: sum, max"),
     (["--split", "val"], "unknown --split 'val'"),

@@ -6,9 +6,13 @@ The model keeps its 1000-class ImageNet head. Each image is upsampled to `input_
 device) and normalized as the weights expect; the ImageNet softmax is then read through the grouping of
 imagenet_to_cifar.py: the score of a CIFAR class is the SUM of the probabilities of its ImageNet classes
 (the probability that the image is any one of them), and the prediction is the class with the largest
-score. The 745 ImageNet classes of no CIFAR class are ignored. "sum" favours classes with many ImageNet
+score. The 777 ImageNet classes of no CIFAR class are ignored. "sum" favours classes with many ImageNet
 members (dog: 118, bird: 59) when the network hesitates; aggregate="max" (the single most probable member)
 does not, and the result records both accuracies, computed from the same forward passes.
+
+precision="auto" is fp32, as for `evaluate`: the accuracy gets quoted, and only fp32 gives the fp32 model's
+logits. bf16/fp16 run the body in low precision and the head in fp32. The result (and zero_shot.json)
+records the precision that ran.
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ import numpy as np
 import torch
 
 from .._io import write_json_atomic
-from ..config import TrainConfig
+from ..config import TrainConfig, takes_settings
 from ..errors import CifarlabError
 from ..training.resolve import resolve
 from .imagenet_to_cifar import CIFAR10_FROM_IMAGENET
@@ -36,6 +40,8 @@ class ZeroShotResult:
     model: str
     weights: str
     input_size: int
+    device: str
+    precision: str  # the one that ran: "auto" resolved
     split: str
     images: int
     aggregate: str
@@ -73,6 +79,7 @@ def cifar_scores(probs: torch.Tensor, groups: torch.Tensor, aggregate: str) -> t
     return masked.amax(1)
 
 
+@takes_settings("model", "weights", "input_size", "data", "device", "precision", "eval_batch_size", "seed")
 def zero_shot(cfg: TrainConfig | None = None, *, split: str = "test", aggregate: str = "sum",
               limit: int | None = None, out: str | Path | None = None, verbose: bool = True,
               **overrides: Any) -> ZeroShotResult:
@@ -82,8 +89,8 @@ def zero_shot(cfg: TrainConfig | None = None, *, split: str = "test", aggregate:
     `limit` takes a stratified subset of that many images; `out` gets zero_shot.json when given."""
     from ..data import load_data, stratified_subset
     from ..data.loader import DeviceLoader
-    from ..training.device import autocast, resolve_device, resolve_precision
-    from ..training.inference import preprocessing
+    from ..training.device import resolve_device
+    from ..training.inference import fp32_logits, preprocessing, resolve_eval_precision
     from ..training.regularize import build_model
     from .setup import apply_preprocessing
     from .weights import load_pretrained, pretrained_preprocessing
@@ -98,7 +105,7 @@ def zero_shot(cfg: TrainConfig | None = None, *, split: str = "test", aggregate:
     overrides = {k: v for k, v in overrides.items() if v is not None}
     cfg = resolve(dataclasses.replace(cfg or TrainConfig(), pretrained="imagenet", **overrides))
     device = resolve_device(cfg.device)
-    precision = resolve_precision(cfg.precision, device)
+    precision = resolve_eval_precision(cfg.precision, device)
 
     data = load_data(cfg.data, progress=verbose)
     images = data.test if split == "test" else data.train
@@ -112,7 +119,7 @@ def zero_shot(cfg: TrainConfig | None = None, *, split: str = "test", aggregate:
     prep = pretrained_preprocessing(cfg.model)
     size = cfg.input_size or prep.input_size
     log(f"zero-shot {cfg.model} ({prep.weights}, {report.line()}) on {len(images.labels):,} {split} images "
-        f"at {size}x{size}")
+        f"at {size}x{size}, {precision}")
     model = model.to(device).eval()
     mean, std = preprocessing(model)
     loader = DeviceLoader(images.images, images.labels, batch_size=cfg.eval_batch_size, device=device,
@@ -122,9 +129,7 @@ def zero_shot(cfg: TrainConfig | None = None, *, split: str = "test", aggregate:
     start = time.perf_counter()
     with torch.no_grad():
         for x, y in loader:
-            with autocast(device, precision):
-                logits = model(x)
-            probs = logits.float().softmax(1)
+            probs = fp32_logits(model, x, precision).softmax(1)
             for a in AGGREGATES:
                 preds[a].append(cifar_scores(probs, groups, a).argmax(1).cpu())
             top1.append(probs.argmax(1).cpu())
@@ -137,16 +142,17 @@ def zero_shot(cfg: TrainConfig | None = None, *, split: str = "test", aggregate:
     k = len(data.classes)
     confusion = np.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k)
     per_class = {c: float(confusion[i, i] / max(confusion[i].sum(), 1)) for i, c in enumerate(data.classes)}
-    result = ZeroShotResult(cfg.model, prep.weights, size, split, len(y_true), aggregate, accuracy[aggregate],
-                            accuracy, per_class, confusion.tolist(), list(data.classes), mass / len(y_true),
-                            len(y_true) / seconds, seconds, _top_imagenet(torch.cat(top1).numpy(), y_true,
-                                                                          list(data.classes)))
+    result = ZeroShotResult(cfg.model, prep.weights, size, str(device), precision, split, len(y_true), aggregate,
+                            accuracy[aggregate], accuracy, per_class, confusion.tolist(), list(data.classes),
+                            mass / len(y_true), len(y_true) / seconds, seconds,
+                            _top_imagenet(torch.cat(top1).numpy(), y_true, list(data.classes)))
     log(f"zero-shot accuracy ({aggregate}) {result.accuracy:.4f} (sum {accuracy['sum']:.4f}, max "
         f"{accuracy['max']:.4f}); {result.mass_on_mapped:.2f} of the probability on mapped classes; "
         f"{result.images_per_second:.0f} images/s")
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
-        write_json_atomic(Path(out) / "zero_shot.json", {**result.as_dict(), "config": cfg.to_dict()})
+        config = {**cfg.to_dict(), "precision": precision}  # the one that ran, not "auto"
+        write_json_atomic(Path(out) / "zero_shot.json", {**result.as_dict(), "config": config})
     return result
 
 
