@@ -105,14 +105,14 @@ def _probabilities(labels: np.ndarray, predicted: np.ndarray, confidence: float)
 
 
 def test_trust_warns_when_the_kept_images_are_often_wrong():
-    """Fold models that miss 1 in 5 of the labels they do not flag: below MIN_KEPT_ACCURACY."""
+    """Fold models that miss 1 in 4 of the labels they do not flag: below MIN_KEPT_ACCURACY."""
     labels = np.repeat(np.arange(3), 100)
     predicted = labels.copy()
-    predicted[::5] = (labels[::5] + 1) % 3  # 20% mistakes ...
+    predicted[::4] = (labels[::4] + 1) % 3  # 25% mistakes ...
     probs = _probabilities(labels, predicted, 0.5)  # ... none of them confident enough to be flagged
     report = label_issues.trust(probs, labels, np.array([], np.int64), "run")
-    assert report["kept_accuracy"] == pytest.approx(0.8) and report["kept_accuracy"] < label_issues.MIN_KEPT_ACCURACY
-    assert "80.0% accurate on the images they do not flag" in report["warning"]
+    assert report["kept_accuracy"] == pytest.approx(0.75) and report["kept_accuracy"] < label_issues.MIN_KEPT_ACCURACY
+    assert "75.0% accurate on the images they do not flag" in report["warning"]
     assert "--label-check-model features" in report["warning"]  # the hint for a recipe's weak folds
 
 

