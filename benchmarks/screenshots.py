@@ -1,11 +1,12 @@
-"""Screenshots of a real run's report and of `cifarlab serve` after an upload, for docs/ (issue 19).
+"""Screenshots of a real run's report and of `cifarlab serve` after an upload, for docs/.
 
     python benchmarks/screenshots.py RUN_DIR [--out docs] [--image PNG]
 
 RUN_DIR: a finished `cifarlab run` (trained, analyzed, explained, reported). Writes report_top.png,
 report_middle.png (the error analysis) and serve.png, each a 1400x900 view of headless Chromium
 (the system's, through Playwright), and report_phone.png, the top of the report on a 390x844 phone
-screen, each compressed to a palette PNG so that it stays under 400 KB.
+screen, each compressed to a palette PNG so that it stays under 400 KB. With --site DIR (a site built by
+`make docs`), also docs_site.png, the docs site's front page.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ def main() -> int:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--out", type=Path, default=Path("docs"))
     parser.add_argument("--image", type=Path, help="the image to upload (default: the first test image of a cat)")
+    parser.add_argument("--site", type=Path, help="a built docs site (make docs: site/): also docs_site.png")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -60,8 +62,13 @@ def main() -> int:
             page.set_input_files("#file", str(image))
             page.wait_for_function("document.getElementById('overlay').naturalWidth > 0")
             page.screenshot(path=str(args.out / "serve.png"))
+        names = ["report_top.png", "report_middle.png", "report_phone.png", "serve.png"]
+        if args.site is not None:
+            page.goto((args.site.resolve() / "index.html").as_uri())
+            page.screenshot(path=str(args.out / "docs_site.png"))
+            names.append("docs_site.png")
         browser.close()
-    for name in ("report_top.png", "report_middle.png", "report_phone.png", "serve.png"):
+    for name in names:
         shrink(args.out / name)
         print(f"{args.out / name}: {(args.out / name).stat().st_size / 1024:.0f} KB")
     return 0
