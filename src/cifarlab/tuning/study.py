@@ -71,7 +71,7 @@ def _optuna():
     try:
         import optuna
     except ImportError:
-        raise CifarlabError("tuning needs optuna: pip install 'cifarlab[tune]'") from None
+        raise CifarlabError("tuning needs optuna: pip install -e '.[tune]'") from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # cifarlab prints one line per trial instead
     for handler in logging.getLogger("optuna").handlers:
         if not any(isinstance(f, _NoInterruptTraceback) for f in handler.filters):
@@ -145,7 +145,7 @@ def _check_driver(url: str) -> None:
             import psycopg  # noqa: F401
         except ImportError:
             raise CifarlabError("a postgresql:// storage needs the psycopg driver: "
-                                "pip install 'cifarlab[postgres]'") from None
+                                "pip install -e '.[postgres]'") from None
 
 
 @contextlib.contextmanager

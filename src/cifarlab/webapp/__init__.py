@@ -27,7 +27,7 @@ def _require_web() -> None:
         import multipart  # noqa: F401  (python-multipart: FastAPI's form parser)
         import uvicorn  # noqa: F401
     except ImportError as e:
-        raise CifarlabError(f"cifarlab serve needs {e.name}: pip install 'cifarlab[serve]'") from None
+        raise CifarlabError(f"cifarlab serve needs {e.name}: pip install -e '.[serve]'") from None
 
 
 def create_app(run_dir: str | Path, *, device: str = "auto", max_upload_bytes: int | None = None,
