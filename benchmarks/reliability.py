@@ -1,4 +1,4 @@
-"""Reliability check (issue 16): run cifarlab as a careless or hostile user would, and tabulate what happened.
+"""Reliability check: run cifarlab as a careless or hostile user would, and tabulate what happened.
 
     python benchmarks/reliability.py                      # every case; writes RELIABILITY.md
     python benchmarks/reliability.py --only flags --jobs 2 --out /tmp/r.md
@@ -1163,9 +1163,46 @@ def scenario_cases() -> list[Case]:
     ]
 
 
+def write_other_classes(ws: Path, case: Path) -> None:
+    sys.path.insert(0, str(REPO / "tests"))
+    from conftest import write_image_tree
+
+    write_image_tree(case / "other", n_train=4, n_test=2, classes=["a", "b", "c"])
+
+
+def label_cases() -> list[Case]:
+    """The label check and acting on it: arguments that cannot work, data that does not match the run, an
+    analysis that is missing or is not a label check."""
+    run = "{ws}/run"
+    analyze = ["analyze", run, "--label-check", "--robustness-images", "0", "--out", "{case}/x"]
+    return [
+        Case("label-folds-too-many", "label check", "analyze --label-check-folds 50 (20 images per class)",
+             [*analyze, "--label-check-folds", "50"], mention="at least 50 training images of every class",
+             absent=["{case}/x"]),
+        Case("label-model-unknown", "label check", "analyze --label-check-model nosuch",
+             [*analyze, "--label-check-model", "nosuch"], mention="nosuch", absent=["{case}/x"]),
+        Case("label-input-size-fast", "label check", "--label-check-input-size with the fast fold model",
+             [*analyze, "--label-check-model", "fast", "--label-check-input-size", "64"],
+             mention="--label-check-input-size", absent=["{case}/x"]),
+        Case("label-epochs-features", "label check", "--label-check-epochs with the features fold model",
+             [*analyze, "--label-check-epochs", "2"], mention="--label-check-epochs", absent=["{case}/x"]),
+        Case("label-other-classes", "label check", "analyze --label-check --data of a tree with other classes",
+             [*analyze, "--data", "{case}/other"], mention="differ from the run's", setup=write_other_classes,
+             absent=["{case}/x"]),
+        Case("label-drop-missing", "label check", "train --drop-label-issues of a missing run",
+             train_argv("--drop-label-issues", "{case}/nope"), mention="{case}/nope: no such directory", absent=["{case}/out"]),
+        Case("label-drop-unanalyzed", "label check", "train --drop-label-issues of a run never analyzed",
+             train_argv("--drop-label-issues", "{case}/run"), mention="no analysis.json",
+             setup=lambda ws, c: copy_run(ws, c), absent=["{case}/out"]),
+        Case("label-action-alone", "label check", "train --label-issues-action relabel without a run to act on",
+             train_argv("--label-issues-action", "relabel"), mention="--label-issues-action",
+             absent=["{case}/out"]),
+    ]
+
+
 def all_cases() -> list[Case]:
     return flag_cases() + config_cases() + data_cases() + path_cases() + command_cases() + payload_cases() \
-        + intake_cases() + link_cases() + input_cases() + scenario_cases()
+        + intake_cases() + link_cases() + input_cases() + label_cases() + scenario_cases()
 
 
 # --------------------------------------------------------------------------------------------- running
@@ -1248,7 +1285,7 @@ def markdown(results: list[Result], seconds: float) -> str:
     head = textwrap.dedent(f"""\
         # Reliability
 
-        cifarlab tried as a careless or hostile user would (issue 16): {len(results)} cases, each a `cifarlab`
+        cifarlab tried as a careless or hostile user would: {len(results)} cases, each a `cifarlab`
         command in a fresh process against a small synthetic workspace. Regenerate this file with
 
             python benchmarks/reliability.py --out RELIABILITY.md

@@ -336,3 +336,14 @@ def test_a_run_without_a_validation_split_is_checked_on_all_its_training_images(
     shutil.copy(trained_run / "model.safetensors", run / "model.safetensors")
     report = cifarlab.analyze(run, robustness_images=0, label_check=True, label_check_input_size=32, verbose=False)
     assert report["label_check"]["images"] == 300
+
+
+@pytest.mark.parametrize("make, message", [(lambda p: None, "no such directory"),
+                                           (lambda p: p.write_text("x"), "not a directory")])
+def test_drop_label_issues_of_no_folder_is_one_line(make, message, tiny_tree, tmp_path, capsys):
+    analyzed = tmp_path / "runA"
+    make(analyzed)
+    out = tmp_path / "runB"
+    assert main(["train", "--data", str(tiny_tree), "--drop-label-issues", str(analyzed), "--out", str(out)]) == 2
+    line = _one_error_line(capsys)
+    assert f"--drop-label-issues {analyzed}: {message}" in line and not out.exists()

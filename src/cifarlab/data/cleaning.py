@@ -57,6 +57,9 @@ def find_analysis(analyzed: str | Path) -> Path:
     """analysis.json of an analyzed run: ANALYZED/analysis/analysis.json, or ANALYZED/analysis.json (an
     analysis written elsewhere with --out)."""
     analyzed = Path(analyzed)
+    if not analyzed.is_dir():
+        raise CifarlabError(f"{FLAG} {analyzed}: " + ("not a directory" if os.path.lexists(analyzed) else
+                                                      "no such directory") + "; give an analyzed run's folder")
     for path in (analyzed / ANALYSIS_DIR / ANALYSIS_JSON, analyzed / ANALYSIS_JSON):
         if os.path.lexists(path):
             return path
