@@ -166,7 +166,7 @@ def test_pretrained_is_refused(name):
 
 def test_missing_timm_gives_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "timm", None)  # makes `import timm` raise ImportError
-    with pytest.raises(CifarlabError, match=r"pip install 'cifarlab\[timm\]'"):
+    with pytest.raises(CifarlabError, match=r"pip install -e '\.\[timm\]'"):
         create_model("timm:resnet18")
 
 
