@@ -166,7 +166,7 @@ def test_pretrained_is_refused(name):
 
 def test_missing_timm_gives_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "timm", None)  # makes `import timm` raise ImportError
-    with pytest.raises(CifarlabError, match=r"pip install 'cifarlab\[timm\]'"):
+    with pytest.raises(CifarlabError, match=r"pip install -e '\.\[timm\]'"):
         create_model("timm:resnet18")
 
 
@@ -245,6 +245,7 @@ def test_the_lazy_api_gives_the_same_function_every_time():
     import types
 
     import cifarlab
+    import cifarlab.pretrained as pretrained
     import cifarlab.transfer as transfer
 
     for name in ("zero_shot", "linear_probe", "train", "lr_find", "compare", "ablate"):
@@ -252,7 +253,7 @@ def test_the_lazy_api_gives_the_same_function_every_time():
         assert callable(first) and not isinstance(first, types.ModuleType), name
         assert getattr(cifarlab, name) is first, name
     assert not isinstance(transfer.zero_shot, types.ModuleType) and transfer.zero_shot is cifarlab.zero_shot
-    for package in (cifarlab, transfer):
+    for package in (cifarlab, transfer, pretrained):
         exported = set(getattr(package, "__all__", ()))
         submodules = {m.name for m in pkgutil.iter_modules(package.__path__)}
         assert not exported & submodules, f"{package.__name__}: {exported & submodules} are names and submodules"

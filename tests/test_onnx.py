@@ -143,7 +143,7 @@ def test_missing_onnx_packages(trained_run, tmp_path, monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_onnxscript)
-    with pytest.raises(CifarlabError, match=r"need onnxscript: pip install 'cifarlab\[onnx\]'"):
+    with pytest.raises(CifarlabError, match=r"need onnxscript: pip install -e '\.\[onnx\]'"):
         cifarlab.export(trained_run, out=tmp_path / "m.onnx")
 
 

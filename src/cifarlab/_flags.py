@@ -27,8 +27,8 @@ from .config import (
     setting_flag,
 )
 from .errors import CifarlabError, cli_messages, did_you_mean
+from .pretrained.options import FREEZE, PRETRAINED
 from .recipes import list_recipes, recipe_settings
-from .transfer.options import FREEZE, PRETRAINED
 
 EXIT_USER_ERROR = 2
 # Choices that live in a registry, named by a field's `choices` (config.py cannot import the registries).

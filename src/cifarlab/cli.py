@@ -279,7 +279,7 @@ def _thread_flags(args: argparse.Namespace) -> tuple[str | None, str]:
     if getattr(args, "resume", None) is None:
         return args.threads, args.thread_wait or "auto"
     from ._threads import resume_settings
-    from .runfiles import read_config  # no torch yet: the wait policy is set before torch loads
+    from .rundir.layout import read_config  # no torch yet: the wait policy is set before torch loads
 
     return resume_settings(read_config(args.resume), args.resume, args.threads, args.thread_wait)
 

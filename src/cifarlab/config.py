@@ -2,9 +2,10 @@
 YAML file may set any field, and command-line flags override it. The resolved config is saved in every
 run directory, so a run can be repeated exactly.
 
-A leaf module (no cifarlab imports but errors and _io's file readers): each field declares its help, flag
-group, choices and range once (`setting`), from which the command line is generated (cifarlab._flags) and every
-value is checked; resolving a config against the models, recipes and weights is cifarlab.training.resolve."""
+No torch, and no cifarlab imports but errors, _io's file readers and the names of choices.py (whose targets
+put both in training's layer, tests/test_layers.py): each field declares its help, flag group, choices and range
+once (`setting`), from which the command line is generated (cifarlab._flags) and every value is checked;
+resolving a config against the models, recipes and weights is cifarlab.training.resolve."""
 from __future__ import annotations
 
 import dataclasses
@@ -159,7 +160,7 @@ class TrainConfig:
                               "recipe's", "execution", choices=TTA_MODES)
     cifar_stem: bool = setting(False, "tv:/timm: models: adapt the stem to 32x32 images (3x3 stride-1 conv, no "
                                "max-pool)", "model")
-    # Transfer learning (cifarlab.transfer; the README's "Transfer learning" section)
+    # Transfer learning (checked and applied by cifarlab.pretrained; the README's "Transfer learning" section)
     pretrained: str | None = setting(None, "tv:/timm: models: published weights with their own mean, std and input "
                                      "size", "transfer", choices="pretrained")
     weights: str | None = setting(None, "a local file of the --pretrained weights (offline; default: the hub's "
@@ -248,6 +249,15 @@ class TrainConfig:
         names and values of the wrong type fail here, naming `source`. Ranges are checked by validate()."""
         check_settings(values, source, ranges=False)
         return cls(**values)
+
+
+def with_overrides(cfg: TrainConfig | None, overrides: dict[str, Any], source: str = "settings") -> TrainConfig:
+    """A new config: `cfg` (default: TrainConfig()) with the keyword settings of a Python call, where None
+    means "not given" (cfg's value stays). Unknown names and values of the wrong type fail here, naming
+    `source`; ranges and combinations are resolve()'s. The one way every API call merges its keywords."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    check_settings(given, source, ranges=False)
+    return dataclasses.replace(cfg if cfg is not None else TrainConfig(), **given)
 
 
 def model_kwarg_name(model: str, setting: str) -> str:

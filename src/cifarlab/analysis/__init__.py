@@ -19,14 +19,14 @@ import torch
 
 from .._io import write_json_atomic
 from .._stages import stage_timer
-from ..choices import DEFAULT_LABEL_CHECK_MODEL
+from ..analysis_choices import DEFAULT_LABEL_CHECK_MODEL
 from ..config import TrainConfig
 from ..data import CifarData, ImageSet, make_splits
 from ..errors import CifarlabError
 from ..runfiles import ANALYSIS_DIR, ANALYSIS_JSON, PREDICTIONS
 from ..training.inference import EVAL_BATCH_SIZE, resolve_eval_precision
 from ..training.resolve import resolve
-from ..training.run import load_run
+from ..training.run import Run, load_run
 from . import calibration, galleries, label_issues, metrics, robustness
 from .predictions import Predictions, compute_predictions, save_predictions
 
@@ -49,6 +49,7 @@ class _Run:
     data: CifarData
     device: torch.device
     precision: str
+    opened: Run  # the Run the predictions come from (Run.logits)
 
 
 def analyze(run_dir: str | Path, split: str = "test", data: str | Path | None = None, out: str | Path | None = None,
@@ -90,8 +91,7 @@ def analyze(run_dir: str | Path, split: str = "test", data: str | Path | None = 
     out_dir.mkdir(parents=True, exist_ok=True)
 
     with step("predictions"):
-        pred = compute_predictions(run.model, target, split, device=run.device, precision=run.precision,
-                                   batch_size=batch_size)
+        pred = compute_predictions(run.opened, target, split, precision=run.precision, batch_size=batch_size)
         val = pred if split == "val" else _predict_or_none(run, val_set, batch_size)
         files["predictions"] = str(save_predictions(pred, out_dir / PREDICTIONS))
     report: dict[str, Any] = {
@@ -169,7 +169,8 @@ def _open_run(run_dir: str | Path, data: str | Path | None, device: str, precisi
     """Load the model first (a run without weights fails before any data is read), then the data."""
     opened = load_run(run_dir, device)
     prec = resolve_eval_precision(precision, opened.device)
-    return _Run(opened.model, resolve(opened.config), opened.classes, opened.dataset(data), opened.device, prec)
+    return _Run(opened.model, resolve(opened.config), opened.classes, opened.dataset(data), opened.device, prec,
+                opened)
 
 
 def _analyzed_set(data: CifarData, val_set: ImageSet | None, split: str, run_dir: str | Path) -> ImageSet:
@@ -185,8 +186,7 @@ def _predict_or_none(run: _Run, images: ImageSet | None, batch_size: int) -> Pre
     """Predictions on the validation split, for temperature scaling (None when the run has none)."""
     if images is None:
         return None
-    return compute_predictions(run.model, images, "val", device=run.device, precision=run.precision,
-                               batch_size=batch_size)
+    return compute_predictions(run.opened, images, "val", precision=run.precision, batch_size=batch_size)
 
 
 def _metrics(pred: Predictions, what: str, out_dir: Path, files: dict[str, str]) -> dict:

@@ -35,7 +35,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F  # noqa: F401 - the loss is augment.mix.mixed_cross_entropy; tests patch F
 
-from .._runlock import run_dir_lock
 from .._threads import recorded_settings
 from ..augment import create_augment
 from ..config import TrainConfig, parse_progressive_resize, takes_settings
@@ -44,16 +43,18 @@ from ..data.loader import DeviceLoader
 from ..data.sources import resolve_data_path
 from ..data.subsets import select_classes
 from ..errors import CifarlabError, TrainingDiverged
-from ..transfer.setup import prepare_model
-from . import distributed, rundir
-from .device import resolve_compile, resolve_precision, synchronize, use_fastest_kernels
-from .inference import classification_metrics, predict_logits, preprocessing
+from ..pretrained.setup import prepare_model
+from ..rundir import writer as rundir
+from ..rundir.device import resolve_compile, resolve_precision, synchronize, use_fastest_kernels
+from ..rundir.inference import classification_metrics, predict_logits, preprocessing
+from ..rundir.lock import run_dir_lock
+from ..rundir.result import TrainResult, _number
+from . import distributed
 from .loop import Progress, Stepper, loss_every, train_one_epoch
 from .optim import build_optimizer, restore_gradients
 from .progressive import check_model_accepts, size_for_epoch
 from .regularize import EarlyStopping, build_model, evaluated_model, make_ema
 from .resolve import resolve
-from .result import TrainResult, _number
 from .selection import EasyPruning
 from .tensorboard import TensorBoardLogger, require_tensorboard
 

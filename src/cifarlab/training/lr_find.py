@@ -27,7 +27,7 @@ from ..config import TrainConfig, takes_settings
 from ..data import load_data
 from ..data.subsets import select_classes
 from ..errors import CifarlabError
-from .device import resolve_device, resolve_precision
+from ..rundir.device import resolve_device, resolve_precision
 from .engine import build_training_model, initialize_from_data, make_stepper, training_loader, training_split
 from .loop import batches, train_step
 from .resolve import resolve

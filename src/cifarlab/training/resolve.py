@@ -1,4 +1,4 @@
-"""A TrainConfig resolved against what config.py (a leaf) does not know: the named recipes, the model's
+"""A TrainConfig resolved against what config.py (torch-free) does not know: the named recipes, the model's
 default recipe and arguments, the augmentation registry and the published weights. Every run resolves
 its config once, here, before anything is built or written."""
 from __future__ import annotations
@@ -10,9 +10,9 @@ from ..augment import parse_augment_spec
 from ..config import RECIPE_FIELDS, TrainConfig, model_kwarg_name
 from ..errors import CifarlabError
 from ..models import get_recipe, model_arguments
+from ..pretrained.options import validate_transfer
+from ..pretrained.weights import pretrained_model_kwargs
 from ..recipes import apply_recipe
-from ..transfer.options import validate_transfer
-from ..transfer.weights import pretrained_model_kwargs
 
 
 def resolve(cfg: TrainConfig) -> TrainConfig:

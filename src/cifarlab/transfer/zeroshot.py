@@ -89,11 +89,11 @@ def zero_shot(cfg: TrainConfig | None = None, *, split: str = "test", aggregate:
     `limit` takes a stratified subset of that many images; `out` gets zero_shot.json when given."""
     from ..data import load_data, stratified_subset
     from ..data.loader import DeviceLoader
-    from ..training.device import resolve_device
-    from ..training.inference import fp32_logits, preprocessing, resolve_eval_precision
+    from ..pretrained.setup import apply_preprocessing
+    from ..pretrained.weights import load_pretrained, pretrained_preprocessing
+    from ..rundir.device import resolve_device
+    from ..rundir.inference import fp32_logits, preprocessing, resolve_eval_precision
     from ..training.regularize import build_model
-    from .setup import apply_preprocessing
-    from .weights import load_pretrained, pretrained_preprocessing
 
     log = print if verbose else (lambda *a, **k: None)
     if aggregate not in AGGREGATES:
