@@ -1,6 +1,7 @@
 """Imports only look down the layers (shared/STYLE.md; import-linter's `layers` contract, as a small test):
 
-    leaf helpers -> data -> models -> pretrained -> training (with its settings: config, recipes, choices) ->
+    leaf helpers (with the run directory's torch-free layout and lock) -> data -> models -> pretrained ->
+    training (with its settings: config, recipes, choices; and rundir, which imports nothing of training) ->
     analysis / attribution / features / transfer / experiments / tuning -> reporting / webapp / cli
 
 Every import of every module is read with `ast`, module-level and function-level alike (an import
@@ -20,15 +21,19 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # Lowest first. A module belongs to the longest prefix listed; `cifarlab` alone is the package's
 # __init__ (lazy names only, `from cifarlab import __version__` reads a string).
 LAYERS: list[list[str]] = [
-    ["cifarlab", "cifarlab.errors", "cifarlab._io", "cifarlab._threads", "cifarlab._parallel", "cifarlab._runlock",
-     "cifarlab._signals", "cifarlab._stages", "cifarlab.registry", "cifarlab.runfiles"],
+    # rundir/layout.py and rundir/lock.py import only _io and errors (no torch): data/cleaning.py and
+    # pretrained/weights.py read run files through them.
+    ["cifarlab", "cifarlab.errors", "cifarlab._io", "cifarlab._threads", "cifarlab._parallel", "cifarlab._signals",
+     "cifarlab._stages", "cifarlab.registry", "cifarlab.rundir.layout", "cifarlab.rundir.lock"],
     ["cifarlab.data"],
     ["cifarlab.models", "cifarlab.augment"],
     # A model made ready to train: starting weights and their preprocessing, freezing, learning-rate groups.
     ["cifarlab.pretrained"],
-    # choices.py's registries name training's optimizers, schedules and TTA modes, so it sits here, and with
-    # it config.py, which checks a TrainConfig against those names, and recipes.py (named TrainConfig settings).
-    ["cifarlab.training", "cifarlab.choices", "cifarlab.config", "cifarlab.recipes"],
+    # choices.py's registries name training's optimizers and schedules, so it sits here, and with it config.py,
+    # which checks a TrainConfig against those names, and recipes.py (named TrainConfig settings). rundir (the
+    # run directory: writer, Run, inference) holds a TrainConfig and looks up choices.TTA, so it shares the row;
+    # it is below training all the same: test_rundir_imports_nothing_of_training keeps it so.
+    ["cifarlab.training", "cifarlab.choices", "cifarlab.config", "cifarlab.recipes", "cifarlab.rundir"],
     # analysis_choices.py: the --label-check-model registry, whose targets are in analysis/label_issues.py.
     ["cifarlab.analysis", "cifarlab.analysis_choices", "cifarlab.attribution", "cifarlab.features",
      "cifarlab.transfer", "cifarlab.experiments", "cifarlab.tuning"],
@@ -188,6 +193,16 @@ def test_imports_only_look_down_the_layers():
     gone = sorted(set(ALLOWED) - found)
     assert not gone, "ALLOWED lists imports that no longer happen; remove them:\n" + "\n".join(
         f"  {a} -> {b}" for a, b in gone)
+
+
+def test_rundir_imports_nothing_of_training():
+    """rundir shares training's row (it reads a TrainConfig) but sits below it: training writes and opens runs
+    through rundir, never the other way round (registry targets and function-level imports included)."""
+    upward = sorted((module, target) for path, module, is_package in _modules()
+                    if module == "cifarlab.rundir" or module.startswith("cifarlab.rundir.")
+                    for target in _imports(path, module, is_package)
+                    if target == "cifarlab.training" or target.startswith("cifarlab.training."))
+    assert not upward, "rundir imports training:\n" + "\n".join(f"  {a} -> {b}" for a, b in upward)
 
 
 def import_cycles() -> list[set[str]]:

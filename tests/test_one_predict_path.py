@@ -15,7 +15,7 @@ from cifarlab.choices import TTA
 from cifarlab.cli import main
 from cifarlab.errors import CifarlabError
 from cifarlab.features.inputs import load_images
-from cifarlab.training.run import load_run, run_from_model
+from cifarlab.rundir.run import load_run, run_from_model
 
 
 @pytest.fixture(scope="module")

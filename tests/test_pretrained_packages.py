@@ -225,7 +225,7 @@ def test_zero_shot_reports_accuracy_and_confusion(cifar_named_tree, tmp_path):
 @pytest.mark.parametrize("asked, ran", [("auto", "fp32"), ("bf16", "bf16")])
 def test_zero_shot_records_the_precision_that_ran(asked, ran, cifar_named_tree, tmp_path, monkeypatch):
     """`auto` is fp32 (exact logits) even on a CPU with native bf16, and zero_shot.json names what ran."""
-    from cifarlab.training import device
+    from cifarlab.rundir import device
     from cifarlab.transfer.zeroshot import zero_shot
 
     monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda: True)

@@ -192,7 +192,7 @@ def test_every_optimizer_builds_and_steps(optimizer):
 def test_every_tta_mode_gives_one_logit_row_per_image(tta):
     import torch
 
-    from cifarlab.training.inference import tta_logits
+    from cifarlab.rundir.inference import tta_logits
 
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
     x = torch.randn(3, 3, 8, 8)

@@ -339,7 +339,7 @@ def test_input_size_reaches_the_network_when_the_head_runs_apart(precision):
     instead of 0.79 in the notebook). Logits, embeddings and probe features must all see the upsampled image."""
     from cifarlab.features.embedding import penultimate_features
     from cifarlab.pretrained.setup import apply_preprocessing
-    from cifarlab.training.inference import fp32_logits
+    from cifarlab.rundir.inference import fp32_logits
     from cifarlab.transfer.probe import compute_features
 
     torch.manual_seed(0)

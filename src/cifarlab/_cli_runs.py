@@ -57,9 +57,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         r["image"] + ": " + ", ".join(f"{p['class']} {p['probability']:.1%}" for p in r["predictions"])
         for r in results))
     return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
-    from .rundir.lock import writing_into
     from .deploy import export
+    from .rundir.lock import writing_into
 
     target = Path(args.out).parent if args.out else Path(args.run_dir)  # default: RUN_DIR/model.onnx
     with writing_into(target, args.run_dir, lock_outside=False):

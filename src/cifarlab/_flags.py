@@ -27,13 +27,12 @@ from .config import (
     setting_flag,
 )
 from .errors import CifarlabError, cli_messages, did_you_mean
-from .pretrained.options import FREEZE, PRETRAINED
 from .recipes import list_recipes, recipe_settings
 
 EXIT_USER_ERROR = 2
 # Choices that live in a registry, named by a field's `choices` (config.py cannot import the registries).
 _REGISTRY_CHOICES: dict[str, Callable[[], Iterable[str]]] = {
-    "recipes": list_recipes, "augments": list_augments, "pretrained": lambda: PRETRAINED, "freeze": lambda: FREEZE}
+    "recipes": list_recipes, "augments": list_augments}
 
 
 class Parser(argparse.ArgumentParser):

@@ -11,7 +11,7 @@ from typing import Any
 
 from .choices import TTA
 from .errors import CifarlabError
-from .rundir.inference import EVAL_BATCH_SIZE, classification_metrics, resolve_eval_precision
+from .rundir.inference import EVAL_BATCH_SIZE, classification_metrics
 from .rundir.run import Predictions, Run, load_run
 
 __all__ = ["Run", "evaluate", "load_run", "open_run", "predict"]
@@ -28,14 +28,14 @@ def evaluate(run_dir: str | Path | Run, data: str | Path | None = None, *, split
     """Accuracy, loss and top-3 accuracy of a run's model on the test split (or `split="val"`).
     `tta`: none, flip, flip-translate or flip-translate-unsure (see rundir.inference.tta_logits); default:
     the run's own, as `predict` and `serve` use it.
-    `precision="auto"` is fp32 here (rundir.inference.resolve_eval_precision).
+    `precision="auto"` is fp32 here (Run.resolve_precision).
     `per_image=True` adds "probabilities": the (N, C) softmax of each image (a numpy array, in split order),
     the numbers Run.predict gives for the same images."""
     if split not in ("test", "val"):
         raise CifarlabError(f"unknown split {split!r}; choose test or val")
     run = open_run(run_dir, device)
     tta = run.resolve_tta(tta)  # a bad name fails before the data is read
-    prec = resolve_eval_precision(precision, run.device)
+    prec = run.resolve_precision(precision)
     if split == "test":
         test = run.dataset(data).test
         images, labels = test.images, test.labels

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .rundir import layout
 from ._stages import stage_timer
 from .config import takes_settings
 from .errors import CifarlabError
+from .rundir import layout
 
 DEFAULT_EPOCHS = 2
 # Three methods of different kinds (CAM, gradient, path integral): the faithfulness table then compares

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..rundir import layout
 from .._io import write_text_atomic
 from ..config import TrainConfig
+from ..rundir import layout
 
 
 @dataclass

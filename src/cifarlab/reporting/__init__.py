@@ -15,9 +15,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..rundir import layout
 from .._io import check_destination, write_text_atomic
 from ..errors import CifarlabError
+from ..rundir import layout
 from .blocks import Section
 
 REPORT_HTML = layout.REPORT_HTML

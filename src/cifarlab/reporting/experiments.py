@@ -8,9 +8,9 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from ..rundir import layout
 from .._io import read_text_bounded
 from ..errors import CifarlabError
+from ..rundir import layout
 from ..rundir.layout import read_json
 from .blocks import Cell, Facts, Heading, Section, Table, Text, command, figure_file, figure_group, fmt, number, text
 

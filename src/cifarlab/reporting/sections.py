@@ -8,8 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..rundir import layout
 from ..attribution.choice import check_text, choose_from_report, method_marks
+from ..rundir import layout
 from ..rundir.layout import read_json
 from .blocks import (
     Cell,

@@ -48,6 +48,7 @@ from .._threads import describe as describe_threads
 from .._threads import settings as thread_settings
 from ..config import TrainConfig
 from ..errors import CifarlabError
+from . import safestate
 from .layout import (  # noqa: F401  (the layout's names, re-exported for the writers here)
     CHECKPOINTS,
     COMMAND,
@@ -66,7 +67,6 @@ from .layout import (  # noqa: F401  (the layout's names, re-exported for the wr
     latest_checkpoint,
     read_config,
 )
-from . import safestate
 
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from .._io import write_json_atomic
-from ..config import TrainConfig, takes_settings
+from ..config import TrainConfig, takes_settings, with_overrides
 from ..errors import CifarlabError
 from ..training.resolve import resolve
 from .imagenet_to_cifar import CIFAR10_FROM_IMAGENET
@@ -102,8 +102,7 @@ def zero_shot(cfg: TrainConfig | None = None, *, split: str = "test", aggregate:
         raise CifarlabError(f"unknown --split {split!r}; choose one of: {', '.join(SPLITS)}")
     if limit is not None and limit < 10:
         raise CifarlabError(f"--limit must be at least 10 images (one per class), got {limit}")
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    cfg = resolve(dataclasses.replace(cfg or TrainConfig(), pretrained="imagenet", **overrides))
+    cfg = resolve(with_overrides(cfg, {**overrides, "pretrained": "imagenet"}))
     device = resolve_device(cfg.device)
     precision = resolve_eval_precision(cfg.precision, device)
 
