@@ -28,10 +28,10 @@ from cifarlab.analysis.corruptions import CORRUPTIONS
 from cifarlab.config import TrainConfig
 from cifarlab.data import load_data
 from cifarlab.data.subsets import select_classes
-from cifarlab.training.device import resolve_device, resolve_precision
-from cifarlab.training.inference import predict_logits
+from cifarlab.rundir.device import resolve_device, resolve_precision
+from cifarlab.rundir.inference import predict_logits
+from cifarlab.rundir.run import load_run_model
 from cifarlab.training.resolve import resolve
-from cifarlab.training.rundir import load_run_model
 
 
 def evaluate(args: argparse.Namespace) -> dict:

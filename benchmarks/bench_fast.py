@@ -46,7 +46,7 @@ from cifarlab.data import load_data
 from cifarlab.data.loader import DeviceLoader
 from cifarlab.data.types import CIFAR10_MEAN, CIFAR10_STD
 from cifarlab.models import create_model, get_recipe
-from cifarlab.training.device import autocast, resolve_precision
+from cifarlab.rundir.device import autocast, resolve_precision
 
 
 def loader_images_per_second(images, labels, augment: str, batch_size: int, epochs: int = 2) -> float:

@@ -31,8 +31,8 @@ from cifarlab.analysis.calibration import expected_calibration_error
 from cifarlab.analysis.predictions import softmax
 from cifarlab.api import load_run
 from cifarlab.data.loader import DeviceLoader
-from cifarlab.training.device import autocast, resolve_device
-from cifarlab.training.inference import EVAL_BATCH_SIZE, fp32_logits, preprocessing
+from cifarlab.rundir.device import autocast, resolve_device
+from cifarlab.rundir.inference import EVAL_BATCH_SIZE, fp32_logits, preprocessing
 
 OPTIONS = ("fp32", "bf16-body", "bf16-autocast")
 

@@ -22,7 +22,7 @@ from _common import markdown_table, reference_seconds
 
 from cifarlab.deploy import _session, export_onnx_model, normalize, run_session
 from cifarlab.models import create_model
-from cifarlab.training.inference import EVAL_BATCH_SIZE, predict_logits, preprocessing
+from cifarlab.rundir.inference import EVAL_BATCH_SIZE, predict_logits, preprocessing
 
 
 def best_images_per_second(fn, n: int, repeats: int) -> float:

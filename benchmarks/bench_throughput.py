@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from _common import best_seconds, markdown_table, reference_seconds
 
 from cifarlab.models import create_model, list_models
-from cifarlab.training.device import autocast, resolve_device, synchronize, use_fastest_kernels
+from cifarlab.rundir.device import autocast, resolve_device, synchronize, use_fastest_kernels
 
 
 def images_per_second(fn, batch: int, min_seconds: float) -> tuple[float, float]:

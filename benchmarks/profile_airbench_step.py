@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from cifarlab.models import airbench as ab
 from cifarlab.models.airbench import airbench
-from cifarlab.training.device import resolve_precision
+from cifarlab.rundir.device import resolve_precision
 from cifarlab.training.muon import MuonSGD, newton_schulz_dtype
 
 torch.set_num_threads(2)

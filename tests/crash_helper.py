@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 import cifarlab
-from cifarlab.training import rundir
+from cifarlab.rundir import writer
 
 
 class Killed(Exception):
@@ -14,7 +14,7 @@ class Killed(Exception):
 def train_until_killed(monkeypatch, epoch: int, **kw) -> None:
     """cifarlab.train(**kw), killed once the checkpoint of `epoch` is on disk (before metrics.jsonl gets
     that epoch's line)."""
-    real_save = rundir.save_checkpoint
+    real_save = writer.save_checkpoint
 
     def save_then_die(run_dir, saved_epoch, *args, **kwargs):
         path = real_save(run_dir, saved_epoch, *args, **kwargs)
@@ -22,9 +22,9 @@ def train_until_killed(monkeypatch, epoch: int, **kw) -> None:
             raise Killed
         return path
 
-    monkeypatch.setattr(rundir, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(writer, "save_checkpoint", save_then_die)
     try:
         with pytest.raises(Killed):
             cifarlab.train(**kw)
     finally:
-        monkeypatch.setattr(rundir, "save_checkpoint", real_save)
+        monkeypatch.setattr(writer, "save_checkpoint", real_save)

@@ -361,7 +361,7 @@ def test_bf16_body_keeps_the_head_and_the_logits_in_fp32(trained_run, train_tree
 
     from cifarlab.api import evaluate, load_run
     from cifarlab.data import load_data
-    from cifarlab.training.inference import predict_logits
+    from cifarlab.rundir.inference import predict_logits
 
     images = load_data(train_tree, progress=False).test.images
     model = load_run(trained_run, "cpu").model

@@ -358,10 +358,10 @@ def test_two_trains_started_together_on_one_out(tiny_tree, tmp_path):
 
 
 def test_lock_refuses_a_second_process_and_names_its_pid(tmp_path):
-    from cifarlab._runlock import run_dir_lock
+    from cifarlab.rundir.lock import run_dir_lock
 
     run = tmp_path / "run"
-    holder = _python(f"from cifarlab._runlock import run_dir_lock\nimport time\n"
+    holder = _python(f"from cifarlab.rundir.lock import run_dir_lock\nimport time\n"
                      f"with run_dir_lock({str(run)!r}, 'the holder'):\n    print('held', flush=True)\n"
                      "    time.sleep(60)\n")
     try:

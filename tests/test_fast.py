@@ -22,8 +22,7 @@ from cifarlab.errors import CifarlabError
 from cifarlab.models import create_model
 from cifarlab.models.airbench import FrozenScaleBatchNorm, patch_whitening_weights
 from cifarlab.recipes import list_recipes, recipe_settings
-from cifarlab.training import muon
-from cifarlab.training.inference import (
+from cifarlab.rundir.inference import (
     TTA_MODES,
     UNSURE_SHARE,
     predict_logits,
@@ -31,6 +30,7 @@ from cifarlab.training.inference import (
     tta_flip_translate_unsure,
     tta_logits,
 )
+from cifarlab.training import muon
 from cifarlab.training.muon import MuonSGD, orthogonalize
 from cifarlab.training.optim import build_optimizer, restore_gradients, schedule_lr, stop_gradients_past_horizon
 from cifarlab.training.resolve import resolve
@@ -463,7 +463,7 @@ def test_fast_recipe_on_cuda(train_tree, tmp_path):
 
 
 def test_compile_auto_follows_the_measured_default_per_device():
-    from cifarlab.training.device import COMPILE_BY_DEFAULT, resolve_compile
+    from cifarlab.rundir.device import COMPILE_BY_DEFAULT, resolve_compile
 
     assert resolve_compile("auto", CPU) is COMPILE_BY_DEFAULT["cpu"] is False  # measured slower on this CPU
     assert resolve_compile("auto", torch.device("cuda")) is COMPILE_BY_DEFAULT["cuda"] is False  # and on an H200
@@ -507,7 +507,7 @@ def test_bad_compile_flag_is_a_one_line_error(capsys):
 
 
 def test_cudnn_autotuning_is_switched_on_for_cuda_runs_only(monkeypatch):
-    from cifarlab.training.device import use_fastest_kernels
+    from cifarlab.rundir.device import use_fastest_kernels
 
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     use_fastest_kernels(CPU)
@@ -517,7 +517,7 @@ def test_cudnn_autotuning_is_switched_on_for_cuda_runs_only(monkeypatch):
 
 
 def test_timings_wait_for_a_gpu_but_not_for_the_cpu(monkeypatch):
-    from cifarlab.training import device
+    from cifarlab.rundir import device
 
     waited = []
     monkeypatch.setattr(torch.cuda, "synchronize", lambda d=None: waited.append(d))

@@ -180,7 +180,7 @@ def mode_files(tmp_path_factory):
 def test_every_intake_sees_an_image_as_a_viewer_shows_it(trained_run, mode_files, mode, tmp_path, capsys):
     """16-bit and 32-bit grey are not fed as pure white or black, a sideways-stored photo is turned upright:
     the pixels predict sees are the 8-bit picture, and so are its classes (Run.predict, cifarlab predict)."""
-    from cifarlab.training.run import image_batch, load_run
+    from cifarlab.rundir.run import image_batch, load_run
 
     path, expected = mode_files[mode]
     with Image.open(path) as img:  # a path, and a PIL image the caller opened

@@ -13,7 +13,7 @@ import torch
 
 import cifarlab
 from cifarlab.analysis import label_issues
-from cifarlab.choices import LABEL_CHECK_MODELS
+from cifarlab.analysis_choices import LABEL_CHECK_MODELS
 from cifarlab.cli import main
 from cifarlab.config import TrainConfig
 from cifarlab.data import load_data, make_splits

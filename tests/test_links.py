@@ -24,10 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from cifarlab import runfiles
 from cifarlab._io import append_jsonl, read_bytes_bounded, write_text_atomic
 from cifarlab.cli import main
 from cifarlab.errors import CifarlabError
+from cifarlab.rundir import layout
 from conftest import one_line_error
 
 CHILD_MEMORY = 6 * 2**30  # bytes of address space for a child cifarlab: enough for torch, far from all of /dev/zero
@@ -73,7 +73,7 @@ def test_report_never_embeds_a_linked_file_from_outside_the_run(trained_run, tmp
     assert len(warnings) == 3 and all("outside" in w and "left out of the report" in w for w in warnings), warnings
 
 
-@pytest.mark.parametrize("name", [runfiles.SUMMARY, runfiles.METRICS])
+@pytest.mark.parametrize("name", [layout.SUMMARY, layout.METRICS])
 def test_a_run_file_linked_outside_the_run_is_an_error_naming_it(name, trained_run, tmp_path, capsys):
     run = copy_run(trained_run, tmp_path / "run")
     outside = tmp_path / "elsewhere" / name
@@ -88,10 +88,10 @@ def test_a_run_file_linked_outside_the_run_is_an_error_naming_it(name, trained_r
 def test_weights_linked_outside_the_run_are_not_read(trained_run, tmp_path, capsys):
     run = copy_run(trained_run, tmp_path / "run")
     outside = tmp_path / "elsewhere.safetensors"
-    shutil.move(run / runfiles.WEIGHTS, outside)
-    link(run / runfiles.WEIGHTS, outside)
+    shutil.move(run / layout.WEIGHTS, outside)
+    link(run / layout.WEIGHTS, outside)
     assert main(["evaluate", str(run)]) == 2
-    one_line_error(capsys, str(run / runfiles.WEIGHTS), "outside")
+    one_line_error(capsys, str(run / layout.WEIGHTS), "outside")
 
 
 def _assert_replaced_not_followed(at: Path, target: Path, before: bytes) -> None:
@@ -103,7 +103,7 @@ def test_analyze_features_and_embed_replace_links_never_their_targets(trained_ru
     run = copy_run(trained_run, tmp_path / "run")
     elsewhere = tmp_path / "elsewhere"
     targets = {run / "analysis" / "confusion_matrix.png": secret_file(elsewhere, "confusion.png"),
-               run / "analysis" / runfiles.PREDICTIONS: secret_file(elsewhere, "predictions.npz"),
+               run / "analysis" / layout.PREDICTIONS: secret_file(elsewhere, "predictions.npz"),
                run / "features" / "first_layer_filters.png": secret_file(elsewhere, "filters.png"),
                run / "embed" / "embed_pca.png": secret_file(elsewhere, "embed.png")}
     before = {at: target.read_bytes() for at, target in targets.items()}
@@ -131,16 +131,16 @@ def test_a_lock_file_linked_elsewhere_is_not_written_through(trained_run, tmp_pa
     run = copy_run(trained_run, tmp_path / "run")
     target = secret_file(tmp_path / "elsewhere", "precious.txt")
     before = target.read_bytes()
-    link(run / runfiles.LOCK_NAME, target)
+    link(run / layout.LOCK_NAME, target)
     assert main(["report", str(run)]) == 2
-    one_line_error(capsys, str(run / runfiles.LOCK_NAME), "symbolic link")
+    one_line_error(capsys, str(run / layout.LOCK_NAME), "symbolic link")
     assert target.read_bytes() == before
 
 
 def test_append_refuses_a_link_and_keeps_its_target(tmp_path):
     target = secret_file(tmp_path / "elsewhere", "metrics.jsonl")
     before = target.read_bytes()
-    at = link(tmp_path / "run" / runfiles.METRICS, target)
+    at = link(tmp_path / "run" / layout.METRICS, target)
     with pytest.raises(CifarlabError, match="symbolic link"):
         append_jsonl(at, {"epoch": 1})
     assert target.read_bytes() == before
@@ -201,9 +201,9 @@ def child_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
 
 
 @pytest.mark.parametrize("name, argv", [
-    (runfiles.SUMMARY, ["report"]),
-    (runfiles.CONFIG, ["evaluate"]),
-    (runfiles.METRICS, ["report"]),
+    (layout.SUMMARY, ["report"]),
+    (layout.CONFIG, ["evaluate"]),
+    (layout.METRICS, ["report"]),
 ])
 def test_a_run_file_linked_to_dev_zero_is_refused_after_a_bounded_read(name, argv, trained_run, tmp_path):
     run = copy_run(trained_run, tmp_path / "run")
@@ -214,9 +214,9 @@ def test_a_run_file_linked_to_dev_zero_is_refused_after_a_bounded_read(name, arg
 
 def test_a_summary_that_is_a_fifo_does_not_block(trained_run, tmp_path):
     run = copy_run(trained_run, tmp_path / "run")
-    (run / runfiles.SUMMARY).unlink()
-    os.mkfifo(run / runfiles.SUMMARY)
-    child_error(cli_in_child("report", str(run), timeout=120), str(run / runfiles.SUMMARY), "FIFO")
+    (run / layout.SUMMARY).unlink()
+    os.mkfifo(run / layout.SUMMARY)
+    child_error(cli_in_child("report", str(run), timeout=120), str(run / layout.SUMMARY), "FIFO")
 
 
 def test_a_config_file_on_dev_zero_is_refused(tmp_path):
@@ -249,7 +249,7 @@ def _user_folder(folder: Path, config: str) -> dict[str, bytes]:
 def test_overwrite_refuses_a_folder_that_merely_holds_a_config_json(config, trained_run, tiny_tree, tmp_path, capsys):
     folder = tmp_path / "mine"
     if config == "run config":  # even a genuine cifarlab config.json does not make its folder a run
-        config = (trained_run / runfiles.CONFIG).read_text()
+        config = (trained_run / layout.CONFIG).read_text()
     files = _user_folder(folder, config)
     assert main(["train", "--model", "baseline", "--epochs", "1", "--data", str(tiny_tree), "--out", str(folder),
                  "--overwrite", "--device", "cpu", "--quiet"]) == 2
@@ -265,27 +265,27 @@ def test_overwrite_refuses_a_run_that_holds_files_of_its_own(trained_run, tiny_t
     assert main(["train", "--model", "baseline", "--epochs", "1", "--data", str(tiny_tree), "--out", str(run),
                  "--overwrite", "--device", "cpu", "--quiet"]) == 2
     one_line_error(capsys, "refusing to overwrite", str(run), "my_notes.txt")
-    assert (run / "my_notes.txt").read_text() == "keep me\n" and (run / runfiles.WEIGHTS).is_file()
+    assert (run / "my_notes.txt").read_text() == "keep me\n" and (run / layout.WEIGHTS).is_file()
 
 
 def test_a_run_is_marked_and_older_runs_without_the_marker_are_still_recognised(trained_run, tmp_path):
-    assert (trained_run / runfiles.RUN_MARKER).is_file()
+    assert (trained_run / layout.RUN_MARKER).is_file()
     legacy = copy_run(trained_run, tmp_path / "legacy")
-    (legacy / runfiles.RUN_MARKER).unlink()
-    assert runfiles.is_own_run_dir(legacy)  # config.json that parses as a run's, command.txt, nothing foreign
-    (legacy / runfiles.COMMAND).unlink()
-    assert not runfiles.is_own_run_dir(legacy)
+    (legacy / layout.RUN_MARKER).unlink()
+    assert layout.is_own_run_dir(legacy)  # config.json that parses as a run's, command.txt, nothing foreign
+    (legacy / layout.COMMAND).unlink()
+    assert not layout.is_own_run_dir(legacy)
 
 
 def test_overwrite_replaces_a_run_it_made(trained_run, tiny_tree, tmp_path):
     run = copy_run(trained_run, tmp_path / "run")
-    (run / runfiles.RUN_MARKER).unlink()  # an older run, made before the marker
+    (run / layout.RUN_MARKER).unlink()  # an older run, made before the marker
     (run / "analysis").mkdir()
     (run / "analysis" / "old.png").write_bytes(b"old")
     assert main(["train", "--model", "baseline", "--epochs", "1", "--data", str(tiny_tree), "--out", str(run),
                  "--overwrite", "--device", "cpu", "--quiet"]) == 0
-    assert not (run / "analysis").exists() and (run / runfiles.RUN_MARKER).is_file()
-    assert json.loads((run / runfiles.SUMMARY).read_text())["epochs_completed"] == 1
+    assert not (run / "analysis").exists() and (run / layout.RUN_MARKER).is_file()
+    assert json.loads((run / layout.SUMMARY).read_text())["epochs_completed"] == 1
 
 
 # --- --out on a device or a FIFO -------------------------------------------------------------------------------

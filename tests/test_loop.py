@@ -13,7 +13,7 @@ import cifarlab
 from cifarlab.data import load_data
 from cifarlab.data.subsets import select_classes
 from cifarlab.models.airbench import AirbenchNet
-from cifarlab.training import engine
+from cifarlab.training import build
 from cifarlab.training.loop import _window_means, loss_every
 from cifarlab.training.resolve import resolve
 
@@ -25,7 +25,7 @@ def test_lr_find_trains_on_the_runs_classes_and_label_fraction(tiny_tree, tmp_pa
     info = json.loads(r.json.read_text())
     settings = {k: v for k, v in LR.items() if k not in ("steps", "verbose")}
     cfg = resolve(cifarlab.TrainConfig(**settings, data=str(tiny_tree), classes=["frog", "cat"], label_fraction=0.5))
-    fit_set, _ = engine.training_split(select_classes(load_data(cfg.data), cfg.classes), cfg)
+    fit_set, _ = build.training_split(select_classes(load_data(cfg.data), cfg.classes), cfg)
     assert info["classes"] == ["frog", "cat"]
     assert info["train_images"] == len(fit_set) < 2 * 20 / 2 + 1  # half of the two classes' training images
     assert set(fit_set.labels.tolist()) == {0, 1}

@@ -245,6 +245,7 @@ def test_the_lazy_api_gives_the_same_function_every_time():
     import types
 
     import cifarlab
+    import cifarlab.pretrained as pretrained
     import cifarlab.transfer as transfer
 
     for name in ("zero_shot", "linear_probe", "train", "lr_find", "compare", "ablate"):
@@ -252,7 +253,7 @@ def test_the_lazy_api_gives_the_same_function_every_time():
         assert callable(first) and not isinstance(first, types.ModuleType), name
         assert getattr(cifarlab, name) is first, name
     assert not isinstance(transfer.zero_shot, types.ModuleType) and transfer.zero_shot is cifarlab.zero_shot
-    for package in (cifarlab, transfer):
+    for package in (cifarlab, transfer, pretrained):
         exported = set(getattr(package, "__all__", ()))
         submodules = {m.name for m in pkgutil.iter_modules(package.__path__)}
         assert not exported & submodules, f"{package.__name__}: {exported & submodules} are names and submodules"

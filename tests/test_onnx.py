@@ -153,7 +153,7 @@ def test_every_zoo_model_exports_with_a_dynamic_batch(name, tmp_path):
     import torch
 
     from cifarlab.deploy import _session, export_onnx_model
-    from cifarlab.training.inference import preprocessing
+    from cifarlab.rundir.inference import preprocessing
 
     if name.startswith("timm:"):
         pytest.importorskip("timm")

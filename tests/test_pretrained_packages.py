@@ -15,8 +15,8 @@ import cifarlab
 from cifarlab.cli import main
 from cifarlab.config import TrainConfig
 from cifarlab.errors import CifarlabError
+from cifarlab.pretrained import packaged
 from cifarlab.training.resolve import resolve
-from cifarlab.transfer import packaged
 from cifarlab.transfer.imagenet_to_cifar import CIFAR10_FROM_IMAGENET, IMAGENET_NAMES
 from conftest import write_image_tree
 
@@ -28,9 +28,9 @@ CIFAR_SUBSET = ["airplane", "horse", "ship"]
 
 
 def _imagenet_model(name: str):
+    from cifarlab.pretrained.setup import apply_preprocessing
+    from cifarlab.pretrained.weights import load_pretrained
     from cifarlab.training.regularize import build_model
-    from cifarlab.transfer.setup import apply_preprocessing
-    from cifarlab.transfer.weights import load_pretrained
 
     cfg = resolve(TrainConfig(model=name, pretrained="imagenet"))
     model = build_model(cfg, 1000)
@@ -75,7 +75,7 @@ def test_lite0_weights_predict_the_pinned_imagenet_classes(name):
 def test_the_pins_tell_the_preprocessing_and_padding_apart(monkeypatch):
     """ImageNet's mean/std, or timm's symmetric padding, move the pinned probabilities well past their tolerance
     (which of the choices is right is measured on real images: test_tf_preprocessing_is_the_right_one)."""
-    from cifarlab.transfer import weights
+    from cifarlab.pretrained import weights
 
     names, x = _samples()
     expected = torch.tensor([EXPECTED[n][1] for n in names])
@@ -94,7 +94,7 @@ def test_the_pins_tell_the_preprocessing_and_padding_apart(monkeypatch):
 def test_tf_preprocessing_is_the_right_one(real_data, monkeypatch):
     """On 1,000 real training images at 128 (zero-shot, no training), the weights score best with TF padding
     and mean = std = 0.5; ImageNet's mean/std or symmetric padding score lower."""
-    from cifarlab.transfer import weights
+    from cifarlab.pretrained import weights
     from cifarlab.transfer.zeroshot import zero_shot
 
     def accuracy():
@@ -170,8 +170,8 @@ def test_missing_package_fails_with_the_install_command(monkeypatch, tiny_tree, 
 @needs_lite0
 def test_weights_file_is_used_instead_of_the_package(monkeypatch):
     monkeypatch.setattr(packaged.importlib.util, "find_spec", lambda name: None)  # as if not installed
+    from cifarlab.pretrained.weights import load_pretrained
     from cifarlab.training.regularize import build_model
-    from cifarlab.transfer.weights import load_pretrained
 
     cfg = resolve(TrainConfig(model="timm:efficientnet_lite0", pretrained="imagenet", weights=str(LITE0)))
     report = load_pretrained(build_model(cfg, 10), cfg)
@@ -225,7 +225,7 @@ def test_zero_shot_reports_accuracy_and_confusion(cifar_named_tree, tmp_path):
 @pytest.mark.parametrize("asked, ran", [("auto", "fp32"), ("bf16", "bf16")])
 def test_zero_shot_records_the_precision_that_ran(asked, ran, cifar_named_tree, tmp_path, monkeypatch):
     """`auto` is fp32 (exact logits) even on a CPU with native bf16, and zero_shot.json names what ran."""
-    from cifarlab.training import device
+    from cifarlab.rundir import device
     from cifarlab.transfer.zeroshot import zero_shot
 
     monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda: True)

@@ -82,9 +82,10 @@ def test_argparse_takes_a_registry_as_its_choices(capsys):
 
 def _every_registry() -> dict:
     from cifarlab.analysis.corruptions import CORRUPTIONS
+    from cifarlab.analysis_choices import LABEL_CHECK_MODELS
     from cifarlab.attribution.methods import EXPLAINERS
     from cifarlab.augment import AUGMENTS
-    from cifarlab.choices import LABEL_CHECK_MODELS, OPTIMIZERS, SCHEDULES, TTA
+    from cifarlab.choices import OPTIMIZERS, SCHEDULES, TTA
     from cifarlab.models import MODELS
     from cifarlab.recipes import RECIPES
 
@@ -120,11 +121,13 @@ def test_the_registries_the_cli_lists_import_no_torch():
     import sys
 
     code = ("import sys; import cifarlab.cli, cifarlab.choices, cifarlab.recipes, cifarlab.augment, "
-            "cifarlab.attribution.methods, cifarlab.config; "
+            "cifarlab.attribution.methods, cifarlab.config, cifarlab.pretrained.options; "
             "from cifarlab.choices import OPTIMIZERS, SCHEDULES, TTA; "
+            "from cifarlab.analysis_choices import LABEL_CHECK_MODELS; "
             "from cifarlab.recipes import RECIPES; from cifarlab.augment import AUGMENTS; "
             "from cifarlab.attribution.methods import EXPLAINERS; "
-            "assert all(len(r) for r in (OPTIMIZERS, SCHEDULES, TTA, RECIPES, AUGMENTS, EXPLAINERS)); "
+            "assert all(len(r) for r in (OPTIMIZERS, SCHEDULES, TTA, LABEL_CHECK_MODELS, RECIPES, AUGMENTS, "
+            "EXPLAINERS)); "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
@@ -189,7 +192,7 @@ def test_every_optimizer_builds_and_steps(optimizer):
 def test_every_tta_mode_gives_one_logit_row_per_image(tta):
     import torch
 
-    from cifarlab.training.inference import tta_logits
+    from cifarlab.rundir.inference import tta_logits
 
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
     x = torch.randn(3, 3, 8, 8)

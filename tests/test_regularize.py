@@ -15,7 +15,7 @@ import cifarlab
 from cifarlab.cli import _train_config, build_parser, main
 from cifarlab.config import OPTIMIZERS, SCHEDULES, TrainConfig
 from cifarlab.errors import CifarlabError
-from cifarlab.training import rundir
+from cifarlab.rundir import writer
 from cifarlab.training.regularize import EarlyStopping, build_model, supports, weight_penalty
 from cifarlab.training.resolve import resolve
 from crash_helper import train_until_killed
@@ -74,7 +74,7 @@ def test_cli_dropout_error_is_one_line(tiny_tree, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("flags, problem", [
-    (["--l1", "-1"], "--l1 must be >= 0"), (["--ema", "1.5"], "--ema is a decay in (0, 1)"),
+    (["--l1", "-1"], "--l1 must be >= 0"), (["--ema", "1.5"], "--ema must be in (0, 1), got 1.5"),
     (["--dropout", "1"], "--dropout must be in [0, 1)"), (["--early-stopping", "0"], "--early-stopping must be > 0"),
     (["--early-stopping", "2", "--val-size", "0"], "needs --val-size > 0"),
 ])
@@ -104,7 +104,7 @@ def test_every_optimizer_and_schedule_is_reachable_from_the_cli():
 def test_ema_weights_are_validated_and_saved(train_tree, tmp_path):
     result = cifarlab.train(**RUN, data=str(train_tree), epochs=2, ema=0.9, out=str(tmp_path / "ema"))
     final = load_file(str(tmp_path / "ema" / "model.safetensors"))
-    raw = load_file(str(rundir.latest_checkpoint(tmp_path / "ema") / "model.safetensors"))  # the trained weights
+    raw = load_file(str(writer.latest_checkpoint(tmp_path / "ema") / "model.safetensors"))  # the trained weights
     assert not torch.equal(final["fc1.weight"], raw["fc1.weight"])
     assert torch.equal(final["fc1.weight"], result.model.fc1.weight.detach().cpu())
     model = cifarlab.load_run(tmp_path / "ema").model
@@ -116,7 +116,7 @@ def test_resume_restores_the_ema_and_early_stopping_state(train_tree, tmp_path, 
     kw = dict(RUN, data=str(train_tree), epochs=2, ema=0.8, early_stopping=5, seed=3)
     reference = cifarlab.train(**kw, out=str(tmp_path / "full"))
     train_until_killed(monkeypatch, 1, **kw, out=str(tmp_path / "cut"))
-    state = rundir.load_checkpoint_state(rundir.latest_checkpoint(tmp_path / "cut"))
+    state = writer.load_checkpoint_state(writer.latest_checkpoint(tmp_path / "cut"))
     assert state["ema"] is not None and state["early_stopping"]["best_epoch"] == 1
     resumed = cifarlab.train(resume=tmp_path / "cut", verbose=False)
     assert resumed.summary["val_loss"] == reference.summary["val_loss"]

@@ -1,4 +1,4 @@
-"""The Run object (`cifarlab.load_run`) and the run-directory layout (`cifarlab.runfiles`)."""
+"""The Run object (`cifarlab.load_run`) and the run-directory layout (`cifarlab.rundir.layout`)."""
 from __future__ import annotations
 
 import json
@@ -13,10 +13,10 @@ import torch
 from PIL import Image
 
 import cifarlab
-from cifarlab import runfiles
 from cifarlab.data import CIFAR10_MEAN, CIFAR10_STD, load_data, split_train_val
 from cifarlab.errors import CifarlabError
-from cifarlab.training.run import Predictions, Run, load_run
+from cifarlab.rundir import layout
+from cifarlab.rundir.run import Predictions, Run, load_run
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "cifarlab"
 
@@ -40,7 +40,7 @@ def test_load_run_gives_the_model_config_classes_and_preprocessing(run, trained_
     assert run.classes == ["cat", "dog", "frog"] and run.config.model == "baseline"
     assert run.mean == CIFAR10_MEAN and run.std == CIFAR10_STD and run.input_size == 32
     assert run.run_dir == Path(trained_run) and run.device == torch.device("cpu")
-    assert run.summary["test_accuracy"] == json.loads((trained_run / runfiles.SUMMARY).read_text())["test_accuracy"]
+    assert run.summary["test_accuracy"] == json.loads((trained_run / layout.SUMMARY).read_text())["test_accuracy"]
     assert [h["epoch"] for h in run.history] == [1, 2]
 
 
@@ -136,12 +136,12 @@ def test_reprs_are_short_and_draw_themselves(run, cat_png):
 
 
 def test_splits_are_the_ones_training_used(tiny_tree, tmp_path, monkeypatch):
-    """Train with every split setting, catch the splits the engine made, and rebuild them from the run."""
-    from cifarlab.training import engine
+    """Train with every split setting, catch the splits train() made, and rebuild them from the run."""
+    from cifarlab.training import build
 
     made = []
-    real = engine.make_splits
-    monkeypatch.setattr(engine, "make_splits", lambda cfg, data: made.append(real(cfg, data)) or made[-1])
+    real = build.make_splits
+    monkeypatch.setattr(build, "make_splits", lambda cfg, data: made.append(real(cfg, data)) or made[-1])
     cifarlab.train(model="baseline", epochs=1, data=str(tiny_tree), val_size=9, label_fraction=0.5,
                    seed=3, classes=["dog", "cat"], out=str(tmp_path / "r"), precision="fp32", verbose=False)
     splits = load_run(tmp_path / "r", device="cpu").splits()
@@ -160,9 +160,9 @@ def test_splits_val_is_the_validation_split_of_the_run(run, train_tree):
 
 
 def test_features_and_explanations_open_the_same_run(run, trained_run):
-    from cifarlab.features.inputs import LoadedRun, load
+    from cifarlab.features.inputs import load
 
-    assert LoadedRun is Run and load(run) is run
+    assert load(run) is run
     opened = load(trained_run, "cpu")
     assert isinstance(opened, Run) and opened.classes == run.classes
 
@@ -175,34 +175,35 @@ def test_explanations_and_feature_maps_take_pil_images_and_tensors(cat_png):
     np.testing.assert_array_equal(load_images([torch.tensor(by_path[0]).permute(2, 0, 1)]), by_path)
 
 
-# -- runfiles -------------------------------------------------------------------------------------
-def test_runfiles_imports_no_torch():
-    code = "import sys, cifarlab.runfiles; assert 'torch' not in sys.modules, 'torch imported'"
+# -- layout ---------------------------------------------------------------------------------------
+def test_layout_and_lock_import_no_torch():
+    code = ("import sys, cifarlab.rundir, cifarlab.rundir.layout, cifarlab.rundir.lock; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, env={"PYTHONPATH": str(SRC.parent)})
 
 
-def test_runfiles_readers_fail_in_one_line(tmp_path):
+def test_layout_readers_fail_in_one_line(tmp_path):
     with pytest.raises(CifarlabError, match="run directory not found"):
-        runfiles.read_config(tmp_path / "nothing")
+        layout.read_config(tmp_path / "nothing")
     with pytest.raises(CifarlabError, match="no config.json"):
-        runfiles.read_config(tmp_path)
-    (tmp_path / runfiles.CONFIG).write_text("{not json")
+        layout.read_config(tmp_path)
+    (tmp_path / layout.CONFIG).write_text("{not json")
     with pytest.raises(CifarlabError, match="cannot read .*config.json") as e:
-        runfiles.read_config(tmp_path)
+        layout.read_config(tmp_path)
     assert "\n" not in str(e.value)
-    assert runfiles.read_summary(tmp_path) is None and runfiles.read_history(tmp_path) == []
-    (tmp_path / runfiles.SUMMARY).write_text("[1, 2]")
+    assert layout.read_summary(tmp_path) is None and layout.read_history(tmp_path) == []
+    (tmp_path / layout.SUMMARY).write_text("[1, 2]")
     with pytest.raises(CifarlabError, match="is not a run summary"):
-        runfiles.read_summary(tmp_path)
-    (tmp_path / runfiles.METRICS).write_text('{"epoch": 1}\n{broken\n')
+        layout.read_summary(tmp_path)
+    (tmp_path / layout.METRICS).write_text('{"epoch": 1}\n{broken\n')
     with pytest.raises(CifarlabError, match="cannot read .*metrics.jsonl"):
-        runfiles.read_history(tmp_path)
+        layout.read_history(tmp_path)
 
 
-def test_run_directory_file_names_are_spelled_only_in_runfiles():
+def test_run_directory_file_names_are_spelled_only_in_layout():
     names = ("config.json", "summary.json", "metrics.jsonl", "command.txt", "analysis.json", "explain.json",
              "report.html", ".cifarlab.lock")
     pattern = re.compile("|".join(re.escape(f'"{n}"') for n in names))
-    offenders = [f"{p.relative_to(SRC)}:{i}" for p in SRC.rglob("*.py") if p.name != "runfiles.py"
+    offenders = [f"{p.relative_to(SRC)}:{i}" for p in SRC.rglob("*.py") if p != SRC / "rundir" / "layout.py"
                  for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
     assert offenders == []

@@ -28,7 +28,7 @@ from safetensors.torch import load_file
 import cifarlab
 from cifarlab.cli import main
 from cifarlab.errors import CifarlabError
-from cifarlab.training import rundir, safestate
+from cifarlab.rundir import safestate, writer
 
 KW = dict(model="baseline", val_size=6, batch_size=16, precision="fp32", verbose=False)
 TIMING = ("epoch_seconds", "images_per_second")
@@ -117,38 +117,38 @@ def test_encoding_refuses_objects_it_cannot_store_safely():
 
 def test_a_legacy_pickled_checkpoint_is_refused_not_loaded(small_run, tmp_path, marker):
     run = copy_run(small_run, tmp_path / "run")
-    ckpt = rundir.latest_checkpoint(run)
-    (ckpt / rundir.STATE_JSON).unlink()
-    (ckpt / rundir.STATE_TENSORS).unlink()
-    write_torch_payload(ckpt / rundir.LEGACY_STATE, marker)
+    ckpt = writer.latest_checkpoint(run)
+    (ckpt / writer.STATE_JSON).unlink()
+    (ckpt / writer.STATE_TENSORS).unlink()
+    write_torch_payload(ckpt / writer.LEGACY_STATE, marker)
     with pytest.raises(CifarlabError, match="older cifarlab .* cannot be resumed; retrain it") as e:
         cifarlab.train(resume=run, epochs=3, verbose=False)
-    assert "\n" not in str(e.value) and str(ckpt / rundir.LEGACY_STATE) in str(e.value)
+    assert "\n" not in str(e.value) and str(ckpt / writer.LEGACY_STATE) in str(e.value)
     assert not marker.exists()
     assert cifarlab.evaluate(run)["images"] == 18  # its weights are still usable: safetensors only
 
 
 def test_a_state_pt_beside_the_safe_state_is_never_read(small_run, tiny_tree, tmp_path, marker):
     run = copy_run(small_run, tmp_path / "run")
-    write_torch_payload(rundir.latest_checkpoint(run) / rundir.LEGACY_STATE, marker)
+    write_torch_payload(writer.latest_checkpoint(run) / writer.LEGACY_STATE, marker)
     result = cifarlab.train(resume=run, epochs=3, verbose=False)
     assert result.summary["epochs_completed"] == 3 and not marker.exists()
 
 
 def _edit_state(ckpt: Path, change) -> None:
-    doc = json.loads((ckpt / rundir.STATE_JSON).read_text())
+    doc = json.loads((ckpt / writer.STATE_JSON).read_text())
     change(doc["state"])
-    (ckpt / rundir.STATE_JSON).write_text(json.dumps(doc))
+    (ckpt / writer.STATE_JSON).write_text(json.dumps(doc))
 
 
 DAMAGE = {
-    "state.json not JSON": (lambda c: (c / rundir.STATE_JSON).write_text("{oops"), "cannot read"),
+    "state.json not JSON": (lambda c: (c / writer.STATE_JSON).write_text("{oops"), "cannot read"),
     "epoch not a number": (lambda c: _edit_state(c, lambda s: s.update(epoch="two")), "no valid epoch number"),
     "optimizer emptied": (lambda c: _edit_state(c, lambda s: s.update(optimizer={})), "does not fit this run"),
     "rng missing": (lambda c: _edit_state(c, lambda s: s.pop("rng")), "does not fit this run"),
     "a tensor missing": (lambda c: _edit_state(c, lambda s: s["rng"].update(torch={"$tensor": "nope"})),
                          "is missing from the state's tensors"),
-    "state.safetensors truncated": (lambda c: (c / rundir.STATE_TENSORS).write_bytes(b"\x08" + bytes(7)),
+    "state.safetensors truncated": (lambda c: (c / writer.STATE_TENSORS).write_bytes(b"\x08" + bytes(7)),
                                     "cannot read the checkpoint"),
 }
 
@@ -157,7 +157,7 @@ DAMAGE = {
 def test_a_damaged_checkpoint_state_is_a_one_line_error(small_run, tmp_path, capsys, damage):
     run = copy_run(small_run, tmp_path / "run")
     change, message = DAMAGE[damage]
-    change(rundir.latest_checkpoint(run))
+    change(writer.latest_checkpoint(run))
     code = main(["train", "--resume", str(run), "--epochs", "3", "--quiet"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and message in err, err
@@ -168,23 +168,23 @@ def test_a_damaged_checkpoint_state_is_a_one_line_error(small_run, tmp_path, cap
                                   '{"config": {}, "classes": [1]}', "\udcff"])
 def test_a_malformed_config_json_is_a_one_line_error(small_run, tmp_path, capsys, text):
     run = copy_run(small_run, tmp_path / "run")
-    (run / rundir.CONFIG).write_bytes(text.encode("utf-8", "surrogateescape"))
+    (run / writer.CONFIG).write_bytes(text.encode("utf-8", "surrogateescape"))
     for argv in (["train", "--resume", str(run), "--epochs", "3"], ["evaluate", str(run)]):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()
-        assert len(err.splitlines()) == 1 and str(run / rundir.CONFIG) in err, err
+        assert len(err.splitlines()) == 1 and str(run / writer.CONFIG) in err, err
 
 
 def test_weights_of_another_shape_are_a_one_line_error(small_run, tmp_path, capsys):
     from safetensors.torch import save_file
 
     run = copy_run(small_run, tmp_path / "run")
-    weights = load_file(str(run / rundir.WEIGHTS))
-    save_file({k: torch.zeros(3, *v.shape[1:]) if v.ndim else v for k, v in weights.items()}, str(run / rundir.WEIGHTS))
+    weights = load_file(str(run / writer.WEIGHTS))
+    save_file({k: torch.zeros(3, *v.shape[1:]) if v.ndim else v for k, v in weights.items()}, str(run / writer.WEIGHTS))
     assert main(["evaluate", str(run)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "do not fit the model (size mismatch for " in err, err
-    assert str(run / rundir.WEIGHTS) in err
+    assert str(run / writer.WEIGHTS) in err
 
 
 @pytest.mark.parametrize("damage", ["all NaN", "all inf", "one NaN"])
@@ -194,7 +194,7 @@ def test_weights_that_are_not_finite_are_refused_by_every_reader(small_run, tmp_
     from safetensors.torch import save_file
 
     run = copy_run(small_run, tmp_path / "run")
-    path = run / rundir.WEIGHTS
+    path = run / writer.WEIGHTS
     with safe_open(str(path), "pt") as f:
         metadata = f.metadata()
     weights = load_file(str(path))
@@ -221,12 +221,12 @@ def test_weights_that_are_not_finite_are_refused_by_every_reader(small_run, tmp_
 
 def poison(run: Path, marker: Path, *, keep_state_json: bool) -> None:
     """Every binary file of the run becomes a pickle payload (a plain pickle or torch.save's zip)."""
-    for path in [run / rundir.WEIGHTS, *run.glob("checkpoints/*/*.safetensors")]:
+    for path in [run / writer.WEIGHTS, *run.glob("checkpoints/*/*.safetensors")]:
         write_torch_payload(path, marker)
-    ckpt = rundir.latest_checkpoint(run)
-    write_torch_payload(ckpt / rundir.LEGACY_STATE, marker)
+    ckpt = writer.latest_checkpoint(run)
+    write_torch_payload(ckpt / writer.LEGACY_STATE, marker)
     if not keep_state_json:
-        (ckpt / rundir.STATE_JSON).unlink()
+        (ckpt / writer.STATE_JSON).unlink()
 
 
 def commands(run: Path, data: Path, image: Path, evil: Path, tmp: Path) -> dict[str, list[str]]:
@@ -322,7 +322,7 @@ def reference(tmp_path_factory, tiny_tree) -> cifarlab.TrainResult:
 
 
 def fail_writes(monkeypatch, when, error_number: int) -> list[str]:
-    """Make every write of a run (rundir.write_file: the checkpoint files and the final weights; the
+    """Make every write of a run (writer.write_file: the checkpoint files and the final weights; the
     atomic JSON and text writes; the metrics append) raise OSError(error_number) where `when(path)`."""
     failed: list[str] = []
 
@@ -335,7 +335,7 @@ def fail_writes(monkeypatch, when, error_number: int) -> list[str]:
         return wrapper
 
     for name in ("write_file", "write_json_atomic", "write_text_atomic", "append_jsonl"):
-        monkeypatch.setattr(rundir, name, failing(getattr(rundir, name)))
+        monkeypatch.setattr(writer, name, failing(getattr(writer, name)))
     return failed
 
 
@@ -348,13 +348,13 @@ def leftovers(run: Path) -> list[str]:
 
 
 FAULTS = {  # which write fails: (the paths it hits, the file the error names, the checkpoint left)
-    "checkpoint model.safetensors": (in_epoch_2_checkpoint(rundir.WEIGHTS), "checkpoints/.epoch_002.tmp", 1),
-    "checkpoint state.safetensors": (in_epoch_2_checkpoint(rundir.STATE_TENSORS), "checkpoints/.epoch_002.tmp", 1),
-    "checkpoint state.json": (in_epoch_2_checkpoint(rundir.STATE_JSON), "checkpoints/.epoch_002.tmp", 1),
-    "metrics of epoch 2": (lambda p: p.name == rundir.METRICS and _lines(p) == 1, rundir.METRICS, 2),
-    "final weights": (lambda p: p.name.startswith(f".{rundir.WEIGHTS}.") and p.parent.name == "run",
-                      rundir.WEIGHTS, 3),
-    "summary": (lambda p: p.name == rundir.SUMMARY, rundir.SUMMARY, 3),
+    "checkpoint model.safetensors": (in_epoch_2_checkpoint(writer.WEIGHTS), "checkpoints/.epoch_002.tmp", 1),
+    "checkpoint state.safetensors": (in_epoch_2_checkpoint(writer.STATE_TENSORS), "checkpoints/.epoch_002.tmp", 1),
+    "checkpoint state.json": (in_epoch_2_checkpoint(writer.STATE_JSON), "checkpoints/.epoch_002.tmp", 1),
+    "metrics of epoch 2": (lambda p: p.name == writer.METRICS and _lines(p) == 1, writer.METRICS, 2),
+    "final weights": (lambda p: p.name.startswith(f".{writer.WEIGHTS}.") and p.parent.name == "run",
+                      writer.WEIGHTS, 3),
+    "summary": (lambda p: p.name == writer.SUMMARY, writer.SUMMARY, 3),
 }
 
 
@@ -379,23 +379,23 @@ def test_a_failed_write_leaves_a_run_that_resumes_to_the_same_result(reference, 
     if "checkpoint" in fault:
         assert message.endswith(f"(the checkpoint of epoch 1 is intact: continue with cifarlab train --resume {out})")
     assert leftovers(out) == []
-    ckpt = rundir.latest_checkpoint(out)
+    ckpt = writer.latest_checkpoint(out)
     assert ckpt.name == f"epoch_{epochs_left:03d}"
-    assert rundir.load_checkpoint_state(ckpt)["epoch"] == epochs_left  # the checkpoint left is whole
+    assert writer.load_checkpoint_state(ckpt)["epoch"] == epochs_left  # the checkpoint left is whole
 
     resumed = cifarlab.train(resume=out, verbose=False)
     assert leftovers(out) == []
     assert resumed.summary["test_loss"] == reference.summary["test_loss"]
     strip = [{k: v for k, v in h.items() if k not in TIMING} for h in reference.history]
     assert [{k: v for k, v in h.items() if k not in TIMING} for h in resumed.history] == strip
-    assert [json.loads(line)["epoch"] for line in (out / rundir.METRICS).read_text().splitlines()] == [1, 2, 3]
-    final, expected = load_file(str(out / rundir.WEIGHTS)), load_file(str(reference.run_dir / rundir.WEIGHTS))
+    assert [json.loads(line)["epoch"] for line in (out / writer.METRICS).read_text().splitlines()] == [1, 2, 3]
+    final, expected = load_file(str(out / writer.WEIGHTS)), load_file(str(reference.run_dir / writer.WEIGHTS))
     assert final.keys() == expected.keys() and all(torch.equal(final[k], expected[k]) for k in final)
 
 
 def test_disk_full_on_the_first_checkpoint_leaves_nothing_behind(tiny_tree, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
-    fail_writes(monkeypatch, lambda p: p.name == rundir.STATE_JSON, errno.ENOSPC)
+    fail_writes(monkeypatch, lambda p: p.name == writer.STATE_JSON, errno.ENOSPC)
     code = main(["train", "--model", "baseline", "--data", str(tiny_tree), "--val-size", "6", "--epochs", "2",
                  "--precision", "fp32", "--out", str(out), "--quiet"])
     err = capsys.readouterr().err.strip()
@@ -407,12 +407,12 @@ def test_disk_full_on_the_first_checkpoint_leaves_nothing_behind(tiny_tree, tmp_
 
 def test_resume_removes_what_a_kill_9_left_half_written(small_run, tmp_path):
     run = copy_run(small_run, tmp_path / "run")
-    (run / rundir.SUMMARY).unlink()  # killed after the last checkpoint, while writing the summary
+    (run / writer.SUMMARY).unlink()  # killed after the last checkpoint, while writing the summary
     (run / ".summary.json.k2j3.tmp").write_text('{"half": ')
-    shutil.copytree(rundir.latest_checkpoint(run), run / "checkpoints" / ".epoch_003.tmp")
-    (run / "checkpoints" / ".epoch_003.tmp" / rundir.STATE_JSON).unlink()
+    shutil.copytree(writer.latest_checkpoint(run), run / "checkpoints" / ".epoch_003.tmp")
+    (run / "checkpoints" / ".epoch_003.tmp" / writer.STATE_JSON).unlink()
     cifarlab.train(resume=run, verbose=False)
-    assert leftovers(run) == [] and (run / rundir.SUMMARY).is_file()
+    assert leftovers(run) == [] and (run / writer.SUMMARY).is_file()
 
 
 def test_a_failed_rename_keeps_the_previous_checkpoint(reference, tiny_tree, tmp_path, monkeypatch):
@@ -426,9 +426,9 @@ def test_a_failed_rename_keeps_the_previous_checkpoint(reference, tiny_tree, tmp
 
     with monkeypatch.context() as patch, pytest.raises(CifarlabError, match="disk full: cannot write the "
                                                                        "checkpoint of epoch 3"):
-        patch.setattr(rundir.os, "replace", replace)
+        patch.setattr(writer.os, "replace", replace)
         cifarlab.train(**KW, data=str(tiny_tree), epochs=3, seed=5, out=str(out))
-    assert leftovers(out) == [] and rundir.latest_checkpoint(out).name == "epoch_002"
+    assert leftovers(out) == [] and writer.latest_checkpoint(out).name == "epoch_002"
     assert cifarlab.train(resume=out, verbose=False).summary["test_loss"] == reference.summary["test_loss"]
 
 
@@ -438,14 +438,14 @@ def test_resume_keeps_the_original_command_and_records_its_own(small_run, tmp_pa
     run = copy_run(small_run, tmp_path / "run")
     cifarlab.train(resume=run, epochs=3, verbose=False, command="cifarlab train --resume run --epochs 3")
     result = cifarlab.train(resume=run, epochs=4, verbose=False, command="cifarlab train --resume run --epochs 4")
-    info = json.loads((run / rundir.CONFIG).read_text())
+    info = json.loads((run / writer.CONFIG).read_text())
     assert info["command"] == "cifarlab train (original)" and info["config"]["epochs"] == 4
     assert [(r["command"], r["from_epoch"], r["epochs"]) for r in info["resumes"]] == [
         ("cifarlab train --resume run --epochs 3", 2, 3), ("cifarlab train --resume run --epochs 4", 3, 4)]
     assert all(r["time"].endswith("+00:00") for r in info["resumes"])
-    assert (run / rundir.COMMAND).read_text().splitlines() == [
+    assert (run / writer.COMMAND).read_text().splitlines() == [
         "cifarlab train (original)", "cifarlab train --resume run --epochs 3", "cifarlab train --resume run --epochs 4"]
-    summary = json.loads((run / rundir.SUMMARY).read_text())
+    summary = json.loads((run / writer.SUMMARY).read_text())
     assert summary["command"] == "cifarlab train (original)" and len(summary["resumes"]) == 2
     assert summary["epochs"] == summary["epochs_completed"] == 4 == result.summary["epochs"]
 
@@ -465,7 +465,7 @@ def test_resuming_a_finished_run_without_more_epochs_leaves_it_untouched(small_r
 
 def test_an_interrupted_run_may_not_be_shortened_either(small_run, tmp_path):
     run = copy_run(small_run, tmp_path / "run")
-    (run / rundir.SUMMARY).unlink()  # as if killed after the last checkpoint
+    (run / writer.SUMMARY).unlink()  # as if killed after the last checkpoint
     with pytest.raises(CifarlabError, match="epochs=1 is fewer than the 2 epochs"):
         cifarlab.train(resume=run, epochs=1, verbose=False)
     assert cifarlab.train(resume=run, verbose=False).summary["epochs_completed"] == 2  # finishes what was left

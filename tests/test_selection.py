@@ -10,7 +10,7 @@ import torch
 import cifarlab
 from cifarlab.cli import main
 from cifarlab.data.loader import DeviceLoader
-from cifarlab.training.result import step_losses
+from cifarlab.rundir.result import step_losses
 from cifarlab.training.selection import EasyPruning
 from crash_helper import train_until_killed
 

@@ -14,7 +14,7 @@ from PIL import Image
 from safetensors import safe_open
 
 import cifarlab
-from cifarlab.training import rundir
+from cifarlab.rundir import writer
 from crash_helper import train_until_killed
 
 RUN_KW = dict(model="baseline", data=None, val_size=30, precision="fp32", verbose=False)
@@ -80,11 +80,11 @@ def test_resume_after_kill_9(train_tree, tmp_path):
            "--val-size", "30", "--epochs", "40", "--precision", "fp32", "--out", str(out)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while rundir.latest_checkpoint(out) is None and time.time() < deadline and proc.poll() is None:
+    while writer.latest_checkpoint(out) is None and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done_before = int(rundir.latest_checkpoint(out).name.split("_")[1])
+    done_before = int(writer.latest_checkpoint(out).name.split("_")[1])
     assert done_before < 40 and not (out / "summary.json").exists()
     # A temporary .epoch_NNN.tmp may remain after the kill; it is never read, and the next checkpoint removes it.
     result = subprocess.run([sys.executable, "-m", "cifarlab", "train", "--resume", str(out), "--epochs", "3"]
@@ -106,15 +106,15 @@ def test_sigterm_ends_training_as_ctrl_c_does(tiny_tree, tmp_path):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     deadline = time.time() + 120
-    while rundir.latest_checkpoint(out) is None and time.time() < deadline and proc.poll() is None:
+    while writer.latest_checkpoint(out) is None and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
-    assert (out / rundir.LOCK_NAME).exists()
+    assert (out / writer.LOCK_NAME).exists()
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM, stderr
     assert f"interrupted; continue with: cifarlab train --resume {out}" in stdout
     assert stderr.strip().splitlines()[-1] == "cifarlab: interrupted (SIGTERM)" and "Traceback" not in stderr
-    assert not (out / rundir.LOCK_NAME).exists()
+    assert not (out / writer.LOCK_NAME).exists()
 
 
 @pytest.fixture
@@ -245,6 +245,6 @@ def test_loaded_model_matches_the_trained_one(trained_run):
     x = np.zeros((1, 32, 32, 3), np.uint8)
     import torch
 
-    from cifarlab.training.inference import predict_logits
+    from cifarlab.rundir.inference import predict_logits
     out = predict_logits(model, x, device=torch.device("cpu"))
     assert out.shape == (1, 3) and torch.isfinite(out).all()

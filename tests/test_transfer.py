@@ -263,7 +263,7 @@ def test_failed_download_is_the_same_clear_error(no_network, monkeypatch, tmp_pa
     monkeypatch.setattr(tv_api, "load_state_dict_from_url", refuse, raising=False)
     monkeypatch.delenv("CIFARLAB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    from cifarlab.transfer.weights import _tv_state_dict
+    from cifarlab.pretrained.weights import _tv_state_dict
 
     with pytest.raises(CifarlabError, match=r"the download failed \(OSError: network unreachable\).*weights=FILE"):
         _tv_state_dict("mobilenet_v3_small", None)
@@ -303,7 +303,7 @@ def test_pretrained_weights_of_another_architecture_are_refused(no_network, tmp_
     torch.save(torchvision.models.resnet18(num_classes=1000).state_dict(), tmp_path / "resnet18.pth")
     cfg = resolve(TrainConfig(model="tv:mobilenet_v3_small", pretrained="imagenet",
                       weights=str(tmp_path / "resnet18.pth")))
-    from cifarlab.transfer.weights import load_pretrained
+    from cifarlab.pretrained.weights import load_pretrained
 
     with pytest.raises(CifarlabError, match="do not fit tv:mobilenet_v3_small"):
         load_pretrained(create_model(cfg.model, num_classes=3), cfg)
@@ -313,7 +313,7 @@ def test_timm_pretrained_from_a_file_with_cifar_stem(no_network, monkeypatch, tm
     timm = pytest.importorskip("timm")
     from safetensors.torch import save_file as save
 
-    from cifarlab.transfer.setup import prepare_model
+    from cifarlab.pretrained.setup import prepare_model
 
     monkeypatch.setenv("CIFARLAB_OFFLINE", "1")
     torch.manual_seed(0)
@@ -338,9 +338,9 @@ def test_input_size_reaches_the_network_when_the_head_runs_apart(precision):
     a forward pre-hook, so it once never ran there: a run trained at 96 px was validated at 32 px (0.30
     instead of 0.79 in the notebook). Logits, embeddings and probe features must all see the upsampled image."""
     from cifarlab.features.embedding import penultimate_features
-    from cifarlab.training.inference import fp32_logits
+    from cifarlab.pretrained.setup import apply_preprocessing
+    from cifarlab.rundir.inference import fp32_logits
     from cifarlab.transfer.probe import compute_features
-    from cifarlab.transfer.setup import apply_preprocessing
 
     torch.manual_seed(0)
     model = create_model("resnet20").eval()

@@ -226,12 +226,12 @@ def test_every_registry_suggests_the_closest_name(name):
 
 
 def test_a_bad_torchvision_name_fails_before_any_data_is_read(monkeypatch, capsys):
-    import cifarlab.training.engine as engine
+    import cifarlab.training.build as build
 
     def no_data(*args, **kwargs):
         raise AssertionError("data was read before the model name was checked")
 
-    monkeypatch.setattr(engine, "load_data", no_data)
+    monkeypatch.setattr(build, "load_data", no_data)
     assert main(["train", "--model", "tv:resnt18"]) == 2  # no --data: it would be downloaded
     err = capsys.readouterr().err
     assert "unknown --model 'tv:resnt18' (did you mean tv:resnet18?)" in err and len(err.splitlines()) == 1
@@ -248,7 +248,7 @@ def test_compare_with_verbose_false_prints_nothing(tiny_tree, tmp_path, capsys):
 
 
 def _history(epochs: int, steps: int):
-    from cifarlab.training.result import History
+    from cifarlab.rundir.result import History
 
     return History({"epoch": e, "train_loss": 1.0 / e, "train_accuracy": 0.5, "lr": 0.1, "epoch_seconds": 3.0,
                     "augment": "standard", "steps_per_epoch": steps, "val_accuracy": 0.6,
@@ -271,7 +271,7 @@ def test_history_shows_a_per_epoch_table_and_keeps_every_step_loss():
 
 
 def test_a_run_and_a_train_result_give_their_history_as_a_history(trained_run):
-    from cifarlab.training.result import History, TrainResult
+    from cifarlab.rundir.result import History, TrainResult
 
     history = cifarlab.load_run(trained_run).history
     assert isinstance(history, History) and history[0]["train_loss_steps"]

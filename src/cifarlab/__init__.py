@@ -20,7 +20,7 @@ _LAZY = {
     "evaluate": "cifarlab.api",
     "predict": "cifarlab.api",
     "load_run": "cifarlab.api",
-    "Run": "cifarlab.training.run",
+    "Run": "cifarlab.rundir.run",
     "export": "cifarlab.deploy",
     "compare": "cifarlab.experiments",
     "ablate": "cifarlab.experiments",

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ._flags import SEED, add_command, add_shared, num
+from .analysis_choices import DEFAULT_LABEL_CHECK_MODEL, LABEL_CHECK_MODELS
 from .attribution.methods import list_explainers
-from .choices import DEFAULT_LABEL_CHECK_MODEL, LABEL_CHECK_MODELS
 from .errors import CifarlabError
 from .transfer.imagenet_to_cifar import UNMAPPED_IMAGENET_CLASSES
 
@@ -51,15 +51,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
         images = [args.run_dir, *images]
     elif not images:
         raise CifarlabError("give RUN_DIR and at least one IMAGE (or --onnx MODEL.onnx and images)")
-    results = predict(None if args.onnx else args.run_dir, images, top_k=args.top_k, device=args.device,
-                      onnx=args.onnx)
+    results = predict(None if args.onnx else args.run_dir, images, top_k=args.top_k, tta=args.tta,
+                      precision=args.precision, device=args.device, onnx=args.onnx)
     print(json.dumps(results, indent=2) if args.json else "\n".join(
         r["image"] + ": " + ", ".join(f"{p['class']} {p['probability']:.1%}" for p in r["predictions"])
         for r in results))
     return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
-    from ._runlock import writing_into
     from .deploy import export
+    from .rundir.lock import writing_into
 
     target = Path(args.out).parent if args.out else Path(args.run_dir)  # default: RUN_DIR/model.onnx
     with writing_into(target, args.run_dir, lock_outside=False):
@@ -106,7 +108,7 @@ def _writes_into(name: str) -> Callable:
     def wrap(cmd: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
         @functools.wraps(cmd)
         def run(args: argparse.Namespace) -> int:
-            from ._runlock import writing_into
+            from .rundir.lock import writing_into
 
             with writing_into(args.out or Path(args.run_dir) / name, args.run_dir):
                 return cmd(args)
@@ -215,7 +217,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .webapp import serve
 
     serve(args.run_dir, host=args.host, port=args.port, device=args.device, max_upload_mb=args.max_upload_mb,
-          allowed_hosts=args.allowed_host or ())
+          allowed_hosts=args.allowed_host or (), tta=args.tta)
     return 0
 
 
@@ -253,7 +255,7 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", type=num(int, ge=1), default=3, metavar="K", help="classes per image, most likely first")
     p.add_argument("--onnx", metavar="MODEL.onnx",
                    help="run this model (from cifarlab export) with ONNX Runtime on the CPU; no RUN_DIR")
-    add_shared(p, "device", "json", "threads")
+    add_shared(p, "device", "precision", "tta", "json", "threads")
 
     p = add_command(sub, "export", cmd_export, "export a trained run's model to ONNX, checked against PyTorch",
                  "cifarlab export runs/resnet20 --out resnet20.onnx")
@@ -371,4 +373,4 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
                         "server; *.example.com for its subdomains; repeatable). Without it only the bound address "
                         "and localhost (bound to loopback or 0.0.0.0) are answered: other web pages cannot read the "
                         "app through DNS rebinding")
-    add_shared(p, "device", "threads")
+    add_shared(p, "device", "tta", "threads")

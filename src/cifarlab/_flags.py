@@ -28,12 +28,11 @@ from .config import (
 )
 from .errors import CifarlabError, cli_messages, did_you_mean
 from .recipes import list_recipes, recipe_settings
-from .transfer.options import FREEZE, PRETRAINED
 
 EXIT_USER_ERROR = 2
 # Choices that live in a registry, named by a field's `choices` (config.py cannot import the registries).
 _REGISTRY_CHOICES: dict[str, Callable[[], Iterable[str]]] = {
-    "recipes": list_recipes, "augments": list_augments, "pretrained": lambda: PRETRAINED, "freeze": lambda: FREEZE}
+    "recipes": list_recipes, "augments": list_augments}
 
 
 class Parser(argparse.ArgumentParser):

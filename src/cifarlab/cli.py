@@ -87,14 +87,14 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
     values = config_values(args)
     if args.run_dir:  # the backbone of a trained run: its model and weights
-        from .training.rundir import read_run_config, recorded_data
+        from .rundir.run import run_config
+        from .rundir.writer import recorded_data
 
-        info = read_run_config(args.run_dir)
-        run_cfg = info["config"]
-        values.setdefault("model", run_cfg["model"])
+        run_cfg, info = run_config(args.run_dir)  # config.json as a checked TrainConfig
+        values.setdefault("model", run_cfg.model)
         values.setdefault("init_from", args.run_dir)
         for key in ("cifar_stem", "model_kwargs", "input_size"):
-            values.setdefault(key, run_cfg.get(key))
+            values.setdefault(key, getattr(run_cfg, key))
         if "data" not in values:  # the run's own, found from here (an older run recorded a relative path)
             values["data"] = recorded_data(args.run_dir, info)
     r = linear_probe(TrainConfig.from_dict({k: v for k, v in values.items() if v is not None}), out=args.out,
@@ -279,7 +279,7 @@ def _thread_flags(args: argparse.Namespace) -> tuple[str | None, str]:
     if getattr(args, "resume", None) is None:
         return args.threads, args.thread_wait or "auto"
     from ._threads import resume_settings
-    from .runfiles import read_config  # no torch yet: the wait policy is set before torch loads
+    from .rundir.layout import read_config  # no torch yet: the wait policy is set before torch loads
 
     return resume_settings(read_config(args.resume), args.resume, args.threads, args.thread_wait)
 

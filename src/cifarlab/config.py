@@ -2,9 +2,10 @@
 YAML file may set any field, and command-line flags override it. The resolved config is saved in every
 run directory, so a run can be repeated exactly.
 
-A leaf module (no cifarlab imports but errors and _io's file readers): each field declares its help, flag
-group, choices and range once (`setting`), from which the command line is generated (cifarlab._flags) and every
-value is checked; resolving a config against the models, recipes and weights is cifarlab.training.resolve."""
+No torch, and no cifarlab imports but errors, _io's file readers and the names of choices.py (whose targets
+put both in training's layer, tests/test_layers.py): each field declares its help, flag group, choices and range
+once (`setting`), from which the command line is generated (cifarlab._flags) and every value is checked;
+resolving a config against the models, recipes and weights is cifarlab.training.resolve."""
 from __future__ import annotations
 
 import dataclasses
@@ -26,6 +27,7 @@ import yaml
 from . import choices
 from ._io import read_bytes_bounded
 from .errors import CifarlabError, did_you_mean
+from .pretrained.options import FREEZE, PRETRAINED
 
 # The registries of cifarlab.choices (no torch, nothing above config): `in`, iteration and argparse's choices
 # read their names, so an optimizer, schedule or TTA mode registered later is accepted too.
@@ -77,7 +79,7 @@ def setting(default: Any, help: str, group: str, *, choices: tuple[str, ...] | s
             metavar: str | None = None, flag: bool = True, default_factory: Any = None, **bounds: float) -> Any:
     """A TrainConfig field with everything the command line, the YAML check and the help need, said once:
     its help text, its flag group (FLAG_GROUPS), its choices (a tuple, or the name of a registry the CLI
-    reads: "recipes", "augments", "pretrained", "freeze"), its range (gt, ge, lt, le) and its metavar."""
+    reads: "recipes", "augments"), its range (gt, ge, lt, le) and its metavar."""
     metadata = {"help": help, "group": group, "choices": choices, "metavar": metavar, "flag": flag,
                 "range": Range(**bounds) if bounds else None}
     if default_factory is not None:
@@ -159,15 +161,15 @@ class TrainConfig:
                               "recipe's", "execution", choices=TTA_MODES)
     cifar_stem: bool = setting(False, "tv:/timm: models: adapt the stem to 32x32 images (3x3 stride-1 conv, no "
                                "max-pool)", "model")
-    # Transfer learning (cifarlab.transfer; the README's "Transfer learning" section)
+    # Transfer learning (checked and applied by cifarlab.pretrained; the README's "Transfer learning" section)
     pretrained: str | None = setting(None, "tv:/timm: models: published weights with their own mean, std and input "
-                                     "size", "transfer", choices="pretrained")
+                                     "size", "transfer", choices=PRETRAINED)
     weights: str | None = setting(None, "a local file of the --pretrained weights (offline; default: the hub's "
                                   "cache)", "transfer", metavar="FILE")
     init_from: str | None = setting(None, "start from a cifarlab run or a state-dict file: the layers that match are "
                                     "loaded", "transfer", metavar="RUN_DIR|FILE")
     freeze: str = setting("none", "backbone: train the head only (feature extraction); none: fine-tune everything",
-                          "transfer", choices="freeze")
+                          "transfer", choices=FREEZE)
     unfreeze_schedule: str | None = setting(None, "with --freeze backbone: stage-per-epoch, or E:MODULE,... (MODULE "
                                             "trains after E epochs)", "transfer", metavar="SPEC")
     backbone_lr_scale: float = setting(1.0, "discriminative lr: the backbone's lr is S x lr", "transfer",
@@ -217,8 +219,6 @@ class TrainConfig:
     def validate(self) -> None:
         """The checks this config can make alone: every field's type, range and fixed choices, and the
         settings that only make sense together (resolve() adds those that need the models and registries)."""
-        if isinstance(self.ema, float) and not 0 < self.ema < 1:  # before the generic check: a better hint
-            raise CifarlabError(f"--ema is a decay in (0, 1), e.g. 0.999; got {self.ema}")
         self._check_fields(ranges=True)
         for f in dataclasses.fields(self):  # fixed choices: a tuple, or a registry of cifarlab.choices
             choices = f.metadata.get("choices")
@@ -229,6 +229,15 @@ class TrainConfig:
         check_progressive_resize(self.progressive_resize, self.epochs,
                                  upsampled=self.input_size is not None or self.pretrained is not None)
         check_pruning(self.prune_easy, self.prune_until, self.epochs)
+        classes = class_list(self.classes)
+        if classes is not None:
+            if len(classes) < 2:
+                raise CifarlabError(f"--classes needs at least two class names, got {classes}")
+            dupes = sorted({c for c in classes if classes.count(c) > 1})
+            if dupes:
+                raise CifarlabError(f"--classes names {', '.join(dupes)} more than once")
+        if self.label_fraction is not None and self.train_size is not None:
+            raise CifarlabError("--label-fraction and --train-size both subset the training labels: give one")
         if self.label_issues_action != "drop" and not self.drop_label_issues:
             raise CifarlabError(f"--label-issues-action {self.label_issues_action} has nothing to do without "
                                 "--drop-label-issues ANALYZED_RUN")
@@ -248,6 +257,22 @@ class TrainConfig:
         names and values of the wrong type fail here, naming `source`. Ranges are checked by validate()."""
         check_settings(values, source, ranges=False)
         return cls(**values)
+
+
+def class_list(classes: list[str] | str | None) -> list[str] | None:
+    """--classes as a list: a YAML file may write them as one comma-separated string."""
+    if isinstance(classes, str):
+        return [c.strip() for c in classes.split(",") if c.strip()]
+    return classes
+
+
+def with_overrides(cfg: TrainConfig | None, overrides: dict[str, Any], source: str = "settings") -> TrainConfig:
+    """A new config: `cfg` (default: TrainConfig()) with the keyword settings of a Python call, where None
+    means "not given" (cfg's value stays). Unknown names and values of the wrong type fail here, naming
+    `source`; ranges and combinations are resolve()'s. The one way every API call merges its keywords."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    check_settings(given, source, ranges=False)
+    return dataclasses.replace(cfg if cfg is not None else TrainConfig(), **given)
 
 
 def model_kwarg_name(model: str, setting: str) -> str:

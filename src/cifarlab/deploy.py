@@ -3,11 +3,14 @@
 The ONNX graph is the model alone: input `images`, float32 (batch, 3, 32, 32), already normalized; output
 `logits` (batch, classes). The batch axis is dynamic. What a consumer needs besides the graph travels in
 the model's metadata_props (JSON strings): `cifarlab.classes`, `cifarlab.mean`, `cifarlab.std` (per
-channel, in [0, 1] units: x = (pixel / 255 - mean) / std), `cifarlab.input_size`, `cifarlab.model`.
+channel, in [0, 1] units: x = (pixel / 255 - mean) / std), `cifarlab.input_size`, `cifarlab.model`, and
+`cifarlab.tta`: the run's own test-time augmentation, which `predict --onnx` applies by default as `predict`
+does with the run (each view one run of the graph; `--tta none` runs the bare graph once).
 
 Export uses torch.onnx's dynamo exporter (torch.export + onnxscript), which exports every model in the
 zoo, torchvision's and timm's included; the exported graph is then run with ONNX Runtime on a batch of
-random images and compared with PyTorch (the max absolute logit difference is reported).
+random images and compared with the run's own logits (Run.logits, tta none; the max absolute logit difference
+is reported).
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from ._threads import configured_threads
 from .errors import CifarlabError
 
 if TYPE_CHECKING:
-    from .training.run import Predictions
+    from .rundir.run import Predictions
 
 FORMATS = ("onnx",)
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
@@ -71,20 +74,19 @@ def export(run_dir: str | Path, *, format: str = "onnx", out: str | Path | None 
     """Export a run's trained model (default: RUN_DIR/model.onnx) and check it against PyTorch."""
     if format not in FORMATS:
         raise CifarlabError(f"unknown --format {format!r}; choose one of: {', '.join(FORMATS)}")
-    from .runfiles import ONNX
-    from .training.run import load_run
+    from .rundir.layout import ONNX
+    from .rundir.run import load_run
 
     out = Path(out) if out is not None else Path(run_dir) / ONNX
     if out.is_dir():
         raise CifarlabError(f"--out must be a file path, not a directory: {out}")
     check_destination(out)  # a device or a FIFO (--out /dev/null) is refused before any work
     run = load_run(run_dir, "cpu")  # one-line errors for a missing or foreign run directory
-    model, info = run.model, run.info
     require_onnx()
-    metadata = _metadata(model, info)
+    metadata = _metadata(run)
     with atomic_path(out) as tmp:
-        export_onnx_model(model, tmp, metadata, opset)
-        result = _verify(model, tmp, metadata) if verify else {"max_abs_diff": math.nan, "max_abs_logit": math.nan,
+        export_onnx_model(run.model, tmp, metadata, opset)
+        result = _verify(run, tmp, metadata) if verify else {"max_abs_diff": math.nan, "max_abs_logit": math.nan,
                                                                "top1_agreement": math.nan}
     import onnx
 
@@ -95,13 +97,11 @@ def export(run_dir: str | Path, *, format: str = "onnx", out: str | Path | None 
     return ExportResult(out, format, opset_used, size_bytes=out.stat().st_size, metadata=metadata, **result)
 
 
-def _metadata(model, info: dict[str, Any]) -> dict[str, Any]:
-    from .training.inference import preprocessing
-
-    mean, std = preprocessing(model)
+def _metadata(run) -> dict[str, Any]:
+    info = run.info
     cfg = info["config"]
-    return {"classes": list(info["classes"]), "mean": list(mean), "std": list(std), "input_size": [3, 32, 32],
-            "model": cfg["model"], "model_kwargs": cfg.get("model_kwargs", {}),
+    return {"classes": list(info["classes"]), "mean": list(run.mean), "std": list(run.std), "input_size": [3, 32, 32],
+            "model": cfg["model"], "model_kwargs": cfg.get("model_kwargs", {}), "tta": run.resolve_tta(),
             "cifarlab_version": info.get("versions", {}).get("cifarlab")}
 
 
@@ -124,15 +124,11 @@ def export_onnx_model(model, path: Path, metadata: dict[str, Any], opset: int | 
     program.save(str(path), external_data=False)
 
 
-def _verify(model, path: Path, metadata: dict[str, Any]) -> dict[str, float]:
-    import torch
-
+def _verify(run, path: Path, metadata: dict[str, Any]) -> dict[str, float]:
+    """The graph's logits against the run's own (Run.logits: fp32, tta none) on random images."""
     images = np.random.default_rng(0).integers(0, 256, (VERIFY_IMAGES, 32, 32, 3), dtype=np.uint8)
-    x = normalize(images, metadata["mean"], metadata["std"])
-    session = _session(path)
-    onnx_logits = run_session(session, x)
-    with torch.no_grad():
-        torch_logits = model(torch.from_numpy(x)).numpy()
+    onnx_logits = run_session(_session(path), normalize(images, metadata["mean"], metadata["std"]))
+    torch_logits = run.logits(images, tta="none", precision="fp32").numpy()
     return {"max_abs_diff": float(np.abs(onnx_logits - torch_logits).max()),
             "max_abs_logit": float(np.abs(torch_logits).max()),
             "top1_agreement": float((onnx_logits.argmax(1) == torch_logits.argmax(1)).mean())}
@@ -186,21 +182,49 @@ def load_onnx(path: str | Path, threads: int | None = None) -> tuple[Any, dict[s
     return session, metadata
 
 
-def predict_onnx(model_path: str | Path, images: list[str | Path], *, top_k: int = 3) -> Predictions:
-    """`cifarlab.predict` with ONNX Runtime: the same preprocessing and the same result, Predictions."""
-    from .data.images import load_rgb_image
-    from .training.run import Predictions
+def predict_onnx(model_path: str | Path, images: Any, *, top_k: int = 3, tta: str | None = None) -> Predictions:
+    """`cifarlab.predict` with ONNX Runtime: the same intake (any image form Run.predict takes), the same
+    test-time augmentation (`tta`; None: the run's own, recorded at export, or none for a file without it)
+    and the same result, Predictions."""
+    from .choices import TTA
+    from .rundir.run import Predictions, image_batch
 
-    if top_k < 1:
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise CifarlabError(f"--top-k must be >= 1, got {top_k}")
-    for path in images:
-        if not Path(path).is_file():
+    if tta is not None:
+        TTA.entry(tta)  # a bad name fails before the model is loaded
+    for path in [images] if isinstance(images, str | Path) else images if isinstance(images, list) else []:
+        if isinstance(path, str | Path) and not Path(path).exists():
             raise CifarlabError(f"image not found: {path}")
     session, metadata = load_onnx(model_path)
-    batch = np.stack([load_rgb_image(p)[0] for p in images])
-    logits = run_session(session, normalize(batch, metadata["mean"], metadata["std"]))
-    return Predictions.from_probabilities(_softmax(logits), metadata["classes"], [str(p) for p in images], top_k,
-                                          batch)
+    tta = TTA.entry(tta if tta is not None else metadata.get("tta") or "none").name
+    pixels, names = image_batch(images)
+    logits = onnx_logits(session, metadata, pixels, tta)
+    return Predictions.from_probabilities(_softmax(logits), metadata["classes"], names, top_k, pixels, tta=tta)
+
+
+def onnx_logits(session, metadata: dict[str, Any], pixels: Any, tta: str = "none",
+                batch_size: int = ORT_BATCH_SIZE) -> np.ndarray:
+    """Logits (N, C) for image_batch's pixels, as Run.logits computes them: batch by batch, normalized with the
+    training loader's arithmetic, averaged over the views of `tta` by rundir.inference's own TTA functions,
+    each view one run of the graph."""
+    import torch
+
+    from .choices import TTA
+
+    views = TTA.get(tta)
+    mean = torch.tensor(metadata["mean"], dtype=torch.float32).view(1, -1, 1, 1) * 255
+    std = torch.tensor(metadata["std"], dtype=torch.float32).view(1, -1, 1, 1) * 255
+
+    def graph(x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(x.numpy())})[0])
+
+    outputs = []
+    with torch.no_grad():
+        for i in range(0, len(pixels), batch_size):
+            x = ((pixels[i:i + batch_size].float() - mean) / std).contiguous()
+            outputs.append(views(graph, x).numpy())
+    return np.concatenate(outputs) if outputs else np.zeros((0, len(metadata["classes"])), np.float32)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

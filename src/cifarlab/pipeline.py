@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import runfiles
 from ._stages import stage_timer
 from .config import takes_settings
 from .errors import CifarlabError
+from .rundir import layout
 
 DEFAULT_EPOCHS = 2
 # Three methods of different kinds (CAM, gradient, path integral): the faithfulness table then compares
@@ -81,10 +81,10 @@ def run(data: str | Path | None = None, out: str | Path | None = None, *, model:
             log(f"explained {len(sample.images)} test images: " + _faithfulness_line(sample.metrics))
             log(_choice_line(run_dir))
         with stage("features", "feature maps of the first explained image"):
-            feature_maps(run_dir, sample.images[0], out=run_dir / runfiles.FEATURES_DIR, device=device)
+            feature_maps(run_dir, sample.images[0], out=run_dir / layout.FEATURES_DIR, device=device)
         if embed_samples:
             with stage("embed", f"PCA of the penultimate features of {embed_samples} test images"):
-                embed(run_dir, "pca", embed_samples, out=run_dir / runfiles.EMBED_DIR, device=device)
+                embed(run_dir, "pca", embed_samples, out=run_dir / layout.EMBED_DIR, device=device)
 
     with stage("report", "the HTML page of all of the above"):
         path = report(run_dir)
@@ -115,7 +115,7 @@ def _check(explain_per_class: int, embed_samples: int, methods: str) -> None:
 def _explain(run_dir: Path, per_class: int, methods: str, device: str):
     from .attribution.api import explain_gallery
 
-    return explain_gallery(run_dir, samples_per_class=per_class, method=methods, out=run_dir / runfiles.EXPLAIN_DIR,
+    return explain_gallery(run_dir, samples_per_class=per_class, method=methods, out=run_dir / layout.EXPLAIN_DIR,
                            device=device)
 
 

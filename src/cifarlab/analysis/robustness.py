@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..training.inference import EVAL_BATCH_SIZE, predict_logits
+from ..rundir.inference import EVAL_BATCH_SIZE, predict_logits
 from ._plots import new_figure, save_figure
 from .corruptions import CORRUPTIONS, SEVERITIES, benchmark_corruptions, corrupt, extra_corruptions
 

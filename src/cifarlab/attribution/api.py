@@ -11,11 +11,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .._io import read_text_bounded, write_json_atomic, write_text_atomic
+from .._io import write_json_atomic, write_text_atomic
 from ..errors import CifarlabError
 from ..features.inputs import (
     ImageLike,
-    LoadedRun,
     RunLike,
     image_files,
     load,
@@ -27,7 +26,8 @@ from ..features.inputs import (
     safe_name,
     sample_indices,
 )
-from ..runfiles import EXPLAIN_JSON, EXPLAIN_MD
+from ..rundir.layout import EXPLAIN_JSON, EXPLAIN_MD, read_json
+from ..rundir.run import Run
 from . import plots, trust
 from .choice import MethodChoice, check_text, choose_method, method_marks
 from .methods import EXPLAINERS, MethodOptions, create_explainer, explainer_class, list_explainers
@@ -36,7 +36,7 @@ ALL = "all"
 REPORT_JSON, REPORT_MD = EXPLAIN_JSON, EXPLAIN_MD
 
 
-def default_method(loaded: LoadedRun) -> MethodChoice:
+def default_method(loaded: Run) -> MethodChoice:
     """The method to show when none is asked for: the run's most faithful by its own measurements
     (attribution.choice), Grad-CAM for a run that has none."""
     return choose_method(loaded.run_dir)
@@ -170,7 +170,7 @@ class Explanation:
         return result_html(f"Explanation of {self.source}", facts, [png])
 
 
-def _layer_name(loaded: LoadedRun, methods: list[str], layer: str | None) -> str | None:
+def _layer_name(loaded: Run, methods: list[str], layer: str | None) -> str | None:
     from ..features.layers import default_cam_layer, resolve_layer
 
     if layer is not None:
@@ -356,19 +356,17 @@ def evaluate_explanations(run: RunLike, n: int = 200, method: str | list[str] = 
     return result
 
 
-def write_report(out: Path, loaded: LoadedRun, methods: list[str], layer: str | None, note: str,
+def write_report(out: Path, loaded: Run, methods: list[str], layer: str | None, note: str,
                  images: list[dict], metrics: dict, steps: int, baseline: str, *, figure: Path | None = None,
                  evaluation: dict | None = None) -> None:
     """explain.json (numbers) and explain.md (the same as tables). Explaining images replaces the images'
     part of the report already in `out` for the same run and keeps its evaluation (the measurement that
     chooses the method to show); an evaluation replaces the evaluation part. Another run's report is replaced."""
-    import json
-
     path = out / REPORT_JSON
     report: dict[str, Any] = {}
     if path.exists() and (evaluation is not None or loaded.run_dir is not None):  # a bare model: no run to keep
         try:
-            report = json.loads(read_text_bounded(path, root=out))
+            report = read_json(path, root=out)
         except (OSError, ValueError, CifarlabError):
             report = {}  # unreadable, or a link out of the folder: written afresh
         if report.get("run_dir") != (str(loaded.run_dir) if loaded.run_dir else None):

@@ -11,14 +11,12 @@ A run without measurements gets Grad-CAM (FALLBACK_METHOD), and says it was not 
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._io import read_text_bounded
 from ..errors import CifarlabError
-from ..runfiles import EXPLAIN_DIR, EXPLAIN_JSON
+from ..rundir.layout import EXPLAIN_DIR, EXPLAIN_JSON, read_json
 
 FALLBACK_METHOD = "gradcam"
 MIN_IMAGES = 10  # fewer explained images are no evidence to choose by (an explained single image has 1)
@@ -111,7 +109,7 @@ def choose_method(run_dir: str | Path | None, candidates: list[str] | None = Non
     report = {}
     if path is not None and path.is_file():
         try:
-            report = json.loads(read_text_bounded(path, root=run_dir))
+            report = read_json(path, root=run_dir)
         except (OSError, ValueError, CifarlabError):
             report = {}  # an unreadable report (or a link out of the run) is no measurement
     return choose_from_report(report if isinstance(report, dict) else {}, candidates,

@@ -17,7 +17,7 @@ import numpy as np
 
 from .._io import atomic_path, check_regular_file
 from ..errors import CifarlabError
-from ..runfiles import ANALYSIS_DIR, ANALYSIS_JSON, read_json
+from ..rundir.layout import ANALYSIS_DIR, ANALYSIS_JSON, read_json
 from .types import ImageSet
 
 LABEL_CHECK_PROBABILITIES = "label_check_probabilities.npz"

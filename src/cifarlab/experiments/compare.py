@@ -15,7 +15,7 @@ from .._io import write_json_atomic, write_text_atomic
 from ..config import RECIPE_FIELDS, TrainConfig
 from ..errors import CifarlabError
 from ..models import Recipe, get_model_entry
-from ..runfiles import read_json
+from ..rundir.layout import read_json
 from .grid import RunOutcome, format_mean_std, markdown_table, mean_std, run_many, write_csv
 
 COLUMNS = ["model", "params", "mflops", "train_seconds", "train_images_per_second", "inference_images_per_second",

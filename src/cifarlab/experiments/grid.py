@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import runfiles
 from .._io import write_text_atomic
 from ..config import TrainConfig
-from ..training import rundir
+from ..rundir import layout
 
 
 @dataclass
@@ -33,9 +32,9 @@ def run_one(key: str, cfg: TrainConfig, run_dir: Path, log: Callable[[str], None
     from ..training import train
 
     outcome = RunOutcome(key, cfg.seed, run_dir)
-    if (run_dir / rundir.SUMMARY).exists():
+    if (run_dir / layout.SUMMARY).exists():
         log(f"{key} seed {cfg.seed}: reusing the finished run in {run_dir}")
-        outcome.summary = runfiles.read_summary(run_dir)
+        outcome.summary = layout.read_summary(run_dir)
     else:
         try:
             result = train(dataclasses.replace(cfg, out=str(run_dir)), overwrite=True, verbose=verbose)
@@ -97,7 +96,7 @@ def run_many(jobs: list[tuple[str, TrainConfig, Path]], log: Callable[[str], Non
 
 
 def _read_history(run_dir: Path) -> list[dict[str, Any]]:
-    return runfiles.read_history(run_dir)
+    return layout.read_history(run_dir)
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:

@@ -8,13 +8,12 @@ import torch
 import torch.nn as nn
 
 from ..errors import CifarlabError
-from ..training.run import Run, image_batch, load_run, run_from_model
+from ..rundir.run import Run, as_uint8_images, image_batch, load_run, run_from_model
+from ..rundir.run import image_files as image_files  # the folder listing of the one intake, for explain
 
 RunLike = str | Path | nn.Module | Run
 ImageLike = str | Path | np.ndarray
 
-
-LoadedRun = Run  # the name feature maps, embeddings and explanations used before Run existed
 
 
 def load(run: RunLike, device: str | torch.device = "auto", classes: list[str] | None = None) -> Run:
@@ -28,47 +27,15 @@ def load(run: RunLike, device: str | torch.device = "auto", classes: list[str] |
 
 
 def load_images(images: ImageLike | list[ImageLike]) -> np.ndarray:
-    """(N, 32, 32, 3) uint8 from an image file, a folder of images, an array (H, W, 3) / (N, H, W, 3), a PIL
-    image, a tensor (C, H, W) / (N, C, H, W), or a list of them."""
-    from ..data.images import load_rgb_image
-
-    if isinstance(images, np.ndarray):
-        arr = images[None] if images.ndim == 3 else images
-        if arr.ndim != 4 or arr.shape[-1] != 3:
-            raise CifarlabError(f"images must be (H, W, 3) or (N, H, W, 3), got shape {images.shape}")
-        if arr.dtype != np.uint8:
-            arr = np.clip(arr * 255 if arr.max() <= 1.0 else arr, 0, 255).astype(np.uint8)
-        return arr
-    if not isinstance(images, list | str | Path):  # PIL images and tensors: as Run.predict reads them
-        pixels, _ = image_batch(images)
-        return pixels.round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    if isinstance(images, list):
-        return np.concatenate([load_images(i) for i in images]) if images else np.zeros((0, 32, 32, 3), np.uint8)
-    path = Path(images)
-    if path.is_dir():
-        files = image_files(path)
-        return np.stack([load_rgb_image(f)[0] for f in files])
-    if not path.is_file():
-        raise CifarlabError(f"image not found: {path}")
-    return load_rgb_image(path)[0][None]
-
-
-def image_files(folder: str | Path) -> list[Path]:
-    """The image files directly in `folder` (sorted), or a one-line error when there are none."""
-    from ..data.folder import IMAGE_EXTENSIONS
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise CifarlabError(f"image folder not found: {folder}")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-    if not files:
-        raise CifarlabError(f"no image files in {folder} (expected {', '.join(sorted(IMAGE_EXTENSIONS))})")
-    return files
+    """(N, 32, 32, 3) uint8 from anything Run.predict takes (an image file, a folder of images, a PIL image, an
+    array (H, W, 3) / (N, H, W, 3), a tensor (C, H, W) / (N, C, H, W), or a list of them), read by the same
+    intake, rundir.run.image_batch, with its rule for floats: values in [0, 1], anything else refused."""
+    return as_uint8_images(image_batch(images)[0])
 
 
 def normalize(model: nn.Module, images: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
     """(N, H, W, 3) uint8 to the float (N, 3, H, W) input the model expects (its default_cfg mean/std)."""
-    from ..training.inference import preprocessing
+    from ..rundir.inference import preprocessing
 
     mean, std = preprocessing(model)
     arr = np.ascontiguousarray(images)
@@ -77,9 +44,9 @@ def normalize(model: nn.Module, images: np.ndarray, device: torch.device | str =
     return (x - torch.tensor(mean, device=device).view(1, 3, 1, 1)) / torch.tensor(std, device=device).view(1, 3, 1, 1)
 
 
-def run_test_split(loaded: Run, data: str | Path | None = None):
+def run_test_split(run: Run, data: str | Path | None = None):
     """The run's test split (an ImageSet), checked to have the run's classes."""
-    return loaded.dataset(data).test
+    return run.dataset(data).test
 
 
 def per_class_indices(labels: np.ndarray, n_per_class: int, seed: int = 0) -> np.ndarray:

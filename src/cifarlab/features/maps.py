@@ -12,7 +12,7 @@ import torch.nn as nn
 from ..errors import CifarlabError
 from ..models._modes import eval_mode
 from . import plots
-from .inputs import ImageLike, LoadedRun, RunLike, load, load_images, normalize, run_test_split, safe_name
+from .inputs import ImageLike, RunLike, load, load_images, normalize, run_test_split, safe_name
 from .layers import capture_outputs, model_cfg, resolve_layer, stage_names, to_spatial, token_layout
 
 MAX_CHANNELS_SHOWN = 64
@@ -113,10 +113,10 @@ def _most_active_figure(image: np.ndarray, result: FeatureMaps, layer: str, toke
     return plots.feature_map_figure(image, maps[top], [result.channels[layer][i] for i in top], layer, path, note)
 
 
-def first_layer_filters(run: RunLike | LoadedRun, *, out: str | Path | None = None,
+def first_layer_filters(run: RunLike, *, out: str | Path | None = None,
                         device: str = "auto") -> tuple[np.ndarray, Path | None]:
     """The weights (O, I, kh, kw) of default_cfg["first_conv"], and first_layer_filters.png under `out`."""
-    loaded = run if isinstance(run, LoadedRun) else load(run, device)
+    loaded = load(run, device)  # a Run as it is
     name = model_cfg(loaded.model).get("first_conv")
     conv = resolve_layer(loaded.model, name) if name else None
     if not isinstance(conv, nn.Conv2d):

@@ -15,16 +15,16 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .. import runfiles
 from .._io import check_destination, write_text_atomic
 from ..errors import CifarlabError
+from ..rundir import layout
 from .blocks import Section
 
-REPORT_HTML = runfiles.REPORT_HTML
+REPORT_HTML = layout.REPORT_HTML
 
 # What a directory holds, recognized by one file, and who builds its sections.
 KINDS = (
-    (runfiles.CONFIG, "run", "cifarlab.reporting.sections:run_sections"),
+    (layout.CONFIG, "run", "cifarlab.reporting.sections:run_sections"),
     ("compare.json", "compare", "cifarlab.reporting.experiments:compare_sections"),
     ("tune.json", "tune", "cifarlab.reporting.experiments:tune_sections"),
     ("ablation.json", "ablate", "cifarlab.reporting.experiments:ablation_sections"),
@@ -45,7 +45,7 @@ def report(path: str | Path, out: str | Path | None = None) -> Path:
     from .html import render
 
     html = render(title, str(path), sections, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), __version__)
-    from .._runlock import writing_into
+    from ..rundir.lock import writing_into
 
     with writing_into(out.parent, run_dir=path, lock_outside=False):  # refused while the run is being written
         write_text_atomic(out, html)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from ..training.result import step_losses
+from ..rundir.result import step_losses
 
 SERIES = {
     "loss": [("train_loss", "train"), ("val_loss", "validation")],

@@ -8,10 +8,10 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from .. import runfiles
 from .._io import read_text_bounded
 from ..errors import CifarlabError
-from ..runfiles import read_json
+from ..rundir import layout
+from ..rundir.layout import read_json
 from .blocks import Cell, Facts, Heading, Section, Table, Text, command, figure_file, figure_group, fmt, number, text
 
 
@@ -48,12 +48,12 @@ def compare_sections(out: Path) -> tuple[str, list[Section]]:
 
 def runs_section(runs: Path) -> Section:
     """The run directories an experiment made, with their numbers and how to report on each."""
-    dirs = sorted(p for p in runs.iterdir() if (p / runfiles.SUMMARY).exists()) if runs.is_dir() else []
+    dirs = sorted(p for p in runs.iterdir() if (p / layout.SUMMARY).exists()) if runs.is_dir() else []
     if not dirs:
         return Section("runs", "Runs", [Text(f"No finished run directory under {runs}.")])
     rows = []
     for d in dirs:
-        s = read_json(d / runfiles.SUMMARY, root=runs)
+        s = read_json(d / layout.SUMMARY, root=runs)
         rows.append([text(d.name), text(s.get("model")), number(s.get("seed"), "d"),
                      number(s.get("epochs_completed"), "d"), number(s.get("val_accuracy")),
                      number(s.get("test_accuracy")), number(s.get("train_seconds"), ".1f")])

@@ -8,9 +8,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .. import runfiles
 from ..attribution.choice import check_text, choose_from_report, method_marks
-from ..runfiles import read_json
+from ..rundir import layout
+from ..rundir.layout import read_json
 from .blocks import (
     Cell,
     Code,
@@ -35,9 +35,9 @@ from .blocks import (
 
 def run_sections(run_dir: Path) -> tuple[str, list[Section]]:
     """(title, sections) for a run directory."""
-    info = runfiles.read_json(run_dir / runfiles.CONFIG, root=run_dir)
-    summary = runfiles.read_summary(run_dir)
-    history = runfiles.read_history(run_dir)
+    info = layout.read_json(run_dir / layout.CONFIG, root=run_dir)
+    summary = layout.read_summary(run_dir)
+    history = layout.read_history(run_dir)
     model = info.get("config", {}).get("model", "?")
     # Results first; the long configuration table last (collapsed), for whoever wants to reproduce the run.
     return f"{model}: {run_dir.name}", [
@@ -136,12 +136,12 @@ def _constant_lr_line(lr: float, epochs: int, cfg: dict[str, Any]) -> str:
 
 
 def analysis_section(run_dir: Path) -> Section:
-    adir = run_dir / runfiles.ANALYSIS_DIR
+    adir = run_dir / layout.ANALYSIS_DIR
     title = "Error analysis"
-    if not os.path.lexists(adir / runfiles.ANALYSIS_JSON):
+    if not os.path.lexists(adir / layout.ANALYSIS_JSON):
         return missing("analysis", title, "Error analysis was not computed (confusion matrix, galleries of "
                        "mistakes, calibration, robustness).", command("cifarlab analyze", run_dir))
-    a = read_json(adir / runfiles.ANALYSIS_JSON, root=run_dir)
+    a = read_json(adir / layout.ANALYSIS_JSON, root=run_dir)
     files = a.get("files") or {}
 
     def fig(key: str, caption: str, wide: bool = False):
@@ -247,7 +247,7 @@ def features_section(run_dir: Path) -> Section:
 
     # The story's order: what the first layer looks for, then what each layer makes of one image.
     order = ("first_layer_filters", MOST_ACTIVE_PREFIX, "features_", "channel_top_")
-    files = sorted(_pngs(run_dir / runfiles.FEATURES_DIR),
+    files = sorted(_pngs(run_dir / layout.FEATURES_DIR),
                    key=lambda p: (next((i for i, o in enumerate(order) if p.stem.startswith(o)), len(order)), p.name))
     if not files:
         return missing("features", "Feature maps", "No feature maps were drawn.",
@@ -278,7 +278,7 @@ def features_section(run_dir: Path) -> Section:
 
 
 def embedding_section(run_dir: Path) -> Section:
-    files = _pngs(run_dir / runfiles.EMBED_DIR)
+    files = _pngs(run_dir / layout.EMBED_DIR)
     if not files:
         return missing("embedding", "Embedding", "The penultimate-layer features were not projected to 2-D.",
                        command("cifarlab embed", run_dir))
@@ -288,10 +288,10 @@ def embedding_section(run_dir: Path) -> Section:
 
 
 def explanations_section(run_dir: Path) -> Section:
-    edir = run_dir / runfiles.EXPLAIN_DIR
+    edir = run_dir / layout.EXPLAIN_DIR
     title = "Explanations"
     files = _pngs(edir)
-    report_path = edir / runfiles.EXPLAIN_JSON
+    report_path = edir / layout.EXPLAIN_JSON
     if not files and not os.path.lexists(report_path):
         return missing("explanations", title, "No explanations were computed (heat maps and their faithfulness).",
                        command("cifarlab explain", run_dir, "--samples-per-class", "1", "--evaluate", "100"))

@@ -27,7 +27,7 @@ import torch.nn as nn
 from .._seeds import derived_seed
 from .._threads import available_cpus, explicit_threads, fix_threads
 from ..errors import CifarlabError
-from .device import resolve_device
+from ..rundir.device import resolve_device
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,12 @@
-"""The training engine: one loop, readable top to bottom (after nanoGPT and airbench).
+"""The training engine: one loop, readable top to bottom (after nanoGPT and airbench's `main`).
 
     train(cfg) -> TrainResult
-      1. set up: resolve the config, the device and the precision; load the data (cached), carve the
-         validation split, optionally subset it; the model with its transfer set-up, the loader, the
-         optimizer, EMA and early stopping; when resuming, the last checkpoint
-      2. epochs: with --prune-easy, pick the epoch's images (selection.py); train (loop.train_one_epoch,
-         the step lr-find shares), validate, checkpoint, log; stop early on --early-stopping, at the
-         time budget, or when on_epoch_end says so
+      1. set up: resolve the config (the saved one on --resume), claim the run directory, build the data,
+         model, loader, step and early stopping (build.set_up); open the run directory, or restore the last
+         checkpoint (checkpoint.py)
+      2. epochs: train (--prune-easy's images, then loop.train_one_epoch: the step lr-find shares),
+         validate, checkpoint, log; stop early on --early-stopping, at the time budget, or when on_epoch_end
+         says so
       3. the end: test once (unless evaluate_test is off), write the final weights and summary.json
 
 The optional parts are objects that do nothing when off (TensorBoard, EMA, the freezer, DDP's helpers).
@@ -18,14 +18,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import random
 import shlex
 import shutil
 import sys
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -35,27 +33,24 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F  # noqa: F401 - the loss is augment.mix.mixed_cross_entropy; tests patch F
 
-from .._runlock import run_dir_lock
 from .._threads import recorded_settings
-from ..augment import create_augment
-from ..config import TrainConfig, parse_progressive_resize, takes_settings
-from ..data import CifarData, load_data, make_splits
-from ..data.loader import DeviceLoader
+from ..config import TrainConfig, takes_settings, with_overrides
+from ..data import CifarData
 from ..data.sources import resolve_data_path
-from ..data.subsets import select_classes
 from ..errors import CifarlabError, TrainingDiverged
-from ..transfer.setup import prepare_model
-from . import distributed, rundir
-from .device import resolve_compile, resolve_precision, synchronize, use_fastest_kernels
-from .inference import classification_metrics, predict_logits, preprocessing
-from .loop import Progress, Stepper, loss_every, train_one_epoch
-from .optim import build_optimizer, restore_gradients
-from .progressive import check_model_accepts, size_for_epoch
-from .regularize import EarlyStopping, build_model, evaluated_model, make_ema
+from ..rundir import writer as rundir
+from ..rundir.inference import classification_metrics, predict_logits
+from ..rundir.lock import run_dir_lock
+from ..rundir.result import TrainResult, _number
+from . import distributed
+from .build import Setup, set_up
+from .checkpoint import checkpoint_state, restore_state, weights_metadata
+from .loop import EpochResult, train_one_epoch
+from .optim import restore_gradients
+from .progressive import size_for_epoch
+from .regularize import evaluated_model
 from .resolve import resolve
-from .result import TrainResult, _number
-from .selection import EasyPruning
-from .tensorboard import TensorBoardLogger, require_tensorboard
+from .tensorboard import TensorBoardLogger
 
 
 @takes_settings()
@@ -73,7 +68,7 @@ def train(cfg: TrainConfig | None = None, *, resume: str | Path | None = None, o
     (tuning prunes trials this way).
     `dataset`: train on these in-memory images instead of loading cfg.data (the label check's folds do).
     """
-    with contextlib.ExitStack() as held:  # the run directory's write lock (_runlock.py), until train returns
+    with contextlib.ExitStack() as held:  # the run directory's write lock (rundir/lock.py), until train returns
         return _train(cfg, resume=resume, overwrite=overwrite, verbose=verbose, command=command,
                       on_epoch_end=on_epoch_end, dataset=dataset, held=held, **overrides)
 
@@ -91,7 +86,7 @@ def _train(cfg: TrainConfig | None, *, resume: str | Path | None, overwrite: boo
         if resume is None:  # a folder --overwrite may not replace: refused before the data is read
             rundir.check_new_run_dir(run_dir, overwrite)
     log = print if verbose else (lambda *a, **k: None)
-    r = _set_up(cfg, ranks, device, dataset, resume is not None, verbose, log)
+    r = set_up(cfg, ranks, device, dataset, resume is not None, verbose, log)
     start_epoch, step, history, train_seconds, run_info = _open_run(r, run_dir, resume is not None, overwrite, command)
     tensorboard = TensorBoardLogger(run_dir, enabled=cfg.tensorboard and ranks.is_main,  # no-op unless on
                                     first_epoch=start_epoch)
@@ -102,34 +97,20 @@ def _train(cfg: TrainConfig | None, *, resume: str | Path | None, overwrite: boo
     stopped = False
     try:
         for epoch in range(start_epoch, cfg.epochs):
-            r.loader.set_epoch(epoch)
-            if r.selection is not None:  # --prune-easy: this epoch's images and loss weights
-                r.loader.set_subset(r.selection.plan(epoch))
             image_size = size_for_epoch(r.resize_stages, epoch)  # --progressive-resize; None: full size
-            distributed.seed_rank(ranks, cfg.seed, epoch)  # ranks > 0: their own dropout masks
-            r.net.train()
-            r.freezer.start_epoch(epoch, log)  # frozen layers: no gradient, batch-norm statistics fixed
-            done = train_one_epoch(r.stepper, r.loader, step=step, progress=r.progress, schedule=cfg.schedule,
-                                   warmup=cfg.warmup_epochs / cfg.epochs, trained_seconds=train_seconds,
-                                   image_size=image_size, record_every=r.record_every, verbose=verbose,
-                                   desc=f"epoch {epoch + 1}/{cfg.epochs}")
+            done = _train_epoch(r, epoch, image_size, step, train_seconds, verbose, log)
             step, train_seconds = done.step, train_seconds + done.seconds
-            if r.selection is not None:
-                r.selection.end_epoch(ranks)  # the scores the next epoch's plan reads
-            record = _epoch_record(r, epoch, done, image_size)
+            record = _train_record(r, epoch, done, image_size)
             if record is None:  # the time budget ran out before this epoch's first step
                 break
+            record.update(_validate(r))
             history.append(record)
             stopped = r.stopper.update(record)  # --early-stopping: no better val accuracy for PATIENCE epochs
             if ranks.is_main:
                 _save_epoch(r, run_dir, epoch + 1, step, history, train_seconds)
             tensorboard.log_epoch(record)
             log(_epoch_line(record, cfg.epochs))
-            if stopped:
-                log(f"early stopping: no better validation accuracy than {r.stopper.best:.4f} (epoch "
-                    f"{r.stopper.best_epoch}) for {r.stopper.patience} epochs")
-            if on_epoch_end is not None and distributed.from_main(ranks, ranks.is_main and on_epoch_end(record)):
-                stopped = True  # e.g. a tuning trial being pruned (asked on rank 0 only)
+            stopped = _stop_after(r, record, stopped, on_epoch_end, log)
             if stopped or done.out_of_time:
                 break
     except KeyboardInterrupt:
@@ -148,8 +129,8 @@ def _train(cfg: TrainConfig | None, *, resume: str | Path | None, overwrite: boo
     model = evaluated_model(r.model, r.stepper.ema)
     test, eval_seconds = _test(r, model)
     if ranks.is_main:
-        rundir.save_weights(run_dir / rundir.WEIGHTS, model, _weights_metadata(cfg, r.classes, r.mean, r.std,
-                                                                               cfg.epochs))
+        rundir.save_weights(run_dir / rundir.WEIGHTS, model, weights_metadata(cfg, r.classes, r.mean, r.std,
+                                                                              cfg.epochs))
     last = history[-1] if history else {}
     tensorboard.log_test(test, last.get("epoch", 0))
     tensorboard.close()
@@ -163,54 +144,13 @@ def _train(cfg: TrainConfig | None, *, resume: str | Path | None, overwrite: boo
     return TrainResult(run_dir, summary, history, model)
 
 
-def _open_run(r: _Setup, run_dir: Path, resuming: bool, overwrite: bool,
-              command: str) -> tuple[int, int, list[dict[str, Any]], float, dict[str, Any]]:
-    """(first epoch, step, history, training seconds, run info): the checkpoint's state on --resume, else a
-    fresh run directory; config.json written, metrics.jsonl made to agree with the history."""
-    start_epoch, step, history, train_seconds = 0, 0, [], r.init_seconds  # the data-dependent init is training time
-    if resuming:
-        start_epoch, step, history, train_seconds = _restore(run_dir, r.model, r.stepper.optimizer, r.stepper.scaler,
-                                                             r.stepper.ema, r.stopper, r.selection)
-        if r.ranks.is_main:
-            rundir.remove_temporaries(run_dir)  # what a kill -9 in the middle of a write left
-    elif r.ranks.is_main:
-        rundir.prepare_run_dir(run_dir, overwrite=overwrite)
-    run_info = {"command": command}
-    if r.ranks.is_main:  # a resume keeps the command that made the run and adds its own
-        run_info = rundir.write_run_config(run_dir, r.cfg, r.classes, r.data.source, command,
-                                           resumed_from=start_epoch if resuming else None)
-        rundir.rewrite_metrics(run_dir, history)  # drops lines of an epoch whose checkpoint never landed
-    return start_epoch, step, history, train_seconds, run_info
-
-
-def _save_epoch(r: _Setup, run_dir: Path, epoch: int, step: int, history: list[dict[str, Any]],
-                train_seconds: float) -> None:
-    """The checkpoint (weights and everything an exact resume needs), then the epoch's metrics line."""
-    s = r.stepper
-    rundir.save_checkpoint(run_dir, epoch, r.model, {
-        "epoch": epoch, "step": step, "optimizer": s.optimizer.state_dict(), "scaler": s.scaler.state_dict(),
-        "rng": _rng_state(), "history": history, "train_seconds": train_seconds,
-        "ema": s.ema.state_dict() if s.ema is not None else None, "early_stopping": r.stopper.state_dict(),
-        "selection": r.selection.state_dict() if r.selection is not None else None,
-    }, _weights_metadata(r.cfg, r.classes, r.mean, r.std, epoch))
-    rundir.append_metrics(run_dir, history[-1])
-
-
-def _test(r: _Setup, model: nn.Module) -> tuple[dict[str, float], float | None]:
-    """The test split's metrics (with --tta) and the seconds they took; nothing when evaluate_test is off."""
-    if not r.cfg.evaluate_test:
-        return {}, None
-    start = time.perf_counter()
-    test = _evaluate(model, r.data.test.images, r.data.test.labels, len(r.classes), r.device, r.precision, r.cfg,
-                     r.ranks, tta=r.cfg.tta)
-    return test, time.perf_counter() - start
-
+# 1. Set up: the config and the run directory (the builders are build.py's).
 
 def _resolve_config(cfg: TrainConfig | None, resume: str | Path | None,
                     overrides: dict[str, Any]) -> tuple[TrainConfig, Path]:
     """The run's config and directory: the saved config on --resume (only a few settings may change)."""
     if resume is None:
-        cfg = dataclasses.replace(cfg or TrainConfig(), **{k: v for k, v in overrides.items() if v is not None})
+        cfg = with_overrides(cfg, overrides)
         cfg = resolve(cfg)
         run_dir = Path(cfg.out) if cfg.out else _default_run_dir(cfg.model)
         analyzed = cfg.drop_label_issues and str(Path(cfg.drop_label_issues).absolute())  # found from anywhere
@@ -233,6 +173,10 @@ def _resolve_config(cfg: TrainConfig | None, resume: str | Path | None,
     return cfg, run_dir
 
 
+def _default_run_dir(model: str) -> Path:
+    return Path("runs") / f"{model.replace(':', '-')}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
 def _absolute_data(data: str | None) -> str | None:
     """The data path as a run records it: absolute, so that evaluate, analyze and --resume find it from any
     directory ($CIFARLAB_DATA included); None (the official archive) and a path that does not exist (which
@@ -251,133 +195,78 @@ def _warn_if_threads_differ(run_dir: Path, info: dict[str, Any]) -> None:
                       f"one (cifarlab.set_threads({threads}) first repeats it exactly)", stacklevel=3)
 
 
-@dataclass
-class _Setup:
-    """Everything the epochs use, built by _set_up."""
-
-    cfg: TrainConfig
-    ranks: distributed.Ranks
-    device: torch.device
-    precision: str
-    compiled: bool
-    data: CifarData
-    classes: list[str]
-    fit_set: Any
-    val_set: Any
-    model: nn.Module
-    net: nn.Module
-    freezer: Any
-    transfer_info: dict[str, Any] | None
-    mean: Any
-    std: Any
-    loader: DeviceLoader
-    stepper: Stepper
-    stopper: EarlyStopping
-    selection: EasyPruning | None
-    progress: Progress
-    record_every: int
-    resize_stages: list[tuple[int, int]]
-    full_size: int
-    params: int
-    init_seconds: float
-    label_issues: dict[str, Any] | None = None  # what --drop-label-issues did (data/cleaning.py)
+def _check_resume_epochs(run_dir: Path, epochs: int) -> None:
+    """Refuse, before anything is loaded or written, a resume that would shorten the run or redo a
+    finished one (its summary would then say fewer epochs than were trained)."""
+    done = rundir.checkpoint_epoch(rundir.resumable_checkpoint(run_dir))
+    if epochs < done:
+        raise CifarlabError(f"--epochs {epochs} is fewer than the {done} epochs {run_dir} has already trained; "
+                            f"the run is left as it is (pass --epochs N with N > {done} to train it longer)")
+    if epochs == done and (run_dir / rundir.SUMMARY).exists():
+        raise CifarlabError(f"{run_dir} is already complete ({done} epochs); the run is left as it is "
+                            f"(pass --epochs N with N > {done} to train it longer)")
 
 
-def _set_up(cfg: TrainConfig, ranks: distributed.Ranks, device: torch.device, dataset: CifarData | None,
-            resuming: bool, verbose: bool, log: Callable[..., None]) -> _Setup:
-    """Precision, data, model (transfer set-up included), loader, optimizer, EMA and early stopping."""
-    precision = resolve_precision(cfg.precision, device)
-    compiled = resolve_compile(cfg.compile, device)
-    use_fastest_kernels(device)
-    if cfg.tensorboard:
-        require_tensorboard()
-    _seed_everything(cfg.seed)
-    # Data: decoded once and cached; the test split is only touched at the very end.
-    # --classes: those only, relabelled; `dataset` (the label check's folds) is used as given
-    data = select_classes(load_data(cfg.data, progress=verbose), cfg.classes) if dataset is None else dataset
-    splits = make_splits(cfg, data)  # as Run.splits() rebuilds them; --drop-label-issues applied to train
-    fit_set, val_set = splits.train, splits.val
-    if splits.label_issues:
-        log(_label_issues_line(splits.label_issues))
-    distributed.check_batch(ranks, cfg.batch_size, cfg.grad_accum, len(fit_set))  # the batch is global
-    model, freezer, transfer_info = build_training_model(cfg, data.classes, device, log, load_weights=not resuming)
-    if ranks.world_size > 1 and freezer.active:
-        if cfg.unfreeze_schedule:  # DDP fixes the set of trained parameters when it wraps the model
-            raise CifarlabError("--unfreeze-schedule does not work under torchrun yet: DDP cannot add parameters "
-                                "to training later; use --freeze backbone or --freeze none")
-        freezer.start_epoch(0)  # so that DDP registers only the parameters that train
-    model, net = distributed.data_parallel(model, ranks, device, cfg.sync_bn)  # net trains: DDP(model) or model
-    if compiled:  # --compile: the training forward only; evaluation and the saved weights use the plain model
-        net = torch.compile(net)
-    full_size = fit_set.images.shape[1]  # (N, H, W, C)
-    resize_stages = parse_progressive_resize(cfg.progressive_resize) if cfg.progressive_resize else []
-    if resize_stages:  # --progressive-resize: fail now, not in epoch 1, if the model cannot take the sizes
-        check_model_accepts(model, resize_stages, full_size, device, cfg.model)
-    loader, augment = training_loader(cfg, fit_set, model, device, ranks)
-    init_seconds = 0.0 if resuming else initialize_from_data(model, loader, cfg.seed)
-    selection = (EasyPruning(len(fit_set), cfg.prune_easy, cfg.epochs, cfg.prune_until, cfg.seed, device)
-                 if cfg.prune_easy else None)  # --prune-easy
-    stepper = make_stepper(cfg, net, model, augment, device, precision, ranks, selection)
-    total_steps = cfg.epochs * len(loader)  # at most: --prune-easy shortens epochs
-    mean, std = preprocessing(model)
-    return _Setup(cfg, ranks, device, precision, compiled, data, data.classes, fit_set, val_set, model, net, freezer,
-                  transfer_info, mean, std, loader, stepper, EarlyStopping(cfg.early_stopping),  # off unless set
-                  selection, Progress(cfg.epochs, cfg.budget_minutes * 60 if cfg.budget_minutes else None, ranks),
-                  loss_every(total_steps), resize_stages, full_size, sum(p.numel() for p in model.parameters()),
-                  init_seconds, splits.label_issues)
+def _open_run(r: Setup, run_dir: Path, resuming: bool, overwrite: bool,
+              command: str) -> tuple[int, int, list[dict[str, Any]], float, dict[str, Any]]:
+    """(first epoch, step, history, training seconds, run info): the checkpoint's state on --resume, else a
+    fresh run directory; config.json written, metrics.jsonl made to agree with the history."""
+    start_epoch, step, history, train_seconds = 0, 0, [], r.init_seconds  # the data-dependent init is training time
+    if resuming:
+        start_epoch, step, history, train_seconds = restore_state(run_dir, r.model, r.stepper, r.stopper, r.selection)
+        if r.ranks.is_main:
+            rundir.remove_temporaries(run_dir)  # what a kill -9 in the middle of a write left
+    elif r.ranks.is_main:
+        rundir.prepare_run_dir(run_dir, overwrite=overwrite)
+    run_info = {"command": command}
+    if r.ranks.is_main:  # a resume keeps the command that made the run and adds its own
+        run_info = rundir.write_run_config(run_dir, r.cfg, r.classes, r.data.source, command,
+                                           resumed_from=start_epoch if resuming else None)
+        rundir.rewrite_metrics(run_dir, history)  # drops lines of an epoch whose checkpoint never landed
+    return start_epoch, step, history, train_seconds, run_info
 
 
-def _label_issues_line(applied: dict[str, Any]) -> str:
-    done = "dropped" if applied["action"] == "drop" else "relabelled to the suspected class"
-    return (f"label issues: {done} {applied['images']:,} of {applied['training_images_before']:,} training images, "
-            f"flagged by the label check in {applied['source']}")
+def _start_line(r: Setup) -> str:
+    cfg, ranks = r.cfg, r.ranks
+    return (f"run {cfg.out}: {cfg.model} ({r.params:,} params), {len(r.fit_set):,} train / "
+            f"{len(r.val_set) if r.val_set else 0:,} val images, {_planned(cfg)}, batch {cfg.batch_size}, "
+            f"{cfg.optimizer} lr {cfg.lr:g}, {r.device.type} {r.precision}" + (", compiled" if r.compiled else "")
+            + (f", {ranks.world_size} ranks of {cfg.batch_size // ranks.world_size}" if ranks.enabled else "")
+            + (f", {cfg.grad_accum} micro-batches per step" if cfg.grad_accum > 1 else "")
+            + (f", progressive resize {cfg.progressive_resize}" if r.resize_stages else "")
+            + (f", pruning {cfg.prune_easy:g} of the well-learned images" if r.selection is not None else ""))
 
 
-def training_split(data: CifarData, cfg: TrainConfig) -> tuple[Any, Any]:
-    """(fit set, validation set or None): the validation split carved off, then --train-size and
-    --label-fraction applied to what is left (train and lr-find both use this)."""
-    splits = make_splits(cfg, data)  # as Run.splits() rebuilds them
-    return splits.train, splits.val
+def _planned(cfg: TrainConfig) -> str:
+    """"30 epochs", or under --budget-minutes "10 minutes (at most 180 epochs)": the clock decides."""
+    if cfg.budget_minutes:
+        return f"{cfg.budget_minutes:g} minutes (at most {cfg.epochs} epochs)"
+    return f"{cfg.epochs} epochs"
 
 
-def build_training_model(cfg: TrainConfig, classes: list[str], device: torch.device, log: Callable[..., None],
-                         load_weights: bool = True) -> tuple[nn.Module, Any, dict[str, Any] | None]:
-    """(model on the device, its freezer, the transfer info): create_model with the config's model_kwargs,
-    then the transfer set-up: --pretrained / --init-from weights, their preprocessing (--input-size),
-    --freeze and its schedule. On --resume (load_weights False) the weights come from the checkpoint."""
-    model = build_model(cfg, len(classes))  # dropout and drop path included
-    freezer, transfer_info = prepare_model(model, cfg, classes, log, load_weights=load_weights)
-    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    return model.to(device=device, memory_format=memory_format), freezer, transfer_info
+# 2. One epoch: train, validate, checkpoint, stop or go on.
+
+def _train_epoch(r: Setup, epoch: int, image_size: int | None, step: int, trained_seconds: float, verbose: bool,
+                 log: Callable[..., None]) -> EpochResult:
+    """The epoch's steps (loop.train_one_epoch) on its images, with its frozen layers and dropout masks."""
+    r.loader.set_epoch(epoch)
+    if r.selection is not None:  # --prune-easy: this epoch's images and loss weights
+        r.loader.set_subset(r.selection.plan(epoch))
+    distributed.seed_rank(r.ranks, r.cfg.seed, epoch)  # ranks > 0: their own dropout masks
+    r.net.train()
+    r.freezer.start_epoch(epoch, log)  # frozen layers: no gradient, batch-norm statistics fixed
+    done = train_one_epoch(r.stepper, r.loader, step=step, progress=r.progress, schedule=r.cfg.schedule,
+                           warmup=r.cfg.warmup_epochs / r.cfg.epochs, trained_seconds=trained_seconds,
+                           image_size=image_size, record_every=r.record_every, verbose=verbose,
+                           desc=f"epoch {epoch + 1}/{r.cfg.epochs}")
+    if r.selection is not None:
+        r.selection.end_epoch(r.ranks)  # the scores the next epoch's plan reads
+    return done
 
 
-def training_loader(cfg: TrainConfig, fit_set, model: nn.Module, device: torch.device,
-                    ranks: distributed.Ranks | None = None) -> tuple[DeviceLoader, Any]:
-    """The shuffled, augmented loader of the training images (normalized as the model expects) and the
-    augmentation: image policies run in the loader on each uint8 batch; mixup/cutmix in the step."""
-    ranks = ranks or distributed.Ranks()
-    mean, std = preprocessing(model)
-    augment = create_augment(cfg.augment)
-    loader = DeviceLoader(fit_set.images, fit_set.labels, batch_size=cfg.batch_size, device=device, mean=mean,
-                          std=std, shuffle=True, drop_last=len(fit_set) > cfg.batch_size,  # a tiny last batch
-                          seed=cfg.seed, channels_last=cfg.channels_last,  # makes batch norm noisy
-                          augment=augment if augment.transforms else None, rank=ranks.rank, world_size=ranks.world_size)
-    return loader, augment
-
-
-def make_stepper(cfg: TrainConfig, net: nn.Module, model: nn.Module, augment, device: torch.device, precision: str,
-                 ranks: distributed.Ranks | None = None, selection: EasyPruning | None = None) -> Stepper:
-    """The optimizer, the loss scaler (fp16 only) and the EMA (None unless --ema), with the step's settings."""
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    return Stepper(net, model, build_optimizer(model, cfg), scaler, augment, device, precision, cfg.batch_size,
-                   cfg.grad_accum, cfg.label_smoothing, cfg.l1, cfg.l2,
-                   make_ema(model, cfg.ema), selection, ranks or distributed.Ranks())
-
-
-def _epoch_record(r: _Setup, epoch: int, done, image_size: int | None) -> dict[str, Any] | None:
-    """The epoch's metrics.jsonl line (None when it trained no image): train loss over all ranks' images,
-    the per-step loss curve, validation."""
-    cfg = r.cfg
+def _train_record(r: Setup, epoch: int, done: EpochResult, image_size: int | None) -> dict[str, Any] | None:
+    """The epoch's metrics.jsonl line before validation (None when it trained no image): train loss over all
+    ranks' images, the per-step loss curve."""
     loss_sum, correct, seen = distributed.sum_over_ranks(r.ranks, done.loss_sum, done.correct, done.seen)
     if seen == 0:
         return None
@@ -387,15 +276,11 @@ def _epoch_record(r: _Setup, epoch: int, done, image_size: int | None) -> dict[s
     record = {"epoch": epoch + seen / r.loader.num_images if done.out_of_time else epoch + 1,
               "train_loss": train_loss, "train_accuracy": correct / seen,
               "lr": r.stepper.optimizer.param_groups[0]["lr"], "epoch_seconds": done.seconds,
-              "images_per_second": seen / done.seconds, "augment": cfg.augment,
+              "images_per_second": seen / done.seconds, "augment": r.cfg.augment,
               "image_size": image_size or r.full_size,
               "steps_per_epoch": len(r.loader), "train_loss_steps": _over_ranks(r.ranks, done.loss_steps)}
     if r.selection is not None:  # --prune-easy: the images this epoch skipped
         record["pruned_images"] = len(r.fit_set) - len(r.loader.subset) if r.loader.subset is not None else 0
-    if r.val_set is not None:  # the EMA's weights when --ema: they are what gets saved
-        val = _evaluate(evaluated_model(r.model, r.stepper.ema), r.val_set.images, r.val_set.labels, len(r.classes),
-                        r.device, r.precision, cfg, r.ranks)
-        record.update({f"val_{k}": v for k, v in val.items()})
     return record
 
 
@@ -407,25 +292,72 @@ def _over_ranks(ranks: distributed.Ranks, points: list[list[float]]) -> list[lis
     return [[step, value / ranks.world_size] for (step, _), value in zip(points, total.tolist())]
 
 
-def _planned(cfg: TrainConfig) -> str:
-    """"30 epochs", or under --budget-minutes "10 minutes (at most 180 epochs)": the clock decides."""
-    if cfg.budget_minutes:
-        return f"{cfg.budget_minutes:g} minutes (at most {cfg.epochs} epochs)"
-    return f"{cfg.epochs} epochs"
+def _validate(r: Setup) -> dict[str, float]:
+    """The validation split's val_loss, val_accuracy, val_top3_accuracy (nothing without one), of the EMA's
+    weights when --ema: they are what gets saved."""
+    if r.val_set is None:
+        return {}
+    val = _evaluate(evaluated_model(r.model, r.stepper.ema), r.val_set.images, r.val_set.labels, len(r.classes),
+                    r.device, r.precision, r.cfg, r.ranks)
+    return {f"val_{k}": v for k, v in val.items()}
 
 
-def _start_line(r: _Setup) -> str:
-    cfg, ranks = r.cfg, r.ranks
-    return (f"run {cfg.out}: {cfg.model} ({r.params:,} params), {len(r.fit_set):,} train / "
-            f"{len(r.val_set) if r.val_set else 0:,} val images, {_planned(cfg)}, batch {cfg.batch_size}, "
-            f"{cfg.optimizer} lr {cfg.lr:g}, {r.device.type} {r.precision}" + (", compiled" if r.compiled else "")
-            + (f", {ranks.world_size} ranks of {cfg.batch_size // ranks.world_size}" if ranks.enabled else "")
-            + (f", {cfg.grad_accum} micro-batches per step" if cfg.grad_accum > 1 else "")
-            + (f", progressive resize {cfg.progressive_resize}" if r.resize_stages else "")
-            + (f", pruning {cfg.prune_easy:g} of the well-learned images" if r.selection is not None else ""))
+def _save_epoch(r: Setup, run_dir: Path, epoch: int, step: int, history: list[dict[str, Any]],
+                train_seconds: float) -> None:
+    """The checkpoint (weights and everything an exact resume needs), then the epoch's metrics line."""
+    state = checkpoint_state(epoch, step, r.stepper, r.stopper, r.selection, history, train_seconds)
+    rundir.save_checkpoint(run_dir, epoch, r.model, state, weights_metadata(r.cfg, r.classes, r.mean, r.std, epoch))
+    rundir.append_metrics(run_dir, history[-1])
 
 
-def _summary(r: _Setup, history: list[dict[str, Any]], test: dict[str, float], stopped: bool, train_seconds: float,
+def _stop_after(r: Setup, record: dict[str, Any], early: bool, on_epoch_end: Callable[[dict[str, Any]], bool] | None,
+                log: Callable[..., None]) -> bool:
+    """Whether training ends with this epoch: early stopping (`early`, said here) or on_epoch_end's answer."""
+    if early:
+        log(f"early stopping: no better validation accuracy than {r.stopper.best:.4f} (epoch "
+            f"{r.stopper.best_epoch}) for {r.stopper.patience} epochs")
+    if on_epoch_end is not None and distributed.from_main(r.ranks, r.ranks.is_main and on_epoch_end(record)):
+        return True  # e.g. a tuning trial being pruned (asked on rank 0 only)
+    return early
+
+
+def _epoch_line(r: dict, epochs: int) -> str:
+    val = f"  val loss {r['val_loss']:.4f} acc {r['val_accuracy']:.4f}" if "val_accuracy" in r else ""
+    return (f"epoch {_number(r['epoch'])}/{epochs}  train loss {r['train_loss']:.4f} "
+            f"acc {r['train_accuracy']:.4f}{val}"
+            f"  {r['epoch_seconds']:.1f} s ({r['images_per_second']:,.0f} img/s)")
+
+
+# 3. The end: the test split and the summary.
+
+def _test(r: Setup, model: nn.Module) -> tuple[dict[str, float], float | None]:
+    """The test split's metrics (with --tta) and the seconds they took; nothing when evaluate_test is off."""
+    if not r.cfg.evaluate_test:
+        return {}, None
+    start = time.perf_counter()
+    test = _evaluate(model, r.data.test.images, r.data.test.labels, len(r.classes), r.device, r.precision, r.cfg,
+                     r.ranks, tta=r.cfg.tta)
+    return test, time.perf_counter() - start
+
+
+def _evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, num_classes: int, device, precision: str,
+              cfg: TrainConfig, ranks: distributed.Ranks, tta: str = "none") -> dict[str, float]:
+    """Loss and accuracies; under torchrun each rank scores its shard (with rank 0's batch-norm statistics)."""
+    distributed.sync_buffers(ranks, model)
+    part = distributed.shard(ranks, len(labels))
+    logits = _logits(model, images[part], device, precision, cfg, tta)
+    metrics = classification_metrics(logits, labels[part]) if len(logits) else {}
+    return distributed.reduce_metrics(ranks, metrics, len(logits), ["loss", "accuracy",
+                                                                    f"top{min(3, num_classes)}_accuracy"])
+
+
+def _logits(model: nn.Module, images: np.ndarray, device, precision: str, cfg: TrainConfig,
+            tta: str = "none") -> torch.Tensor:
+    return predict_logits(model, images, device=device, precision=precision, batch_size=cfg.eval_batch_size,
+                          channels_last=cfg.channels_last, tta=tta)
+
+
+def _summary(r: Setup, history: list[dict[str, Any]], test: dict[str, float], stopped: bool, train_seconds: float,
              wall_seconds: float, eval_seconds: float | None, run_info: dict[str, Any]) -> dict[str, Any]:
     cfg, data = r.cfg, r.data
     last = history[-1] if history else {}
@@ -455,101 +387,3 @@ def _summary(r: _Setup, history: list[dict[str, Any]], test: dict[str, float], s
         "transfer": r.transfer_info,
         "label_issues": r.label_issues,
     }
-
-
-def _logits(model: nn.Module, images: np.ndarray, device, precision: str, cfg: TrainConfig,
-            tta: str = "none") -> torch.Tensor:
-    return predict_logits(model, images, device=device, precision=precision, batch_size=cfg.eval_batch_size,
-                          channels_last=cfg.channels_last, tta=tta)
-
-
-def initialize_from_data(model: nn.Module, loader: DeviceLoader, seed: int, n: int = 5000) -> float:
-    """Models that set weights from the training images (airbench's patch whitening) get a seeded
-    sample of up to n of them, normalized; returns the seconds it took."""
-    if not hasattr(model, "initialize_from_data"):
-        return 0.0
-    start = time.perf_counter()
-    pick = torch.randperm(len(loader.labels), generator=torch.Generator().manual_seed(seed))[:n].to(loader.device)
-    model.initialize_from_data(loader.normalize(loader.images[pick]))
-    synchronize(loader.device)
-    return time.perf_counter() - start
-
-
-def _evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, num_classes: int, device, precision: str,
-              cfg: TrainConfig, ranks: distributed.Ranks, tta: str = "none") -> dict[str, float]:
-    """Loss and accuracies; under torchrun each rank scores its shard (with rank 0's batch-norm statistics)."""
-    distributed.sync_buffers(ranks, model)
-    part = distributed.shard(ranks, len(labels))
-    logits = _logits(model, images[part], device, precision, cfg, tta)
-    metrics = classification_metrics(logits, labels[part]) if len(logits) else {}
-    return distributed.reduce_metrics(ranks, metrics, len(logits), ["loss", "accuracy",
-                                                                    f"top{min(3, num_classes)}_accuracy"])
-
-
-def _check_resume_epochs(run_dir: Path, epochs: int) -> None:
-    """Refuse, before anything is loaded or written, a resume that would shorten the run or redo a
-    finished one (its summary would then say fewer epochs than were trained)."""
-    done = rundir.checkpoint_epoch(rundir.resumable_checkpoint(run_dir))
-    if epochs < done:
-        raise CifarlabError(f"--epochs {epochs} is fewer than the {done} epochs {run_dir} has already trained; "
-                            f"the run is left as it is (pass --epochs N with N > {done} to train it longer)")
-    if epochs == done and (run_dir / rundir.SUMMARY).exists():
-        raise CifarlabError(f"{run_dir} is already complete ({done} epochs); the run is left as it is "
-                            f"(pass --epochs N with N > {done} to train it longer)")
-
-
-def _restore(run_dir: Path, model, optimizer, scaler, ema, stopper,
-             selection=None) -> tuple[int, int, list[dict], float]:
-    ckpt = rundir.resumable_checkpoint(run_dir)
-    rundir.load_weights_into(model, ckpt / rundir.WEIGHTS)
-    state = rundir.load_checkpoint_state(ckpt)
-    try:
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        if ema is not None and state.get("ema") is not None:
-            ema.load_state_dict(state["ema"])
-        stopper.load_state_dict(state.get("early_stopping"))
-        if selection is not None:
-            selection.load_state_dict(state["selection"])
-        _set_rng_state(state["rng"])
-        return int(state["epoch"]), int(state["step"]), list(state["history"]), float(state["train_seconds"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:  # a damaged or hand-edited state
-        raise CifarlabError(f"the checkpoint {ckpt} does not fit this run ({type(e).__name__}: "
-                            f"{str(e).splitlines()[0] if str(e) else ''})") from None
-
-
-def _weights_metadata(cfg: TrainConfig, classes, mean, std, epoch: int) -> dict[str, Any]:
-    return {"model": cfg.model, "classes": classes, "mean": mean, "std": std, "epoch": epoch,
-            "model_kwargs": cfg.model_kwargs}
-
-
-def _rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def _default_run_dir(model: str) -> Path:
-    return Path("runs") / f"{model.replace(':', '-')}-{datetime.now():%Y%m%d-%H%M%S}"
-
-
-def _epoch_line(r: dict, epochs: int) -> str:
-    val = f"  val loss {r['val_loss']:.4f} acc {r['val_accuracy']:.4f}" if "val_accuracy" in r else ""
-    return (f"epoch {_number(r['epoch'])}/{epochs}  train loss {r['train_loss']:.4f} "
-            f"acc {r['train_accuracy']:.4f}{val}"
-            f"  {r['epoch_seconds']:.1f} s ({r['images_per_second']:,.0f} img/s)")

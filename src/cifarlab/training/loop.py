@@ -21,8 +21,8 @@ from tqdm.auto import tqdm
 from .._threads import adapt as adapt_threads
 from ..augment.mix import mixed_cross_entropy
 from ..data.loader import DeviceLoader
+from ..rundir.device import autocast, synchronize
 from . import distributed
-from .device import autocast, synchronize
 from .optim import schedule_lr, stop_gradients_past_horizon
 from .progressive import resize_batch
 from .regularize import update_ema, weight_penalty

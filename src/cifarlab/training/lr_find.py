@@ -13,7 +13,6 @@ is reported and drawn too; on short, noisy sweeps it jumps around more than min/
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +22,12 @@ import numpy as np
 import torch
 
 from .._io import atomic_path, write_json_atomic
-from ..config import TrainConfig, takes_settings
+from ..config import TrainConfig, takes_settings, with_overrides
 from ..data import load_data
 from ..data.subsets import select_classes
 from ..errors import CifarlabError
-from .device import resolve_device, resolve_precision
-from .engine import build_training_model, initialize_from_data, make_stepper, training_loader, training_split
+from ..rundir.device import resolve_device, resolve_precision
+from .build import build_training_model, initialize_from_data, make_stepper, training_loader, training_split
 from .loop import batches, train_step
 from .resolve import resolve
 
@@ -61,7 +60,7 @@ def lr_find(cfg: TrainConfig | None = None, *, out: str | Path, start: float = 1
         raise CifarlabError(f"lr-find needs 0 < --start < --end, got {start:g} and {end:g}")
     if steps < 5:
         raise CifarlabError(f"--steps must be at least 5, got {steps}")
-    cfg = dataclasses.replace(cfg or TrainConfig(), **{k: v for k, v in overrides.items() if v is not None})
+    cfg = with_overrides(cfg, overrides)
     cfg = resolve(cfg)
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)

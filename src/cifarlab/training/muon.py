@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from .device import cpu_has_fast_bf16
+from ..rundir.device import cpu_has_fast_bf16
 
 # The quintic iteration's coefficients from the Muon post: they maximize the slope at zero, so three
 # steps suffice; singular values end up in about [0.5, 1.5] rather than exactly 1, which trains as well.

@@ -21,7 +21,7 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
 def _param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
     # No weight decay on biases and norm scales: decaying them only hurts (Goyal et al. 2017).
     if cfg.freeze != "none" or cfg.backbone_lr_scale != 1:  # transfer: head and backbone groups, all parameters
-        from ..transfer.freeze import transfer_param_groups
+        from ..pretrained.freeze import transfer_param_groups
 
         return transfer_param_groups(model, cfg.lr, cfg.weight_decay, cfg.backbone_lr_scale)
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]

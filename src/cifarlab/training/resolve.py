@@ -1,30 +1,54 @@
-"""A TrainConfig resolved against what config.py (a leaf) does not know: the named recipes, the model's
-default recipe and arguments, the augmentation registry and the published weights. Every run resolves
-its config once, here, before anything is built or written."""
+"""A TrainConfig resolved: the one pipeline every run, the command line, the Python API, --config files and
+tune spaces go through, before anything is built or written:
+
+    user values -> the named recipe -> the model's default recipe -> model arguments (dropout, drop path,
+    CIFAR stem, head, published weights) -> checks
+
+Each step is a pure function of the config (it returns a new one). A setting's type, range and choices are
+declared once on its TrainConfig field (config.py); the checks here are those that need the models, the
+augmentation registry or the transfer settings together."""
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
 
 from ..augment import parse_augment_spec
-from ..config import RECIPE_FIELDS, TrainConfig, model_kwarg_name
+from ..config import RECIPE_FIELDS, TrainConfig, class_list, model_kwarg_name
 from ..errors import CifarlabError
 from ..models import get_recipe, model_arguments
+from ..pretrained.options import check_transfer
+from ..pretrained.weights import pretrained_model_kwargs
 from ..recipes import apply_recipe
-from ..transfer.options import validate_transfer
-from ..transfer.weights import pretrained_model_kwargs
 
 
 def resolve(cfg: TrainConfig) -> TrainConfig:
-    """A copy with every recipe field filled from the named recipe and the model's recipe, validated, and
-    --dropout / --drop-path / --cifar-stem / --pretrained turned into model arguments."""
+    """A copy with every recipe field filled from the named recipe and the model's recipe, checked, and
+    --dropout / --drop-path / --cifar-stem / --head-hidden / --pretrained turned into model arguments."""
     cfg._check_fields(ranges=False)  # the recipe lookups below need a model name of the right type
-    cfg = apply_recipe(cfg) if cfg.recipe else cfg
-    cfg = dataclasses.replace(cfg, augment=cfg.augment or "none", tta=cfg.tta or "none")  # what neither set
-    recipe = get_recipe(cfg.model).as_dict()
-    cfg = dataclasses.replace(cfg, **{name: recipe[name] if getattr(cfg, name) is None else getattr(cfg, name)
-                                      for name in RECIPE_FIELDS})
+    for step in (apply_recipe, _fill_unset_choices, _apply_model_recipe, _normalize):
+        cfg = step(cfg)
     validate(cfg)
+    return _with_model_arguments(cfg)
+
+
+def _fill_unset_choices(cfg: TrainConfig) -> TrainConfig:
+    """augment and tta that neither the user nor the recipe set: none."""
+    return dataclasses.replace(cfg, augment=cfg.augment or "none", tta=cfg.tta or "none")
+
+
+def _apply_model_recipe(cfg: TrainConfig) -> TrainConfig:
+    """The recipe fields still unset, from the model's default recipe (`cifarlab models --recipes`)."""
+    recipe = get_recipe(cfg.model).as_dict()
+    return dataclasses.replace(cfg, **{name: recipe[name] if getattr(cfg, name) is None else getattr(cfg, name)
+                                       for name in RECIPE_FIELDS})
+
+
+def _normalize(cfg: TrainConfig) -> TrainConfig:
+    """Values written more than one way, in the one form the run records (--classes as a list)."""
+    return dataclasses.replace(cfg, classes=class_list(cfg.classes))
+
+
+def _with_model_arguments(cfg: TrainConfig) -> TrainConfig:
     kwargs = dict(cfg.model_kwargs)
     if cfg.dropout is not None:
         kwargs[model_kwarg_name(cfg.model, "dropout")] = cfg.dropout
@@ -45,12 +69,12 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
 
 
 def validate(cfg: TrainConfig) -> None:
-    """cfg.validate() (each field alone) and the checks against the registries: model arguments, the
-    augmentation spec, the transfer-learning settings."""
+    """cfg.validate() (each field alone, and the combinations config.py can judge) and the checks against
+    the registries: model arguments, the augmentation spec, the transfer-learning settings together."""
     cfg.validate()
     check_model_kwargs(cfg.model, cfg.model_kwargs)
     parse_augment_spec(cfg.augment)
-    validate_transfer(cfg)
+    check_transfer(cfg)
 
 
 def check_model_builds(model: str, kwargs: dict[str, Any]) -> None:

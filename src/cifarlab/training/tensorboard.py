@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CifarlabError
-from ..runfiles import TENSORBOARD_DIR
+from ..rundir.layout import TENSORBOARD_DIR
 
 LOG_DIR = TENSORBOARD_DIR
 

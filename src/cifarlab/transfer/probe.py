@@ -35,8 +35,8 @@ from ..data.loader import DeviceLoader
 from ..data.subsets import select_classes
 from ..errors import CifarlabError
 from ..models._modes import hooked_input
-from ..training.device import autocast, resolve_device, resolve_precision
-from ..training.inference import preprocessing
+from ..rundir.device import autocast, resolve_device, resolve_precision
+from ..rundir.inference import preprocessing
 from ..training.resolve import resolve
 
 FEATURE_CACHE_FORMAT = 1
@@ -116,8 +116,8 @@ def frozen_backbone(cfg: TrainConfig, classes: list[str], device: torch.device, 
                     log=print) -> tuple[nn.Module, dict[str, Any], str]:
     """(the model of a resolved config with its starting weights and preprocessing, in eval mode on `device`;
     what the transfer set-up did; the feature cache key of its backbone)."""
+    from ..pretrained.setup import prepare_model
     from ..training.regularize import build_model
-    from .setup import prepare_model
 
     model = build_model(cfg, len(classes))
     _, info = prepare_model(model, cfg, classes, log)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from .._io import write_json_atomic
-from ..config import TrainConfig, takes_settings
+from ..config import TrainConfig, takes_settings, with_overrides
 from ..errors import CifarlabError
 from ..training.resolve import resolve
 from .imagenet_to_cifar import CIFAR10_FROM_IMAGENET
@@ -89,11 +89,11 @@ def zero_shot(cfg: TrainConfig | None = None, *, split: str = "test", aggregate:
     `limit` takes a stratified subset of that many images; `out` gets zero_shot.json when given."""
     from ..data import load_data, stratified_subset
     from ..data.loader import DeviceLoader
-    from ..training.device import resolve_device
-    from ..training.inference import fp32_logits, preprocessing, resolve_eval_precision
+    from ..pretrained.setup import apply_preprocessing
+    from ..pretrained.weights import load_pretrained, pretrained_preprocessing
+    from ..rundir.device import resolve_device
+    from ..rundir.inference import fp32_logits, preprocessing, resolve_eval_precision
     from ..training.regularize import build_model
-    from .setup import apply_preprocessing
-    from .weights import load_pretrained, pretrained_preprocessing
 
     log = print if verbose else (lambda *a, **k: None)
     if aggregate not in AGGREGATES:
@@ -102,8 +102,7 @@ def zero_shot(cfg: TrainConfig | None = None, *, split: str = "test", aggregate:
         raise CifarlabError(f"unknown --split {split!r}; choose one of: {', '.join(SPLITS)}")
     if limit is not None and limit < 10:
         raise CifarlabError(f"--limit must be at least 10 images (one per class), got {limit}")
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    cfg = resolve(dataclasses.replace(cfg or TrainConfig(), pretrained="imagenet", **overrides))
+    cfg = resolve(with_overrides(cfg, {**overrides, "pretrained": "imagenet"}))
     device = resolve_device(cfg.device)
     precision = resolve_eval_precision(cfg.precision, device)
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import write_json_atomic, write_text_atomic
-from ..config import TrainConfig, check_settings, takes_settings
+from ..config import TrainConfig, check_settings, takes_settings, with_overrides
 from ..errors import CifarlabError, TrainingDiverged
 from ..training.resolve import resolve
 from .space import Param, as_fields, check_space, default_space, load_space, parse_space, with_params
@@ -192,7 +192,7 @@ def tune(base: TrainConfig | None = None, out: str | Path = "tune", *, trials: i
         raise CifarlabError(f"--trials must be > 0, got {trials}")
     if workers < 1:
         raise CifarlabError(f"--workers must be >= 1, got {workers}")
-    base = dataclasses.replace(base or TrainConfig(), **{k: v for k, v in overrides.items() if v is not None})
+    base = with_overrides(base, overrides)
     base = dataclasses.replace(base, evaluate_test=False, out=None)
     if base.data and Path(base.data).exists():  # the study remembers it: --from-study may run from elsewhere
         base = dataclasses.replace(base, data=str(Path(base.data).resolve()))

@@ -42,8 +42,12 @@ class Overlay(BaseModel):
     image: str = Field(description="the overlay: a data: URL of a PNG (256x256)")
 
 
+TTA_HELP = "the test-time augmentation of the probabilities (serve --tta; default: the run's own)"
+
+
 class PredictResponse(BaseModel):
     predictions: list[Prediction] = Field(description="the top classes, most probable first")
+    tta: str = Field(description=TTA_HELP)
     image: str = Field(description="the 32x32 image the model saw, enlarged to 256x256 (PNG data: URL)")
     overlay: Overlay
 
@@ -60,6 +64,7 @@ class Info(BaseModel):
     model: str
     run_dir: str
     classes: list[str]
+    tta: str = Field(description=TTA_HELP)
     test_accuracy: float | None
     default_method: str = Field(description="the method shown unless one is asked for: the run's most faithful")
     methods: list[Method] = Field(description="every explanation method, with how far to trust it on this run")
@@ -79,10 +84,11 @@ class Problem(BaseModel):
 
 
 def create_app(run_dir: str | Path, *, device: str = "auto", max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
-               allowed_hosts: Sequence[str] = LOOPBACK_HOSTS, body_seconds: float = BODY_SECONDS) -> FastAPI:
+               allowed_hosts: Sequence[str] = LOOPBACK_HOSTS, body_seconds: float = BODY_SECONDS,
+               tta: str | None = None) -> FastAPI:
     """The app for one run directory (its model is loaded here, once: a bad run directory fails now),
-    answering requests whose Host is one of `allowed_hosts`."""
-    predictor = Predictor(run_dir, device)
+    answering requests whose Host is one of `allowed_hosts`; it predicts with `tta` (None: the run's own)."""
+    predictor = Predictor(run_dir, device, tta)
     # No /docs or /redoc: FastAPI's pages for them load Swagger UI from a CDN, and this app works offline.
     app = FastAPI(title="cifarlab serve", version=__version__, docs_url=None, redoc_url=None,
                   description=f"Classify an image with the {predictor.loaded.architecture} model of {run_dir} and "

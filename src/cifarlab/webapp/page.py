@@ -116,7 +116,7 @@ footer { color: var(--muted); font-size: .85rem; max-width: 980px; margin: 0 aut
   fetch('api/info').then(function (r) { return r.json(); }).then(function (info) {
     var acc = info.test_accuracy == null ? '' : ', test accuracy ' + (100 * info.test_accuracy).toFixed(1) + '%';
     $('model').textContent = info.model + acc + ': ' + info.classes.length + ' classes (' +
-      info.classes.join(', ') + ')';
+      info.classes.join(', ') + '), test-time augmentation ' + info.tta;
     maxBytes = info.max_upload_bytes;
     var select = $('method');
     info.methods.forEach(function (m) {

@@ -14,7 +14,7 @@ import numpy as np
 from ..attribution.choice import RANDOM_ROW, choose_method
 from ..attribution.methods import EXPLAINERS, list_explainers
 from ..errors import CifarlabError, DataError
-from ..runfiles import read_summary
+from ..rundir.layout import read_summary
 
 ALLOWED_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "GIF": "GIF", "BMP": "BMP", "WEBP": "WebP", "TIFF": "TIFF",
                    "PPM": "PPM"}
@@ -122,13 +122,15 @@ def png_data_url(image: np.ndarray) -> str:
 
 class Predictor:
     """A run's model, loaded once and shared by all requests. One request at a time uses it: Captum puts
-    its hooks on the model itself."""
+    its hooks on the model itself. Its classes come from Run.predict with `tta` (None: the run's own --tta,
+    as `cifarlab predict` and `evaluate` use it)."""
 
-    def __init__(self, run_dir: str | Path, device: str = "auto"):
+    def __init__(self, run_dir: str | Path, device: str = "auto", tta: str | None = None):
         from ..features.inputs import load
 
         self.run_dir = Path(run_dir)
         self.loaded = load(self.run_dir, device)
+        self.tta = self.loaded.resolve_tta(tta)
         self.lock = threading.Lock()
         self.summary = self._summary()
         self.choice = choose_method(self.run_dir)  # the run's most faithful method, by its own measurements
@@ -149,7 +151,8 @@ class Predictor:
         from ..attribution.methods import describe_explainers
 
         return {"model": self.loaded.architecture, "run_dir": str(self.run_dir), "classes": self.classes,
-                "test_accuracy": self.summary.get("test_accuracy"), "default_method": self.choice.method,
+                "tta": self.tta, "test_accuracy": self.summary.get("test_accuracy"),
+                "default_method": self.choice.method,
                 "methods": [{"name": name, "description": text, **self.trust(name)}
                             for name, text in describe_explainers().items()]}
 
@@ -166,8 +169,8 @@ class Predictor:
 
     def predict(self, image: np.ndarray, top_k: int = 5, target: str | None = None,
                 method: str | None = None) -> dict[str, Any]:
-        """Top-k classes and the overlay of `method` (default: the run's chosen one) for `target` (default: the
-        top class)."""
+        """Top-k classes (Run.predict with the app's test-time augmentation) and the overlay of `method`
+        (default: the run's chosen one) for `target` (default: the top class)."""
         from ..attribution.api import explain, resolve_target
         from ..attribution.methods import explainer_class
         from ..attribution.plots import overlay
@@ -179,11 +182,11 @@ class Predictor:
         if method not in list_explainers():
             raise CifarlabError(EXPLAINERS.unknown_message(method))
         with self.lock:
-            top = self.loaded.predict(image, top_k=top_k)[0]["predictions"]
+            top = self.loaded.predict(image, top_k=top_k, tta=self.tta)[0]["predictions"]
             cls = chosen if chosen is not None else top[0]["class"]
             e = explain(self.loaded.model, image, method, target=cls, trust_checks=False, classes=self.classes)
         big = enlarge(image, SCALE)
-        return {"predictions": top, "image": png_data_url(big),
+        return {"predictions": top, "tta": self.tta, "image": png_data_url(big),
                 "overlay": {"class": cls, "method": method, "measurement": self.trust(method)["measurement"],
                             "marks": self.trust(method)["marks"], "layer": e.layer,
                             "image": png_data_url(overlay(e.maps[method][cls], big,

@@ -1,4 +1,4 @@
-"""A trained run, opened: `cifarlab.load_run(dir) -> Run`.
+"""A trained run, opened: `cifarlab.load_run(dir) -> Run`, the one object every reader of a run starts from.
 
 A Run carries what every reader of a run directory needs, so that evaluate, predict, analyze, explain,
 features, embed, serve and export start from the same object and predict the same way:
@@ -8,7 +8,13 @@ features, embed, serve and export start from the same object and predict the sam
     run.mean/std    the normalization its weights expect; run.input_size the side the network sees
     run.splits()    train/val/test exactly as training made them (data.splits.make_splits)
     run.summary     summary.json (None while unfinished); run.history: metrics.jsonl
-    run.predict(x)  top-k classes for what a notebook holds: paths, PIL images, arrays, tensors
+    run.predict(x)  top-k classes for what a notebook holds: paths, PIL images, arrays, tensors, with
+                    the run's own test-time augmentation unless tta= says otherwise
+    run.logits(x)   the logits behind it: evaluate, serve, analyze and export use them too
+    run.resolve_tta(), run.resolve_precision()   what tta=None and precision="auto" mean for this run
+
+Also here: the one intake of images (image_batch) and what predict gives back (Predictions), and the
+typed readers of a run's config (run_config) and model (load_run_model).
 
     >>> run = cifarlab.load_run("runs/resnet20")
     >>> run.predict(Image.open("cat.png"))
@@ -27,16 +33,18 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .. import runfiles
+from ..choices import TTA
 from ..config import TrainConfig
 from ..data import CifarData, Splits, load_data, make_splits
 from ..data.folder import IMAGE_EXTENSIONS
 from ..data.images import IMAGE_SIZE, load_rgb_image, to_rgb_array
 from ..data.subsets import select_classes
 from ..errors import CifarlabError
+from . import layout
 from .device import resolve_device
-from .inference import EVAL_BATCH_SIZE, preprocessing, tta_logits
+from .inference import EVAL_BATCH_SIZE, batched_logits, preprocessing, resolve_eval_precision
 from .result import History
+from .writer import load_weights_into, recorded_data
 
 
 @dataclass(repr=False, eq=False)
@@ -74,12 +82,12 @@ class Run:
     @property
     def summary(self) -> dict[str, Any] | None:
         """summary.json (None while the run has not finished, or for a bare model)."""
-        return runfiles.read_summary(self.run_dir) if self.run_dir is not None else None
+        return layout.read_summary(self.run_dir) if self.run_dir is not None else None
 
     @property
     def history(self) -> History:
         """metrics.jsonl: one record per finished epoch (a list, shown as a per-epoch table)."""
-        return History(runfiles.read_history(self.run_dir) if self.run_dir is not None else [])
+        return History(layout.read_history(self.run_dir) if self.run_dir is not None else [])
 
     # -- the data ----------------------------------------------------------------------------------
     def dataset(self, data: str | Path | None = None) -> CifarData:
@@ -88,8 +96,6 @@ class Run:
             raise CifarlabError("pass data=... (a bare model has no run config to find its data)")
         cfg = self.config
         if data is None and self.run_dir is not None:  # the run's own, found from here (an older run's relative path)
-            from .rundir import recorded_data
-
             data = recorded_data(self.run_dir, self.info)
         dataset = load_data(data if data is not None else cfg.data, progress=False)
         dataset = select_classes(dataset, cfg.classes if cfg is not None else None)
@@ -104,26 +110,53 @@ class Run:
         return make_splits(self.config, self.dataset(data))
 
     # -- prediction --------------------------------------------------------------------------------
-    def predict(self, images: Any, top_k: int = 3, batch_size: int = EVAL_BATCH_SIZE) -> Predictions:
+    # One path for every prediction: images in any accepted form -> image_batch (the one intake) -> logits
+    # (batched_logits: normalized, `tta`, `precision`, batched) -> probabilities / Predictions. evaluate,
+    # predict, serve, analyze and export's check all come through here.
+    def resolve_tta(self, tta: str | None = None) -> str:
+        """`tta` checked against cifarlab.choices.TTA; None: the run's own recorded --tta (the one its test
+        accuracy was measured with), "none" for a bare model or a run without one."""
+        if tta is None:
+            tta = (self.config.tta if self.config is not None else None) or "none"
+        return TTA.entry(tta).name
+
+    def resolve_precision(self, precision: str = "auto") -> str:
+        """`precision` on the run's device: "auto" is fp32 (numbers that get cited come from fp32 logits);
+        bf16/fp16 run the body in low precision and the head in fp32 (inference.resolve_eval_precision)."""
+        return resolve_eval_precision(precision, self.device)
+
+    def logits(self, images: Any, *, tta: str | None = None, precision: str = "auto",
+               batch_size: int = EVAL_BATCH_SIZE) -> torch.Tensor:
+        """Float32 logits (N, C) on the CPU for images in any form `predict` takes, averaged over the views
+        of `tta` (None: the run's own, see resolve_tta). `precision="auto"` is fp32 (resolve_eval_precision)."""
+        tta = self.resolve_tta(tta)
+        precision = self.resolve_precision(precision)
+        pixels, _ = image_batch(images)
+        return self._logits(pixels, tta, precision, batch_size)
+
+    def _logits(self, pixels: torch.Tensor, tta: str, precision: str, batch_size: int) -> torch.Tensor:
+        return batched_logits(self.model, pixels, device=self.device, tta=tta, precision=precision,
+                              batch_size=batch_size)
+
+    def probabilities(self, images: Any, *, tta: str | None = None, precision: str = "auto",
+                      batch_size: int = EVAL_BATCH_SIZE) -> np.ndarray:
+        """Softmax probabilities (N, C) of `logits`, as a numpy array."""
+        return self.logits(images, tta=tta, precision=precision, batch_size=batch_size).softmax(dim=1).numpy()
+
+    def predict(self, images: Any, top_k: int = 3, tta: str | None = None, *, precision: str = "auto",
+                batch_size: int = EVAL_BATCH_SIZE) -> Predictions:
         """Top-k classes of each image: a path (str or Path), a folder, PIL images, uint8 arrays (H, W, 3) or
         (N, H, W, 3), float arrays in [0, 1], tensors (C, H, W) / (N, C, H, W) (uint8, or float in [0, 1]),
-        or a list of these. Each is resized to 32x32 as image files are, then normalized by the run's mean/std."""
+        or a list of these. Each is resized to 32x32 as image files are, then normalized by the run's mean/std.
+        `tta`: test-time augmentation (none, flip, ...; None: the run's own, as `evaluate` uses it);
+        `precision="auto"` is fp32. The probabilities equal `evaluate`'s for the same images and settings."""
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise CifarlabError(f"top_k must be an integer >= 1, got {top_k!r}")
+        tta = self.resolve_tta(tta)
+        precision = self.resolve_precision(precision)
         pixels, names = image_batch(images)
-        probs = self.probabilities(pixels, batch_size)
-        return Predictions.from_probabilities(probs, self.classes, names, top_k, pixels)
-
-    @torch.no_grad()
-    def probabilities(self, pixels: torch.Tensor, batch_size: int = EVAL_BATCH_SIZE) -> np.ndarray:
-        """Softmax probabilities (N, C) for a float (N, 3, 32, 32) batch in 0..255, as image_batch returns."""
-        mean = torch.tensor(self.mean, device=self.device).view(1, -1, 1, 1) * 255
-        std = torch.tensor(self.std, device=self.device).view(1, -1, 1, 1) * 255
-        out = []
-        for i in range(0, len(pixels), batch_size):
-            x = (pixels[i:i + batch_size].to(self.device) - mean) / std  # as DeviceLoader normalizes
-            out.append(tta_logits(self.model, x.contiguous(memory_format=torch.channels_last)).softmax(dim=1).cpu())
-        return torch.cat(out).numpy() if out else np.zeros((0, len(self.classes)), np.float32)
+        probs = self._logits(pixels, tta, precision, batch_size).softmax(dim=1).numpy()
+        return Predictions.from_probabilities(probs, self.classes, names, top_k, pixels, tta=tta)
 
     # -- display -----------------------------------------------------------------------------------
     def _test_accuracy(self) -> float | None:
@@ -153,13 +186,33 @@ class Run:
 
 def load_run(run_dir: str | Path, device: str | torch.device = "auto") -> Run:
     """Open a run directory: its model (trained weights, eval mode, on `device`), config, classes and files."""
-    from .rundir import load_run_model
-
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     run_dir = Path(run_dir)
-    model, info = load_run_model(run_dir, dev)
-    config = TrainConfig.from_dict(info["config"], source=str(run_dir / runfiles.CONFIG))
-    return Run(model, list(info["classes"]), dev, run_dir, info, config)
+    config, info = run_config(run_dir)
+    return Run(_run_model(run_dir, config, info, dev), list(info["classes"]), dev, run_dir, info, config)
+
+
+def run_config(run_dir: str | Path) -> tuple[TrainConfig, dict[str, Any]]:
+    """A run's TrainConfig, checked as a flag or a YAML file would be, and config.json as read (its "classes",
+    "command", "cwd", ...). Reads no weights and builds no model: for what only needs the settings."""
+    info = layout.read_config(run_dir)
+    return TrainConfig.from_dict(info["config"], source=str(Path(run_dir) / layout.CONFIG)), info
+
+
+def load_run_model(run_dir: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a run's model with its trained weights, in eval mode, and return it with config.json as read."""
+    config, info = run_config(run_dir)
+    return _run_model(Path(run_dir), config, info, device), info
+
+
+def _run_model(run_dir: Path, config: TrainConfig, info: dict[str, Any], device: torch.device | str) -> nn.Module:
+    from ..models import create_model
+    from ..pretrained.setup import apply_preprocessing
+
+    model = create_model(config.model, num_classes=len(info["classes"]), **config.model_kwargs)
+    load_weights_into(model, layout.find_weights(run_dir))
+    apply_preprocessing(model, config)  # pretrained mean/std and --input-size, as in training
+    return model.to(device).eval()
 
 
 def run_from_model(model: nn.Module, classes: list[str] | None = None, device: str | torch.device = "auto") -> Run:
@@ -176,13 +229,39 @@ def run_from_model(model: nn.Module, classes: list[str] | None = None, device: s
 
 
 # -- what predict takes in ------------------------------------------------------------------------
+# The one intake of images a user hands over, in any form: Run.predict / logits (so evaluate, serve and
+# analyze), ONNX predict, and explain / features (features.inputs.load_images). One rule for each kind:
+# files and PIL images are read by data.images (EXIF, 16/32-bit, bicubic resize to 32x32); uint8 is 0..255;
+# float is 0..1, and a float outside [0, 1] is refused, never guessed to be 0..255.
 def image_batch(images: Any) -> tuple[torch.Tensor, list[str]]:
-    """Float (N, 3, 32, 32) pixels in 0..255 and a name for each image, from any input Run.predict takes."""
+    """Pixels (N, 3, 32, 32) and a name for each image, from any input Run.predict takes: uint8 when every
+    image is uint8 (files, PIL, uint8 arrays and tensors), else float in 0..255 (float inputs in [0, 1])."""
     parts = _parts(images)
     if not parts:
-        raise CifarlabError("no images given to predict")
-    pixels = torch.cat([p for p, _ in parts])
+        raise CifarlabError("no images given")
+    tensors = [p for p, _ in parts]
+    if any(t.dtype != torch.uint8 for t in tensors):
+        tensors = [t.float() for t in tensors]
+    pixels = tensors[0] if len(tensors) == 1 else torch.cat(tensors)
     return pixels, [n for _, names in parts for n in names]
+
+
+def as_uint8_images(pixels: torch.Tensor) -> np.ndarray:
+    """image_batch's pixels as (N, H, W, 3) uint8 (float ones rounded)."""
+    if pixels.dtype != torch.uint8:
+        pixels = pixels.clamp(0, 255).round().to(torch.uint8)
+    return np.ascontiguousarray(pixels.permute(0, 2, 3, 1).numpy())
+
+
+def image_files(folder: str | Path) -> list[Path]:
+    """The image files directly in `folder` (sorted), or a one-line error when there are none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CifarlabError(f"image folder not found: {folder}")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise CifarlabError(f"no image files in {folder} (expected {', '.join(sorted(IMAGE_EXTENSIONS))})")
+    return files
 
 
 def _parts(images: Any) -> list[tuple[torch.Tensor, list[str]]]:
@@ -211,9 +290,7 @@ def _is_pil(obj: Any) -> bool:
 
 def _from_path(path: Path) -> tuple[torch.Tensor, list[str]]:
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-        if not files:
-            raise CifarlabError(f"no image files in {path}")
+        files = image_files(path)
         return _from_uint8(np.stack([load_rgb_image(f)[0] for f in files])), [str(f) for f in files]
     if not path.is_file():
         raise CifarlabError(f"image not found: {path}")
@@ -246,15 +323,14 @@ def _from_tensor(t: torch.Tensor) -> tuple[torch.Tensor, list[str]]:
     batch = t.detach().cpu()
     batch = batch[None] if batch.ndim == 3 else batch
     if batch.dtype == torch.uint8:
-        pixels, names = _from_array(batch.permute(0, 2, 3, 1).numpy(), "tensor")
-        return pixels, names
+        return _from_array(batch.permute(0, 2, 3, 1).numpy(), "tensor")
     if not batch.is_floating_point():
         raise CifarlabError(f"an image tensor must be uint8 (0..255) or float (0..1), got dtype {batch.dtype}")
     return _from_unit_float(batch.float(), "tensor"), [f"tensor[{i}]" for i in range(len(batch))]
 
 
 def _from_unit_float(x: torch.Tensor, what: str) -> torch.Tensor:
-    """Float (N, 3, H, W) in [0, 1] to float (N, 3, 32, 32) in 0..255."""
+    """Float (N, 3, H, W) in [0, 1] to float (N, 3, 32, 32) in 0..255; a value outside [0, 1] is refused."""
     if x.numel() and (not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1):
         raise CifarlabError(f"a float image {what} must hold values in [0, 1] (got {float(x.min()):.3g} to "
                             f"{float(x.max()):.3g}); pass uint8 for 0..255")
@@ -265,37 +341,40 @@ def _from_unit_float(x: torch.Tensor, what: str) -> torch.Tensor:
 
 
 def _from_uint8(batch: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.array(batch, dtype=np.uint8)).permute(0, 3, 1, 2).float()
+    """(N, H, W, 3) uint8 to (N, 3, H, W) uint8 (a copy: the caller's array may be read-only or change later)."""
+    return torch.from_numpy(np.array(batch, dtype=np.uint8)).permute(0, 3, 1, 2)
 
 
 # -- what predict gives back ----------------------------------------------------------------------
 class Predictions(list):
     """One {"image", "predictions": [{"class", "probability"}, ...]} per image, most probable first (a list,
-    so it is JSON as it is); `.probabilities` holds all of them, (N, C). Shows itself as a table in Jupyter."""
+    so it is JSON as it is); `.probabilities` holds all of them, (N, C), and `.tta` the test-time augmentation
+    behind them. Shows itself as a table in Jupyter."""
 
     probabilities: np.ndarray
     classes: list[str]
     pixels: np.ndarray | None
+    tta: str  # the test-time augmentation behind the probabilities
 
     @classmethod
     def from_probabilities(cls, probs: np.ndarray, classes: list[str], names: list[str], top_k: int,
-                           pixels: torch.Tensor | np.ndarray | None = None) -> Predictions:
-        """`pixels` (for the thumbnails): float (N, 3, H, W) in 0..255 as image_batch gives, or uint8 (N, H, W, 3)."""
+                           pixels: torch.Tensor | np.ndarray | None = None, *, tta: str = "none") -> Predictions:
+        """`pixels` (for the thumbnails): (N, 3, H, W) as image_batch gives, or uint8 (N, H, W, 3).
+        `tta`: the test-time augmentation the probabilities were computed with."""
         k = min(top_k, probs.shape[1])
         order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
         result = cls({"image": name, "predictions": [{"class": classes[c], "probability": float(p[c])} for c in top]}
                      for name, p, top in zip(names, probs, order))
-        result.probabilities, result.classes = probs, list(classes)
-        if isinstance(pixels, torch.Tensor):
-            pixels = pixels.clamp(0, 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-        result.pixels = pixels
+        result.probabilities, result.classes, result.tta = probs, list(classes), tta
+        result.pixels = as_uint8_images(pixels) if isinstance(pixels, torch.Tensor) else pixels
         return result
 
     def __repr__(self) -> str:
         shown = [f"{Path(r['image']).name}: {r['predictions'][0]['class']} {r['predictions'][0]['probability']:.2f}"
                  for r in self[:3]]
         more = f", ... ({len(self)} images)" if len(self) > 3 else ""
-        return f"Predictions({', '.join(shown)}{more})"
+        tta = getattr(self, "tta", "none")
+        return f"Predictions({', '.join(shown)}{more}{'; tta ' + tta if tta != 'none' else ''})"
 
     def _repr_html_(self) -> str:
         rows = []
@@ -322,4 +401,5 @@ def _fmt(values: tuple[float, ...]) -> str:
     return "(" + ", ".join(f"{v:.3f}" for v in values) + ")"
 
 
-__all__ = ["Predictions", "Run", "image_batch", "load_run", "run_from_model"]
+__all__ = ["Predictions", "Run", "as_uint8_images", "image_batch", "image_files", "load_run", "load_run_model",
+           "run_config", "run_from_model"]

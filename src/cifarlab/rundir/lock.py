@@ -20,9 +20,9 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from ._io import file_kind, is_inside
-from .errors import CifarlabError
-from .runfiles import LOCK_NAME
+from .._io import file_kind, is_inside
+from ..errors import CifarlabError
+from .layout import LOCK_NAME
 
 _HELD: dict[str, int] = {}  # real path -> nesting depth: a process may re-enter its own lock
 

@@ -1,5 +1,6 @@
-"""What train() returns, and how it shows itself: a one-line repr in a terminal, and in a notebook
-the summary numbers beside the learning curves (per-step training loss, per-epoch validation)."""
+"""A run's numbers as objects that show themselves: History (metrics.jsonl, Run.history) as a per-epoch table,
+and TrainResult (what train() returns): a one-line repr in a terminal, and in a notebook the summary numbers
+beside the learning curves (per-step training loss, per-epoch validation)."""
 from __future__ import annotations
 
 import base64

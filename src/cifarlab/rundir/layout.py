@@ -14,7 +14,7 @@ page and quick scripts can read a run without loading a model.
     model.onnx             `cifarlab export` (its default --out)
     tensorboard/           `train --tensorboard`
     .cifarlab-run          the marker of a run directory: `train --overwrite` replaces only folders it marks
-    .cifarlab.lock         held by the one process that writes into the run (_runlock.py)
+    .cifarlab.lock         held by the one process that writes into the run (lock.py)
 
 Every reader here fails with a one-line CifarlabError that names the file. They read regular files inside the
 run directory only (a symbolic link out of it is refused, _io.py), JSON files of a bounded size.
@@ -26,9 +26,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ._io import check_regular_file, read_text_bounded
-from ._io import read_jsonl as _read_jsonl
-from .errors import CifarlabError
+from .._io import check_regular_file, read_text_bounded
+from .._io import read_jsonl as _read_jsonl
+from ..errors import CifarlabError
 
 CONFIG, METRICS, SUMMARY, COMMAND = "config.json", "metrics.jsonl", "summary.json", "command.txt"
 WEIGHTS, CHECKPOINTS = "model.safetensors", "checkpoints"

@@ -1,4 +1,6 @@
-"""Batched inference over uint8 image arrays: large batches, no gradients, the run's precision."""
+"""How a run's model predicts: batched inference (large batches, no gradients), the precision of the logits, and
+the test-time augmentations that cifarlab.choices.TTA names. Run.logits, evaluate, analyze, serve, export and
+the final test of `train` all come through batched_logits."""
 from __future__ import annotations
 
 import math
@@ -12,7 +14,6 @@ import torch.nn.functional as F
 from .._threads import adapt as adapt_threads
 from ..choices import TTA
 from ..config import TrainConfig
-from ..data.loader import DeviceLoader
 from ..data.types import CIFAR10_MEAN, CIFAR10_STD
 from ..models._modes import eval_mode, hooked_input
 from .device import autocast, resolve_precision
@@ -106,20 +107,33 @@ def _like(view: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, images: np.ndarray, *, device: torch.device, precision: str = "fp32",
-                   batch_size: int = EVAL_BATCH_SIZE, channels_last: bool = True, tta: str = "none") -> torch.Tensor:
-    """Logits (N, C) as float32 on the CPU for (N, H, W, 3) uint8 images; `tta` as in tta_logits. Under
-    bf16/fp16 the body runs in low precision and the head in fp32 (fp32_logits)."""
+def batched_logits(model: nn.Module, pixels: torch.Tensor, *, device: torch.device, tta: str = "none",
+                   precision: str = "fp32", batch_size: int = EVAL_BATCH_SIZE, channels_last: bool = True
+                   ) -> torch.Tensor:
+    """Logits (N, C) as float32 on the CPU for pixels (N, 3, H, W): uint8, or float in 0..255. The one loop
+    every prediction runs (evaluate, predict, serve, analyze, the final test of train): batch by batch on
+    `device`, normalized by the model's mean/std with the training loader's arithmetic, then tta_logits
+    (`tta` a name in cifarlab.choices.TTA; bf16/fp16: the body in low precision, the head in fp32)."""
     TTA.entry(tta)  # an unknown name fails before any work
     mean, std = preprocessing(model)
-    loader = DeviceLoader(images, np.zeros(len(images), np.int64), batch_size=batch_size, device=device,
-                          mean=mean, std=std, channels_last=channels_last)
+    mean_t = torch.tensor(mean, device=device).view(1, -1, 1, 1) * 255
+    std_t = torch.tensor(std, device=device).view(1, -1, 1, 1) * 255
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     outputs = []
     with eval_mode(model):
-        for x, _ in loader:
-            outputs.append(tta_logits(model, x, tta, precision).cpu())
+        for i in range(0, len(pixels), batch_size):
+            x = (pixels[i:i + batch_size].to(device).float() - mean_t) / std_t  # as DeviceLoader.normalize
+            outputs.append(tta_logits(model, x.contiguous(memory_format=memory_format), tta, precision).cpu())
             adapt_threads()  # --threads auto: use the cores other processes leave free
     return torch.cat(outputs) if outputs else torch.zeros(0)
+
+
+def predict_logits(model: nn.Module, images: np.ndarray, *, device: torch.device, precision: str = "fp32",
+                   batch_size: int = EVAL_BATCH_SIZE, channels_last: bool = True, tta: str = "none") -> torch.Tensor:
+    """Logits (N, C) as float32 on the CPU for (N, H, W, 3) uint8 images: batched_logits on their pixels."""
+    pixels = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # NCHW view, channels_last
+    return batched_logits(model, pixels, device=device, tta=tta, precision=precision, batch_size=batch_size,
+                          channels_last=channels_last)
 
 
 def classification_metrics(logits: torch.Tensor, labels: np.ndarray | torch.Tensor) -> dict[str, float]:

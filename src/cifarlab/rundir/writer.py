@@ -1,5 +1,6 @@
-"""The run directory, the unit of work: `train` writes it (here); evaluate, predict, analyze, explain and report
-read it through a Run (training/run.py). The file names and the torch-free readers live in cifarlab.runfiles.
+"""Writing a run directory (`train`), and reading back what a resume needs: config.json, metrics.jsonl,
+the epoch checkpoints, the final weights and summary.json. The file names and the torch-free readers are in
+layout.py; opening a finished run for evaluate, predict, analyze and the rest is run.py (a Run).
 
     config.json            the resolved TrainConfig, the classes, the command that made the run and each resume's
     command.txt            that command, then one line per resume
@@ -47,7 +48,8 @@ from .._threads import describe as describe_threads
 from .._threads import settings as thread_settings
 from ..config import TrainConfig
 from ..errors import CifarlabError
-from ..runfiles import (  # noqa: F401  (the layout's names, re-exported for the writers here)
+from . import safestate
+from .layout import (  # noqa: F401  (the layout's names, re-exported for the writers here)
     CHECKPOINTS,
     COMMAND,
     CONFIG,
@@ -65,7 +67,6 @@ from ..runfiles import (  # noqa: F401  (the layout's names, re-exported for the
     latest_checkpoint,
     read_config,
 )
-from . import safestate
 
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
@@ -245,23 +246,8 @@ def check_finite(state: dict[str, torch.Tensor], path: Path) -> None:
 
 
 def read_run_config(run_dir: str | Path) -> dict[str, Any]:
-    """The run's config.json, or a one-line error when the directory is not a cifarlab run (runfiles.read_config)."""
+    """The run's config.json, or a one-line error when the directory is not a cifarlab run (layout.read_config)."""
     return read_config(run_dir)
-
-
-def load_run_model(run_dir: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a run's model with its trained weights, in eval mode, and return it with the run's config."""
-    from ..models import create_model
-
-    run_dir = Path(run_dir)
-    info = read_run_config(run_dir)
-    cfg = TrainConfig.from_dict(info["config"], source=str(run_dir / CONFIG))
-    model = create_model(cfg.model, num_classes=len(info["classes"]), **cfg.model_kwargs)
-    load_weights_into(model, find_weights(run_dir))
-    from ..transfer.setup import apply_preprocessing
-
-    apply_preprocessing(model, cfg)  # pretrained mean/std and --input-size, as in training
-    return model.to(device).eval(), info
 
 
 def recorded_data(run_dir: str | Path, info: dict[str, Any]) -> str | None:
@@ -350,7 +336,7 @@ def check_new_run_dir(out: Path, overwrite: bool = False) -> list[Path]:
     """What a new run in `out` would delete (nothing for a new or empty folder); a one-line error when `out`
     holds anything but a run that --overwrite may replace.
 
-    --overwrite deletes only a folder that cifarlab made as a run directory (runfiles.is_own_run_dir): a
+    --overwrite deletes only a folder that cifarlab made as a run directory (layout.is_own_run_dir): a
     folder that merely holds a config.json, or a run beside files of its own, is left as it is."""
     entries = [p for p in out.iterdir() if p.name != LOCK_NAME] if out.is_dir() else []  # our own lock stays
     if entries and not overwrite:

@@ -1,4 +1,5 @@
-"""Device and numeric precision: `auto` picks what is fastest without giving up accuracy, per device."""
+"""Device and numeric precision: `auto` picks what is fastest without giving up accuracy, per device. Here, below
+training, because opening a run (run.py) and predicting with it (inference.py) resolve them as training does."""
 from __future__ import annotations
 
 import contextlib

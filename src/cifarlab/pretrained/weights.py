@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import CifarlabError
-from ..runfiles import find_weights, read_config
+from ..rundir.layout import find_weights, read_config
 from .packaged import (
     TF_LITE_MEAN,
     TF_LITE_STD,
