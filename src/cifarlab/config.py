@@ -33,9 +33,9 @@ from .pretrained.options import FREEZE, PRETRAINED
 # read their names, so an optimizer, schedule or TTA mode registered later is accepted too.
 OPTIMIZERS = choices.OPTIMIZERS
 SCHEDULES = choices.SCHEDULES
-COMPILE_MODES = ("auto", "on", "off")  # torch.compile of the training forward (training/device.py)
-TTA_MODES = choices.TTA  # test-time augmentation views (training/inference.py)
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # training/device.py resolves auto per device
+COMPILE_MODES = ("auto", "on", "off")  # torch.compile of the training forward (rundir/device.py)
+TTA_MODES = choices.TTA  # test-time augmentation views (rundir/inference.py)
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # rundir/device.py resolves auto per device
 LABEL_ISSUES_ACTIONS = ("drop", "relabel")  # what --drop-label-issues does to a flagged image (data/cleaning.py)
 MAX_YAML_ALIASES = 100  # config files may reuse values with &anchor / *alias, within reason
 MAX_YAML_DEPTH = 100  # nesting of a settings file: a few levels (PyYAML's scanner is quadratic in it)

@@ -1,4 +1,4 @@
-"""Regularization helpers of the training loop, one call each in engine.py: the model with its dropout
+"""Regularization helpers of the training loop, one call each in engine.py and loop.py: the model with its dropout
 and stochastic-depth rates, the L1/L2 weight penalties, an EMA of the weights, and early stopping.
 
 Weight decay itself lives in the optimizer (optim.py): decoupled for AdamW, coupled (added to the

@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 
 from .._io import atomic_path, write_json_atomic
-from ..config import TrainConfig, takes_settings
+from ..config import TrainConfig, takes_settings, with_overrides
 from ..data import ImageSet, load_data, make_splits
 from ..data.cache import cache_root
 from ..data.loader import DeviceLoader
@@ -68,7 +68,7 @@ def linear_probe(cfg: TrainConfig | None = None, *, out: str | Path | None = Non
     Takes TrainConfig fields (model, pretrained, weights, init_from, cifar_stem, input_size, data, classes,
     label_fraction, train_size, val_size, seed, device, precision); `out` gets probe.json when given."""
     log = print if verbose else (lambda *a, **k: None)
-    cfg = dataclasses.replace(cfg or TrainConfig(), **{k: v for k, v in overrides.items() if v is not None})
+    cfg = with_overrides(cfg, overrides)
     cfg = resolve(dataclasses.replace(cfg, freeze="backbone", unfreeze_schedule=None))
     if probe_epochs < 1:
         raise CifarlabError(f"--probe-epochs must be >= 1, got {probe_epochs}")
