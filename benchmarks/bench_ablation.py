@@ -1,4 +1,4 @@
-"""Issue 4's ablation figure: `cifarlab ablate` of the augmentation policy (none, keras, standard,
+"""The ablation figure: `cifarlab ablate` of the augmentation policy (none, keras, standard,
 standard+cutout) on a residual model with a fixed wall-clock budget per run and 3 seeds, so each policy
 gets the same compute; plus the reference workload before and after (times also as a multiple of it).
 

@@ -1,4 +1,4 @@
-"""Issue 6's figures: how long `cifarlab analyze` takes on a trained run, step by step. Target: under
+"""How long `cifarlab analyze` takes on a trained run, step by step. Target: under
 60 s for the 10,000 CIFAR-10 test images on the 2-core CPU, without the label check (which trains K
 models and is timed on its own, once, when --label-check is given).
 

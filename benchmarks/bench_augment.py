@@ -1,4 +1,4 @@
-"""Issue 4's augmentation figure, the Keras notebook's experiment: the baseline trained 2 epochs without
+"""The augmentation figure, the Keras notebook's experiment: the baseline trained 2 epochs without
 augmentation, then 2 more epochs with the notebook's ImageDataGenerator (`--augment keras`), continuing
 the same weights and Adam state (`train --resume RUN --epochs 4 --augment keras`, the notebook's second
 fit_generator call). The notebook reports about 0.69 test accuracy after that. As a control the same

@@ -1,4 +1,4 @@
-"""Issue 2's figures: the Keras baseline, 2 epochs, batch 128, on the real CIFAR-10 images.
+"""The Keras baseline, 2 epochs, batch 128, on the real CIFAR-10 images.
 
 For each precision variant and seed, `cifarlab train` runs in a fresh process; the Keras original
 (../shared/bench/seed_keras.py, TensorFlow on CPU) runs in the same session when its interpreter is

@@ -1,4 +1,4 @@
-"""Issue 20's CIFAR-10-C figure: a trained run's accuracy on CIFAR-10-C's 15 corruptions x 5 severities (the
+"""The CIFAR-10-C figure: a trained run's accuracy on CIFAR-10-C's 15 corruptions x 5 severities (the
 mean corruption accuracy, mCA, comparable with published CIFAR-10-C tables) and on its 4 extra corruptions,
 all regenerated from the 10,000 test images by cifarlab.analysis.corruptions (seeded: the same images every
 run, for every model), with the clean accuracy beside them and the time each corruption takes to generate.

@@ -1,4 +1,4 @@
-"""Issue 3's CPU figure: `cifarlab compare` of baseline, vgg11, resnet20 and googlenet on the real data,
+"""The CPU figure: `cifarlab compare` of baseline, vgg11, resnet20 and googlenet on the real data,
 each with its own default recipe and the same wall-clock budget, plus the reference workload before and
 after (times are also stated as a multiple of it).
 

@@ -1,11 +1,11 @@
-"""Issue 21, part 1: several jobs on one machine. In one run, on a quiet machine:
+"""Several jobs on one machine. In one run, on a quiet machine:
 
 (a) one `cifarlab train` job alone (the baseline, bf16, as the reference workload trains it), under
     today's threads (--threads = all CPUs, OpenMP's default wait), the new default (--threads auto:
     adaptive, --thread-wait auto) and 2 passive threads;
 (b) N = 2 such jobs at once: today's threads each, the new default each, --threads 1 each, and
     --threads 1 each pinned to a core of its own; the machine's total images/s against one job alone
-    (target >= 0.95x; issue 21 measured 0.58x for today's threads);
+    (target >= 0.95x; 0.58x was measured with all-CPU threads in each job);
 (c) one job beside an unrelated busy process (a pure-Python loop) under each wait/thread policy: its
     slowdown against the same job alone with today's threads (target <= 2.2x; today 3.1x);
 (d) a fixed study, `tune` with 2 workers on one machine: today's way (two `cifarlab tune` processes with

@@ -1,4 +1,4 @@
-"""Issue 7's figures: how long explanations take, and how far each method can be trusted.
+"""How long explanations take, and how far each method can be trusted.
 
 For a trained run: Grad-CAM for one image (target < 0.2 s), every method for one image (< 10 s), both
 in a warm process (model loaded, explainer built and used in its `with` block, median of --repeats),

@@ -5,7 +5,7 @@ data, over several seeds, plus a check that the in-memory loader outruns trainin
     python benchmarks/bench_fast.py --data ../shared/data/cifar10 --loader-only
     python benchmarks/bench_fast.py --data ../shared/data/cifar10 --no-loader-check --config widths.yaml --epochs 16
     python benchmarks/bench_fast.py --data ../shared/data/cifar10 --no-loader-check --recipe fast-progressive \
-        --vs-port --seeds 0,1,2                   # issue 21: the recipe against the airbench94 port, interleaved
+        --vs-port --seeds 0,1,2                   # the recipe against the airbench94 port, interleaved
     python benchmarks/bench_fast.py --data ../shared/data/cifar10 --no-loader-check --vs-port --seeds 0 \
         --variants recipe=- a=benchmarks/configs/a.yaml   # candidates beside the recipe and the port
 
@@ -146,7 +146,7 @@ def main() -> None:
     p.add_argument("--models", default="baseline", help="models whose training rate the loader must beat "
                                                           "(baseline: the fastest in the zoo)")
     p.add_argument("--augments", default="none,standard,altflip+translate")
-    p.add_argument("--vs-port", action="store_true", help="run the airbench94 CPU port before each seed (issue 21)")
+    p.add_argument("--vs-port", action="store_true", help="run the airbench94 CPU port before each seed")
     p.add_argument("--variants", nargs="+", metavar="LABEL=CONFIG",
                    help="several variants of the recipe, each LABEL=CONFIG.yaml (`-`: the recipe alone)")
     p.add_argument("--device", default="cpu", help="the runs' --device (cuda: no reference workload, a CPU measure)")

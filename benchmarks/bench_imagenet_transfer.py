@@ -1,4 +1,4 @@
-"""Issue 18: ImageNet transfer on real weights (TF EfficientNet-Lite0 from `cifarlab[pretrained]`), by the
+"""ImageNet transfer on real weights (TF EfficientNet-Lite0 from `cifarlab[pretrained]`), by the
 input size the 32x32 CIFAR-10 images are upsampled to. Five stages, each selectable with --stages:
 
     zero-shot  no training: the ImageNet head read through imagenet_to_cifar.py (`cifarlab zero-shot`),
@@ -32,7 +32,7 @@ from pathlib import Path
 from _common import ROOT, SHARED, markdown_table, mean_std, read_summary, run_cli
 
 KERAS_VGG16 = 0.58  # the Keras notebook's frozen ImageNet VGG16 + dense head, 2 epochs at 32x32: its published figure
-BASELINE = 0.6738  # cifarlab's baseline from scratch, 2 epochs on 45,000 images, 3 seeds (BENCHMARKS.md, issue 2)
+BASELINE = 0.6738  # cifarlab's baseline from scratch, 2 epochs on 45,000 images, 3 seeds (BENCHMARKS.md)
 MARKERS = {"zero-shot": "v", "probe": "o", "notebook": "s", "finetune": "D", "baseline": "x"}
 STAGES = ("zero-shot", "probe", "notebook", "finetune", "plot")
 DEFAULT_SIZES = {"zero-shot": [32, 64, 128, 224], "probe": [32, 64, 96, 128, 160, 224], "notebook": [32, 96, 128],

@@ -1,12 +1,12 @@
-"""Issue 20's figures for the precision of evaluation logits: what each option costs and what it changes.
+"""The figures for the precision of evaluation logits: what each option costs and what it changes.
 
 Three ways to compute a trained run's logits on a split (default: the 10,000 test images):
 
-    fp32            plain fp32 inference (the default of `evaluate` and `analyze` since issue 20)
+    fp32            plain fp32 inference (the default of `evaluate` and `analyze` now)
     bf16-body       the body (forward_features) under bf16 autocast, the head and the logits in fp32
                     (what `--precision bf16` does now)
     bf16-autocast   the whole forward under bf16 autocast, logits cast to fp32 afterwards (what `analyze`
-                    did before issue 20: logits keep bf16's 8 significant bits)
+                    did earlier: logits keep bf16's 8 significant bits)
 
 For each: the best of `--repeats` timed passes (images/s), exact ties between the top-1 and top-2 logits
 (and at any two adjacent ranks), accuracy and 15-bin ECE with their differences from fp32, and the largest

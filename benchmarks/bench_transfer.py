@@ -1,4 +1,4 @@
-"""Issue 5's transfer figure, measured without ImageNet weights: cifarlab's own checkpoint as the
+"""The transfer figure, measured without ImageNet weights: cifarlab's own checkpoint as the
 pretrained model. A model is trained on five CIFAR-10 classes (airplane, automobile, bird, cat, deer);
 then on the other five (dog, frog, horse, ship, truck) with only a fraction (10%) of their training
 labels, three ways with the same recipe and the same number of epochs:

@@ -1,4 +1,4 @@
-"""Issue 21: test-time augmentation modes compared on trained runs, each run's same weights: accuracy and
+"""Test-time augmentation modes compared on trained runs, each run's same weights: accuracy and
 seconds of the test split per mode (bf16, as train's own test pass), and the paired difference to
 flip-translate. Runs one after another, alone on the machine.
 

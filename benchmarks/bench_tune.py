@@ -1,4 +1,4 @@
-"""Issue 4's tuning figure: `cifarlab tune` with at least 20 trials and the median pruner on the
+"""The tuning figure: `cifarlab tune` with at least 20 trials and the median pruner on the
 validation split, then the best trial retrained on train + val and tested once (`train --from-study`).
 Records the optimization-history and parameter-importance plots and how much time pruning saved; the
 reference workload runs before and after (times also as a multiple of it).

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU figures of issue 21 (part 3), as two calls of the device tool on a lent GPU machine. Each call
+# The fast recipe's GPU figures, as two calls of the device tool on a lent GPU machine. Each call
 # carries one part of the data (benchmarks/device_data.py pack, about 50 MB each). A carried path does not
 # outlive the next call, so the first call copies its part to $WORK, which stays while the machine is warm
 # (make the second call within its 30 idle seconds).

@@ -1,4 +1,4 @@
-"""Issue 21: seconds per airbench training step (channels_last, 2 threads, Muon; batch 2000 or --batch N;
+"""Seconds per airbench training step (channels_last, 2 threads, Muon; batch 2000 or --batch N;
 bf16 autocast where the CPU has native bf16, else fp32, as `--precision auto` picks; `--precision fp32|bf16`
 to force one), by training image size, and optionally the per-op profile (where an epoch's time goes).
 

@@ -1,6 +1,6 @@
-"""Issue 21 screening: progressive resizing's small stage as random size x size crops of the
+"""Screening: progressive resizing's small stage as random size x size crops of the
 full-size batch (object scale as at test time) instead of a downscale of the whole image. Takes
-`cifarlab`'s command line; measured once (BENCHMARKS.md, issue 21 part 2) and not kept in the engine:
+`cifarlab`'s command line; measured once (BENCHMARKS.md) and not kept in the engine:
 
     PYTHONPATH=src python benchmarks/screen_crop_resize.py train --recipe fast-progressive \
         --data ../shared/data/cifar10 --seed 0 --config benchmarks/configs/fast_b1000_24x3_of_7.yaml --out DIR

@@ -1,4 +1,4 @@
-"""cifarlab's analysis numbers against independent implementations (issue 20's peer comparisons), kept as cheap
+"""cifarlab's analysis numbers against independent implementations, kept as cheap
 tests so that the agreement cannot silently drift: scikit-learn's metrics, torchmetrics' ECE, pytorch-grad-cam's
 Grad-CAM and cleanlab's confident learning, each on fixed inputs."""
 from __future__ import annotations

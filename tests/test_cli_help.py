@@ -1,4 +1,4 @@
-"""The command line's --help (issue 19) and the flags generated from TrainConfig (issue 17)."""
+"""The command line's --help and the flags generated from TrainConfig."""
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,4 @@
-"""Small walls a person meets in an afternoon with cifarlab (issue 19): each one, tested."""
+"""Small walls a person meets in an afternoon with cifarlab: each one, tested."""
 from __future__ import annotations
 
 import dataclasses

@@ -4,7 +4,7 @@ process, early, by `configure` (the CLI calls it before any command runs; notebo
 torch loads its OpenMP runtime (GNU libgomp here reads OMP_WAIT_POLICY once, when it is loaded).
 
 Why: two cifarlab processes with torch's default threads on a 2-core machine did 0.58x the work of one
-(threads that spin-wait for a core another process holds); one thread each did 1.02x (issue 21).
+(threads that spin-wait for a core another process holds); one thread each did 1.02x (BENCHMARKS.md).
 
 - The default thread count is the CPUs this process may use: the physical cores of its affinity mask,
   capped by its cgroup CPU quota (v2 cpu.max, v1 cfs_quota_us / cfs_period_us), not the host's count.

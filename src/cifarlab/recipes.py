@@ -7,7 +7,7 @@ model's default recipe (the augmentation, the test-time augmentation, the data s
            (no validation split: the hyperparameters are the paper's, not tuned here).
     fast-progressive
            fast with progressive resizing, for CPUs: the first 4 of 9 epochs on 24x24 images (0.56x the
-           arithmetic), the rest at full size. Measured on a 2-core CPU (BENCHMARKS.md, issue 8): as
+           arithmetic), the rest at full size. Measured on a 2-core CPU (BENCHMARKS.md): as
            accurate as fast (94.07% vs 94.04%, 3 seeds) in 6% less time; not measured on a GPU.
 
 A setting the user gives (flag, YAML or API) wins over the recipe's, even `--tta none`; only settings

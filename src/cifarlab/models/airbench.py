@@ -214,7 +214,7 @@ class AirbenchNet(CifarModel):
         blocks settle first). `freeze_out_scaled` multiplies their lr by 1 / fraction, so that it sums to
         the same over the shorter schedule. Once a block's lr is 0 the engine stops its gradients, and
         backward skips that block and the input gradient of the block after it: 20% of a 32-pixel step
-        for block1 on a CPU, 48% for block1 and block2 (BENCHMARKS.md, issue 21). Its batch norms still
+        for block1 on a CPU, 48% for block1 and block2 (BENCHMARKS.md). Its batch norms still
         track their running statistics."""
         scale = lr / FILTER_LR
         hyper = self.hyper  # a bias_lr or head_lr given in model_kwargs is per image, as is, not scaled

@@ -54,7 +54,7 @@ def resolve_precision(name: str, device: torch.device) -> str:
     return name
 
 
-# What `--compile auto` does on each device type, from measurement (BENCHMARKS.md, issues 8 and 21:
+# What `--compile auto` does on each device type, from measurement (BENCHMARKS.md:
 # bench_throughput.py --compile, bench_fast.py --compile on). CPU: torch.compile slowed bf16 training of the zoo
 # down on a 2-core AVX-512 machine, and its compile time is minutes. CUDA (an H200): it slowed training at
 # batch 128 (0.82-0.93x) and the fast recipe (7.8 s with the compile cache warm, 19 s cold, against 5.1 s eager).

@@ -34,7 +34,7 @@ TTA_MODES = TTA  # its names: "none", "flip", "flip-translate", "flip-translate-
 
 def resolve_eval_precision(name: str, device: torch.device) -> str:
     """The precision of `evaluate` and `analyze`: their numbers get cited, so `auto` is fp32 there (the only
-    choice whose logits equal the fp32 model's; BENCHMARKS.md, issue 20). bf16/fp16 when asked for: the
+    choice whose logits equal the fp32 model's; BENCHMARKS.md). bf16/fp16 when asked for: the
     body in low precision, the head and the logits still in fp32 (see fp32_logits)."""
     return "fp32" if name == "auto" else resolve_precision(name, device)
 

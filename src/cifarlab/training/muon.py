@@ -25,7 +25,7 @@ def newton_schulz_dtype(device: torch.device) -> torch.dtype:
     """bfloat16 where the hardware multiplies it natively (as airbench: a CUDA GPU with bf16, a CPU with
     AVX-512 BF16 or AMX), float32 elsewhere. An AVX2 CPU emulates bf16 matrix products: there
     orthogonalizing a 256×2304 filter bank took 0.82 s against 25 ms in fp32, and a quarter of the time of
-    an airbench training step went to it (BENCHMARKS.md, issue 21)."""
+    an airbench training step went to it (BENCHMARKS.md)."""
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     if device.type == "cpu" and cpu_has_fast_bf16():

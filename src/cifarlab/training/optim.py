@@ -122,7 +122,7 @@ def stop_gradients_past_horizon(optimizer: torch.optim.Optimizer, progress: floa
     """The parameters of a group whose `lr_horizon` has passed (lr 0 for the rest of the run) stop needing
     gradients, so that backward skips the work that only fed them. airbench detaches its whitening bias
     after 3 epochs this way: on a CPU it saves the first block's input gradient, 2-5% of a step
-    (BENCHMARKS.md, issue 21). The weights are the same: the updates skipped were lr 0 times a gradient.
+    (BENCHMARKS.md). The weights are the same: the updates skipped were lr 0 times a gradient.
     Not under DDP, which expects a gradient for every parameter that had one when it wrapped the model."""
     for group in optimizer.param_groups:
         if progress >= group.get("lr_horizon", 1.0):
