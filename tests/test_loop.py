@@ -3,17 +3,22 @@ classes, label fraction, transfer set-up and recipe), and every epoch records it
 from __future__ import annotations
 
 import base64
+import collections
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import cifarlab
 from cifarlab.data import load_data
 from cifarlab.data.subsets import select_classes
+from cifarlab.data.types import CIFAR10_CLASSES, CifarData, ImageSet
 from cifarlab.models.airbench import AirbenchNet
-from cifarlab.training import build
+from cifarlab.training import build, distributed, loop, muon
 from cifarlab.training.loop import _window_means, loss_every
 from cifarlab.training.resolve import resolve
 
@@ -76,3 +81,81 @@ def test_loss_windows_keep_about_300_points_and_cover_every_step():
     marks = [(2, torch.tensor(6.0), 4), (4, torch.tensor(10.0), 8), (5, torch.tensor(10.5), 9)]
     assert _window_means(marks) == [[2, 1.5], [4, 1.0], [5, 0.5]]
     assert _window_means([]) == []
+
+
+class _CountOps(TorchDispatchMode):
+    """Counts the aten operations dispatched (each is at least one kernel launch on a GPU)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops[func.overloadpacket.__name__] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def _tiny_fast_setup():
+    rng = np.random.default_rng(0)
+    train = ImageSet(rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 8), CIFAR10_CLASSES)
+    cfg = resolve(cifarlab.TrainConfig(recipe="fast", batch_size=4, precision="fp32", val_size=0, tta="none",
+                                       epochs=1, model_kwargs={"widths": [4, 4, 4]}))
+    return build.set_up(cfg, distributed.Ranks(), torch.device("cpu"), CifarData(train, train, "synthetic"),
+                        resuming=False, verbose=False, log=lambda *a, **k: None)
+
+
+def test_the_training_step_adds_only_its_metrics_to_a_bare_step():
+    """The engine's step dispatches what airbench's bare loop does plus the train loss and accuracy it
+    records (5 operations): no zero added, no scaling by 1, no views of an unsplit batch."""
+    r = _tiny_fast_setup()
+    x, y = next(iter(r.loader))
+
+    def bare():
+        r.stepper.optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(r.net(x), y, label_smoothing=r.cfg.label_smoothing).backward()
+        r.stepper.optimizer.step()
+
+    bare()  # the optimizer's state exists from here on in both
+    with _CountOps() as plain:
+        bare()
+    with _CountOps() as ours:
+        loop.train_step(r.stepper, x, y, torch.Generator().manual_seed(0), batch_images=len(y))
+    extra = ours.ops - plain.ops
+    assert not plain.ops - ours.ops
+    assert extra == collections.Counter({"detach": 1, "mul": 1, "argmax": 1, "eq": 1, "sum": 1}), extra
+
+
+def test_muon_sgd_steps_all_of_a_group_at_once_with_the_per_parameter_arithmetic():
+    """MuonSGD updates each group with torch._foreach_* calls: bit for bit the per-parameter loop it replaces."""
+
+    @torch.no_grad()
+    def per_parameter_step(opt):
+        for group in opt.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                if not group["muon"] and group["weight_decay"]:
+                    g = g.add(p, alpha=group["weight_decay"])
+                buf = opt.state[p].setdefault("momentum_buffer", torch.zeros_like(g))
+                buf.mul_(group["momentum"]).add_(g)
+                g = g.add(buf, alpha=group["momentum"]) if group["nesterov"] else buf
+                if group["muon"]:
+                    p.mul_(len(p) ** 0.5 / p.norm())
+                    g = muon.orthogonalize(g.reshape(len(g), -1), group["ns_steps"]).view(g.shape)
+                p.add_(g, alpha=-group["lr"])
+
+    torch.manual_seed(0)
+    models = [AirbenchNet(widths=(4, 8, 8)) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    opts = [muon.MuonSGD(m.param_groups(lr=0.2, batch_size=16, weight_decay=5e-4, momentum=0.85, epochs=2),
+                         lr=0.2, momentum=0.85) for m in models]
+    opts[0].param_groups[-1]["nesterov"] = opts[1].param_groups[-1]["nesterov"] = False  # both kinds of momentum
+    for step in range(3):
+        x = torch.randn(6, 3, 32, 32, generator=torch.Generator().manual_seed(step))
+        for model, opt, update in zip(models, opts, (lambda o: o.step(), per_parameter_step)):
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), torch.arange(6)).backward()
+            update(opt)
+    for a, b in zip(models[0].state_dict().values(), models[1].state_dict().values()):
+        assert torch.equal(a, b)

@@ -135,6 +135,9 @@ def micro_batches(net: nn.Module, ranks: Ranks, grad_accum: int, batch_size: int
     the global batch. Under DDP, gradients are only all-reduced on the last micro-batch (no_sync before).
     `batch_size` is the global batch size of this step (the last batch of an epoch may be smaller).
     """
+    if grad_accum == 1 and not ranks.enabled:  # the usual case: the batch itself, no views to make
+        yield len(tensors[0]) / batch_size, tensors
+        return
     chunks = list(zip(*(t.tensor_split(grad_accum) for t in tensors)))  # K parts, sizes differ by at most 1
     for i, chunk in enumerate(chunks):
         weight = len(chunk[0]) * ranks.world_size / batch_size
