@@ -347,3 +347,13 @@ def test_drop_label_issues_of_no_folder_is_one_line(make, message, tiny_tree, tm
     assert main(["train", "--data", str(tiny_tree), "--drop-label-issues", str(analyzed), "--out", str(out)]) == 2
     line = _one_error_line(capsys)
     assert f"--drop-label-issues {analyzed}: {message}" in line and not out.exists()
+
+
+def test_the_weak_fold_warning_says_what_an_empty_list_means():
+    """Weak folds that flag nothing: the warning says the labels are not thereby clean."""
+    probs = np.full((30, 3), 1 / 3)  # fold models that learned nothing
+    labels = np.repeat(np.arange(3), 10)
+    empty = label_issues.trust(probs, labels, np.array([], dtype=np.int64), "run")["warning"]
+    assert "none is flagged does not mean the labels are clean" in empty and "the 0 flagged" not in empty
+    some = label_issues.trust(probs, labels, np.arange(5), "run")["warning"]
+    assert "many of the 5 flagged images are likely their mistakes" in some

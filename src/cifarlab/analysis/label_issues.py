@@ -290,9 +290,14 @@ def trust(probs: np.ndarray, labels: np.ndarray, flagged: np.ndarray, model: str
         hint = ("a larger --label-check-input-size" if model == "features"
                 else "--label-check-model features, or more --label-check-epochs")
         report["warning"] = (f"the label check's fold models ({model}) are too weak for its list to mean much: "
-                             f"{' and '.join(why)}; many of the {len(flagged):,} flagged images are likely their "
-                             f"mistakes, not wrong labels; try {hint}")
+                             f"{' and '.join(why)}; {_what_weak_folds_mean(len(flagged))}; try {hint}")
     return report
+
+
+def _what_weak_folds_mean(flagged: int) -> str:
+    if flagged == 0:  # weak folds miss wrong labels as readily as they invent them
+        return "that none is flagged does not mean the labels are clean"
+    return f"many of the {flagged:,} flagged images are likely their mistakes, not wrong labels"
 
 
 def label_check(train_set: ImageSet, cfg: TrainConfig, out_dir: Path, *, model: str = DEFAULT_LABEL_CHECK_MODEL,
