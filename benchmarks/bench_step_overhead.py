@@ -112,6 +112,8 @@ def best_microseconds(fn, steps: int, repeats: int) -> float:
 
 
 class CountOps(TorchDispatchMode):
+    """Counts the aten operations dispatched inside it (each is at least one kernel launch on a GPU)."""
+
     def __init__(self):
         super().__init__()
         self.ops = collections.Counter()
