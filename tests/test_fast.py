@@ -430,7 +430,11 @@ def test_recipe_keeps_an_explicit_none_or_zero():
     # Every setting a recipe fills (but the model, checked apart) must default to None, or the bug comes back.
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     for name in list_recipes():
-        assert all(defaults[k] is None for k in recipe_settings(name) if k != "model"), name
+        assert all(defaults[k] is None for k in recipe_settings(name) if k not in ("model", "model_kwargs")), name
+    # model_kwargs merge: the user's arguments over the recipe's, one by one
+    merged = resolve(TrainConfig(recipe="fast-record", model_kwargs={"activation": "gelu"})).model_kwargs
+    assert merged["activation"] == "gelu" and merged["bn_momentum"] == recipe_settings("fast-record")[
+        "model_kwargs"]["bn_momentum"]
 
 
 @pytest.mark.parametrize("argv, problem", [

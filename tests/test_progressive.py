@@ -1,11 +1,14 @@
 """Progressive resizing (`--progressive-resize`): the schedule, the resize, the checks, the engine."""
 from __future__ import annotations
 
+import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn as nn
+import yaml
 
 import cifarlab
 from cifarlab.cli import main
@@ -109,3 +112,15 @@ def test_bad_progressive_resize_is_a_one_line_error_before_anything_is_written(a
     err = capsys.readouterr().err
     assert code == 2 and problem in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not out.exists()
+
+
+def test_the_fast_record_recipe_is_the_measured_record_settings_on_the_progressive_schedule():
+    """`--recipe fast-record` trains exactly what the 3-seed benchmark trained: fast-progressive with
+    benchmarks/configs/fast_b1000_20x1_24x4_of_9_record.yaml (BENCHMARKS.md, docs/history.md)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "configs" / "fast_b1000_20x1_24x4_of_9_record.yaml"
+    measured = resolve(TrainConfig.from_dict({**yaml.safe_load(path.read_text()), "recipe": "fast-progressive"}))
+    named = resolve(TrainConfig(recipe="fast-record"))
+    assert dataclasses.replace(named, recipe="fast-progressive") == measured
+    assert (named.batch_size, named.epochs, named.progressive_resize, named.model_kwargs["activation"]) == (
+        1000, 9, "20:1,24:4", "silu")
+    assert resolve(TrainConfig(recipe="fast-record", batch_size=500, tta="none")).batch_size == 500  # flags win
