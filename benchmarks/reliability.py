@@ -891,6 +891,16 @@ def link_cases() -> list[Case]:
         return refused(rc, err, str(mine)) and after == before, f"exit {rc}; files intact: {after == before}; " \
                                                                  + last_line(err)
 
+    def study_db_link_refused(ws: Path, case: Path) -> tuple[bool, str]:
+        (case / "t").mkdir()
+        outside = case / "elsewhere.db"
+        outside.write_bytes(b"a file of the user's\n")
+        (case / "t" / "study.db").symlink_to(outside)
+        rc, err = cli([a.format(ws=ws, case=case) for a in tune_argv()], case)
+        intact = outside.read_bytes() == b"a file of the user's\n"
+        return refused(rc, err, str(case / "t" / "study.db")) and intact, \
+            f"exit {rc}; file intact: {intact}; " + last_line(err)
+
     def dev_null_stays(ws: Path, case: Path) -> tuple[bool, str]:
         import stat
 
@@ -951,6 +961,8 @@ def link_cases() -> list[Case]:
                mention="{case}/pipe") for name, argv in (
             ("export", ["export", "{ws}/run", "--out"]), ("report", ["report", "{ws}/run", "--out"]),
             ("augment-preview", ["augment-preview", "--augment", "keras", "--data", "{ws}/data", "--out"]))],
+        Case("links-study-db", "links", "tune --out a folder whose study.db links to a file elsewhere: refused, "
+             "the file intact", expect="scenario", scenario=study_db_link_refused),
         Case("links-out-dev-null", "links", "export, report and augment-preview --out /dev/null (after the same "
              "on a device of the case's own): refused, /dev/null still a character device", expect="scenario",
              scenario=dev_null_stays),

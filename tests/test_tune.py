@@ -333,3 +333,21 @@ def test_the_median_pruner_can_stop_a_two_epoch_trial_after_its_first_epoch():
     from cifarlab.tuning.study import make_pruner
 
     assert make_pruner("median", 2)._n_warmup_steps == 1 and make_pruner("median", 10)._n_warmup_steps == 2
+
+
+@pytest.mark.parametrize("kind", ["link", "fifo"])
+def test_a_study_db_that_is_a_link_or_not_a_file_is_refused_and_nothing_is_written_through_it(tiny_tree, tmp_path,
+                                                                                               capsys, kind):
+    out = tmp_path / "t"
+    out.mkdir()
+    outside = tmp_path / "elsewhere.db"
+    outside.write_bytes(b"the user's file\n")
+    if kind == "link":
+        (out / "study.db").symlink_to(outside)
+    else:
+        os.mkfifo(out / "study.db")
+    assert main(["tune", "--model", "baseline", "--trials", "1", "--data", str(tiny_tree), "--out", str(out),
+                 *TINY]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(out / "study.db") in err and "--storage" in err, err
+    assert outside.read_bytes() == b"the user's file\n"

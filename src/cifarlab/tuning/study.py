@@ -174,6 +174,19 @@ def resolve_storage(source: str | Path) -> str:
     return f"sqlite:///{path.resolve()}"
 
 
+def _own_study_db(out: Path) -> Path:
+    """out/study.db, refused when it is a link: the study is written only inside the tune directory (another
+    database is a choice made with --storage, not one a link in a shared folder makes)."""
+    db = out / "study.db"
+    if db.is_symlink():
+        raise CifarlabError(f"{db} is a symbolic link; cifarlab keeps a study only in a regular file inside the tune "
+                            "directory (remove the link, or pass --storage to use another database)")
+    if db.exists() and not db.is_file():
+        raise CifarlabError(f"{db} is not a regular file; cifarlab keeps a study only in a regular file inside the "
+                            "tune directory (move it away, or pass --storage to use another database)")
+    return db.resolve()
+
+
 @takes_settings()
 def tune(base: TrainConfig | None = None, out: str | Path = "tune", *, trials: int = 20, timeout: float | None = None,
          storage: str | None = None, study_name: str | None = None, space: dict | str | Path | None = None,
@@ -204,7 +217,7 @@ def tune(base: TrainConfig | None = None, out: str | Path = "tune", *, trials: i
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    storage_url = storage or f"sqlite:///{(out / 'study.db').resolve()}"
+    storage_url = storage or f"sqlite:///{_own_study_db(out)}"
     study_name = study_name or f"cifarlab-{resolved.model.replace(':', '-')}"
     study = optuna.create_study(storage=open_storage(storage_url), study_name=study_name, direction="maximize",
                                 load_if_exists=True, pruner=make_pruner(pruner, resolved.epochs))
