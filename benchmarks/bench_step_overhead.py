@@ -25,7 +25,6 @@ import collections
 import cProfile
 import io
 import json
-import platform
 import pstats
 import sys
 import time
@@ -41,7 +40,7 @@ from _common import markdown_table, reference_seconds  # noqa: E402
 
 from cifarlab.config import TrainConfig  # noqa: E402
 from cifarlab.data.types import CIFAR10_CLASSES, CifarData, ImageSet  # noqa: E402
-from cifarlab.rundir.device import autocast  # noqa: E402
+from cifarlab.rundir.device import autocast, cpu_has_fast_bf16  # noqa: E402
 from cifarlab.training import distributed  # noqa: E402
 from cifarlab.training.build import set_up  # noqa: E402
 from cifarlab.training.loop import train_one_epoch, train_step  # noqa: E402
@@ -179,10 +178,9 @@ def main() -> None:
         rows.append([name, f"{us:,.0f}", f"{over:+,.0f}" if name != "bare" else "",
                      f"{us / results['bare']:.2f}x", f"{ops[name]:.1f}",
                      f"{ops[name] - ops['bare']:+.1f}" if name != "bare" else ""])
-    cpu = next((f for f in ("avx512_bf16", "avx512f", "avx2") if f in Path("/proc/cpuinfo").read_text()), "?") \
-        if Path("/proc/cpuinfo").exists() else platform.processor()
+    cpu = f"{torch.backends.cpu.get_cpu_capability()}, {'native' if cpu_has_fast_bf16() else 'emulated'} bf16"
     print(f"{r.cfg.model} {r.cfg.model_kwargs or ''}, batch {args.batch_size}, {args.precision}, {args.threads} "
-          f"thread(s), {args.steps} steps per pass, best of {args.repeats}; CPU flag {cpu}; reference workload "
+          f"thread(s), {args.steps} steps per pass, best of {args.repeats}; CPU {cpu}; reference workload "
           f"{ref_before:.2f} s before, {ref_after:.2f} s after")
     print(markdown_table(["loop", "us per step", "overhead us", "vs bare", "ops per step", "extra ops"], rows))
     for name in ("step", "epoch"):

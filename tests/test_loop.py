@@ -9,7 +9,6 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -17,9 +16,8 @@ import torch.nn.functional as F
 import cifarlab
 from cifarlab.data import load_data
 from cifarlab.data.subsets import select_classes
-from cifarlab.data.types import CIFAR10_CLASSES, CifarData, ImageSet
 from cifarlab.models.airbench import AirbenchNet
-from cifarlab.training import build, distributed, loop, muon
+from cifarlab.training import build, loop, muon
 from cifarlab.training.loop import _window_means, loss_every
 from cifarlab.training.resolve import resolve
 
@@ -85,7 +83,7 @@ def test_loss_windows_keep_about_300_points_and_cover_every_step():
 
 
 def _bench_step_overhead():
-    """benchmarks/bench_step_overhead.py as a module: its operation counter is the one this test trusts."""
+    """benchmarks/bench_step_overhead.py as a module: its set-up and operation counter are the ones tested."""
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_step_overhead.py"
     spec = importlib.util.spec_from_file_location("bench_step_overhead", path)
     module = importlib.util.module_from_spec(spec)
@@ -93,20 +91,12 @@ def _bench_step_overhead():
     return module
 
 
-def _tiny_fast_setup():
-    rng = np.random.default_rng(0)
-    train = ImageSet(rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 8), CIFAR10_CLASSES)
-    cfg = resolve(cifarlab.TrainConfig(recipe="fast", batch_size=4, precision="fp32", val_size=0, tta="none",
-                                       epochs=1, model_kwargs={"widths": [4, 4, 4]}))
-    return build.set_up(cfg, distributed.Ranks(), torch.device("cpu"), CifarData(train, train, "synthetic"),
-                        resuming=False, verbose=False, log=lambda *a, **k: None)
-
-
 def test_the_training_step_adds_only_its_metrics_to_a_bare_step():
     """The engine's step dispatches what airbench's bare loop does plus the train loss and accuracy it
     records (5 operations): no zero added, no scaling by 1, no views of an unsplit batch."""
-    CountOps = _bench_step_overhead().CountOps
-    r = _tiny_fast_setup()
+    bench = _bench_step_overhead()
+    r = bench.build(cifarlab.TrainConfig(recipe="fast", batch_size=4, precision="fp32", val_size=0, tta="none",
+                                         epochs=1, model_kwargs={"widths": [4, 4, 4]}), images=8)
     x, y = next(iter(r.loader))
 
     def bare():
@@ -115,9 +105,9 @@ def test_the_training_step_adds_only_its_metrics_to_a_bare_step():
         r.stepper.optimizer.step()
 
     bare()  # the optimizer's state exists from here on in both
-    with CountOps() as plain:
+    with bench.CountOps() as plain:
         bare()
-    with CountOps() as ours:
+    with bench.CountOps() as ours:
         loop.train_step(r.stepper, x, y, torch.Generator().manual_seed(0), batch_images=len(y))
     extra = ours.ops - plain.ops
     assert not plain.ops - ours.ops

@@ -67,7 +67,7 @@ def apply_recipe(cfg: TrainConfig) -> TrainConfig:
     if cfg.model not in (defaults["model"], preset["model"]):
         raise CifarlabError(f"--recipe {cfg.recipe} trains the {preset['model']} model; drop --model {cfg.model} "
                             "(or drop --recipe and set the flags yourself)")
-    updates = {k: v for k, v in preset.items() if k == "model" or getattr(cfg, k) == defaults.get(k)}
+    updates = {k: v for k, v in preset.items() if k == "model" or getattr(cfg, k) == defaults[k]}
     if "model_kwargs" in preset:  # merged: the model arguments the user gives win, one by one
         updates["model_kwargs"] = {**preset["model_kwargs"], **cfg.model_kwargs}
     return dataclasses.replace(cfg, **updates)

@@ -78,8 +78,8 @@ def train_step(s: Stepper, x: torch.Tensor, y: torch.Tensor, generator: torch.Ge
                 loss = (losses * s.selection.weights[index_part[0]]).mean()
             else:
                 loss = mixed_cross_entropy(logits, ys_a, ys_b, lam, s.label_smoothing)
-        penalty = weight_penalty(s.model, s.l1, s.l2)  # 0.0 unless --l1 / --l2
-        if s.l1 or s.l2:  # no kernel for adding 0 or scaling by 1: each is host work per step on a GPU
+        penalty = weight_penalty(s.model, s.l1, s.l2)  # a tensor with --l1 / --l2, else 0.0
+        if torch.is_tensor(penalty):  # no kernel for adding 0 or scaling by 1: each is host work per step on a GPU
             loss = loss + penalty
         s.scaler.scale(loss * weight if weight != 1 else loss).backward()
         shown = losses.detach().mean() + penalty if selecting else loss  # the train loss: unweighted

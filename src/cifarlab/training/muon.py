@@ -86,8 +86,10 @@ class MuonSGD(torch.optim.Optimizer):
         return loss
 
     def _momentum_buffers(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> list[torch.Tensor]:
+        bufs = []
         for p, g in zip(params, grads):
             state = self.state[p]
-            if "momentum_buffer" not in state:
+            if "momentum_buffer" not in state:  # zeros made once, not on every step as setdefault would
                 state["momentum_buffer"] = torch.zeros_like(g)
-        return [self.state[p]["momentum_buffer"] for p in params]
+            bufs.append(state["momentum_buffer"])
+        return bufs

@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import shlex
+import stat
 import sys
 import time
 import uuid
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._io import write_json_atomic, write_text_atomic
+from .._io import file_kind, write_json_atomic, write_text_atomic
 from ..config import TrainConfig, check_settings, takes_settings, with_overrides
 from ..errors import CifarlabError, TrainingDiverged
 from ..training.resolve import resolve
@@ -178,12 +179,13 @@ def _own_study_db(out: Path) -> Path:
     """out/study.db, refused when it is a link: the study is written only inside the tune directory (another
     database is a choice made with --storage, not one a link in a shared folder makes)."""
     db = out / "study.db"
-    if db.is_symlink():
-        raise CifarlabError(f"{db} is a symbolic link; cifarlab keeps a study only in a regular file inside the tune "
-                            "directory (remove the link, or pass --storage to use another database)")
-    if db.exists() and not db.is_file():
-        raise CifarlabError(f"{db} is not a regular file; cifarlab keeps a study only in a regular file inside the "
-                            "tune directory (move it away, or pass --storage to use another database)")
+    try:
+        mode = os.lstat(db).st_mode  # the name itself: a link is refused, not followed
+    except FileNotFoundError:
+        return db.resolve()
+    if not stat.S_ISREG(mode):
+        raise CifarlabError(f"{db} is {file_kind(mode)}; cifarlab keeps a study only in a regular file inside the tune "
+                            "directory (move it away, or pass --storage to use another database)")
     return db.resolve()
 
 
