@@ -49,6 +49,7 @@ from .._threads import settings as thread_settings
 from ..config import TrainConfig
 from ..errors import CifarlabError
 from . import safestate
+from .device import describe_cpu
 from .layout import (  # noqa: F401  (the layout's names, re-exported for the writers here)
     CHECKPOINTS,
     COMMAND,
@@ -327,7 +328,7 @@ def versions() -> dict[str, str]:
     return {
         "cifarlab": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
         "torchvision": torchvision.__version__, "numpy": numpy.__version__, "platform": platform.platform(),
-        "cpu_threads": str(torch.get_num_threads()),
+        "cpu_threads": str(torch.get_num_threads()), **describe_cpu(),
         **describe_threads(),  # the --threads setting and OpenMP wait policy, when set
     }
 

@@ -39,6 +39,7 @@ from ..data import CifarData
 from ..data.sources import resolve_data_path
 from ..errors import CifarlabError, TrainingDiverged
 from ..rundir import writer as rundir
+from ..rundir.device import describe_cpu
 from ..rundir.inference import classification_metrics, predict_logits
 from ..rundir.lock import run_dir_lock
 from ..rundir.result import TrainResult, _number
@@ -226,11 +227,20 @@ def _open_run(r: Setup, run_dir: Path, resuming: bool, overwrite: bool,
     return start_epoch, step, history, train_seconds, run_info
 
 
+def _cpu_note(r: Setup) -> str:
+    """Why `--precision auto` chose fp32 on a CPU: its bf16 would be emulated (about 10x slower than fp32)."""
+    if r.device.type == "cpu" and r.cfg.precision == "auto" and r.precision == "fp32":
+        cpu = describe_cpu()
+        return f" ({cpu['cpu_isa']}, no native bf16)"
+    return ""
+
+
 def _start_line(r: Setup) -> str:
     cfg, ranks = r.cfg, r.ranks
     return (f"run {cfg.out}: {cfg.model} ({r.params:,} params), {len(r.fit_set):,} train / "
             f"{len(r.val_set) if r.val_set else 0:,} val images, {_planned(cfg)}, batch {cfg.batch_size}, "
-            f"{cfg.optimizer} lr {cfg.lr:g}, {r.device.type} {r.precision}" + (", compiled" if r.compiled else "")
+            f"{cfg.optimizer} lr {cfg.lr:g}, {r.device.type} {r.precision}{_cpu_note(r)}"
+            + (", compiled" if r.compiled else "")
             + (f", {ranks.world_size} ranks of {cfg.batch_size // ranks.world_size}" if ranks.enabled else "")
             + (f", {cfg.grad_accum} micro-batches per step" if cfg.grad_accum > 1 else "")
             + (f", progressive resize {cfg.progressive_resize}" if r.resize_stages else "")
